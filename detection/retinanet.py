@@ -1,0 +1,213 @@
+"""RetinaNet: backbone + FPN, a shared head, anchors, matching, losses and postprocessing.
+
+The model never special-cases a classification loss: the head's class output has
+``cls_loss.num_logits(K)`` logits per anchor, its bias is ``cls_loss.init_bias(K, prior)``,
+inference scores come from ``cls_loss.scores`` and the training loss from ``cls_loss(...)``.
+The per-anchor losses are reduced here, in one place, by the foreground normalizer.
+"""
+
+import torch
+from torch import Tensor, nn
+from torchvision.ops import batched_nms, clip_boxes_to_image
+
+from detection.anchors import AnchorGenerator
+from detection.backbone import ResNetFPN, TinyBackbone
+from detection.boxes import BoxCoder
+from detection.head import RetinaHead
+from detection.matcher import Matcher
+from losses.anatomy import loss_anatomy
+from losses.box import BoxLoss
+from losses.normalizer import FgNormalizer
+
+
+def build_backbone(name: str, weights=None, frozen_bn=None, trainable_layers: int = 5,
+                   fpn_channels: int = 256, tiny_widths=(32, 64, 128), tiny_depth: int = 1) -> nn.Module:
+    """``"tiny"`` or ``"resnet18" | "resnet34" | "resnet50"`` -> a backbone giving P3-P7.
+
+    ``frozen_bn=None`` freezes BatchNorm exactly when pretrained ``weights`` are given: frozen
+    statistics are what pretrained ResNets were trained with, but a network trained from
+    scratch needs BatchNorm to learn its statistics.
+    """
+    if name == "tiny":
+        return TinyBackbone(widths=tiny_widths, fpn_channels=fpn_channels, depth=tiny_depth)
+    if name.startswith("resnet") and name[6:].isdigit():
+        frozen = weights is not None if frozen_bn is None else bool(frozen_bn)
+        return ResNetFPN(depth=int(name[6:]), weights=weights, frozen_bn=frozen,
+                         trainable_layers=trainable_layers, fpn_channels=fpn_channels)
+    raise ValueError(f"model.backbone={name!r}: expected 'tiny', 'resnet18', 'resnet34' or 'resnet50'")
+
+
+class RetinaNet(nn.Module):
+    """A RetinaNet-style one-stage detector.
+
+    Args:
+        num_classes: K.
+        cls_loss: a classification loss object (see DEVELOPERS.md, "Contracts").
+        backbone / backbone_weights / frozen_bn / trainable_layers / fpn_channels /
+            tiny_widths / tiny_depth: see ``build_backbone``.
+        head_convs, head_width, head_norm: the subnets' conv count, width and norm (None | "gn").
+        prior_prob: foreground probability every anchor starts with (paper: 0.01).
+        prior_init: False starts the class bias at 0 instead (an ablation).
+        anchor_generator, matcher, box_loss, normalizer, box_coder: the parts; None builds
+            the RetinaNet defaults.
+        score_thresh, topk_candidates, nms_thresh, detections_per_img: inference, per the
+            paper: per level the top 1000 scores above 0.05, NMS at 0.5, 100 per image.
+
+    ``forward(images, targets)`` in training mode returns a dict of losses and statistics;
+    in eval mode ``forward(images, targets)`` returns one dict per image with ``boxes``
+    (xyxy, original image pixels), ``scores`` and ``labels`` (0..K-1); targets then only need
+    ``size`` (resized h, w) and ``orig_size`` (original h, w).
+    """
+
+    def __init__(self, num_classes: int, cls_loss, backbone: str = "tiny", backbone_weights=None,
+                 frozen_bn=None, trainable_layers: int = 5, fpn_channels: int = 256,
+                 tiny_widths=(32, 64, 128), tiny_depth: int = 1, head_convs: int = 4,
+                 head_width: int = 256, head_norm=None, prior_prob: float = 0.01,
+                 prior_init: bool = True, anchor_generator=None, matcher=None, box_loss=None,
+                 normalizer=None, box_coder=None, score_thresh: float = 0.05,
+                 topk_candidates: int = 1000, nms_thresh: float = 0.5, detections_per_img: int = 100):
+        super().__init__()
+        self.num_classes = num_classes
+        self.cls_loss = cls_loss
+        self.backbone = build_backbone(backbone, backbone_weights, frozen_bn, trainable_layers,
+                                       fpn_channels, tuple(tiny_widths), tiny_depth)
+        self.anchor_generator = anchor_generator or AnchorGenerator()
+        if tuple(self.anchor_generator.strides) != tuple(self.backbone.strides):
+            raise ValueError(
+                f"anchor strides {self.anchor_generator.strides} do not match the backbone's "
+                f"pyramid strides {tuple(self.backbone.strides)}"
+            )
+        self.head = RetinaHead(
+            self.backbone.out_channels, self.anchor_generator.num_anchors_per_location,
+            cls_loss.num_logits(num_classes), num_convs=head_convs, width=head_width,
+            norm=head_norm, init_bias=cls_loss.init_bias(num_classes, prior_prob),
+            prior_init=prior_init,
+        )
+        self.matcher = matcher or Matcher()
+        self.box_loss = box_loss or BoxLoss()
+        self.normalizer = normalizer or FgNormalizer()
+        self.box_coder = box_coder or BoxCoder()
+        self.score_thresh = score_thresh
+        self.topk_candidates = topk_candidates
+        self.nms_thresh = nms_thresh
+        self.detections_per_img = detections_per_img
+
+    # The normalizer's EMA is training state: keep it in the state_dict so that a resumed
+    # run divides by exactly what the uninterrupted run would have.
+    def get_extra_state(self):
+        return {"normalizer": self.normalizer.state_dict()}
+
+    def set_extra_state(self, state):
+        self.normalizer.load_state_dict(state["normalizer"])
+
+    def forward(self, images: Tensor, targets: list[dict], with_stats: bool = False):
+        features = self.backbone(images)
+        cls_logits, box_deltas = self.head(features)  # (N, R, C), (N, R, 4)
+        sizes = [tuple(f.shape[-2:]) for f in features]
+        anchors = self.anchor_generator.gen(sizes, device=images.device)  # (R, 4)
+        if self.training:
+            return self.losses(cls_logits, box_deltas, anchors, targets, with_stats)
+        per_level = self.anchor_generator.num_anchors_per_level(sizes)
+        return self.postprocess(cls_logits, box_deltas, anchors, per_level, targets)
+
+    def match(self, anchors, targets):
+        """Labels Tensor[N, R] (-1 ignore, 0..K-1, K background) and matched gt index Tensor[N, R]."""
+        return self.matcher.match_batch(
+            anchors, [t["boxes"] for t in targets], [t["labels"] for t in targets], self.num_classes,
+            [t["ignore_boxes"] for t in targets],
+        )
+
+    @torch.no_grad()
+    def anchor_losses(self, images: Tensor, targets: list[dict]):
+        """Per-anchor classification loss Tensor[N, R] and labels Tensor[N, R], unreduced.
+
+        For analysis (e.g. the distribution of the loss over foreground and background
+        anchors); training uses ``forward``.
+        """
+        features = self.backbone(images)
+        cls_logits, _ = self.head(features)
+        anchors = self.anchor_generator.gen([tuple(f.shape[-2:]) for f in features], device=images.device)
+        labels, _ = self.match(anchors, targets)
+        return self.cls_loss(cls_logits, labels), labels
+
+    def losses(self, cls_logits, box_deltas, anchors, targets, with_stats=False) -> dict:
+        """Classification and box losses, both divided by the same foreground normalizer.
+
+        Returns a dict with ``loss`` (what is minimised), ``loss_cls``, ``loss_box`` and the
+        normalizer; with ``with_stats`` also the anchor counts per image and the anatomy of
+        the classification loss (detached, for logging).
+        """
+        k = self.num_classes
+        labels, matched = self.match(anchors, targets)  # (N, R), (N, R)
+        cls_per_anchor = self.cls_loss(cls_logits, labels)  # (N, R), 0 where ignored
+        fg = (labels >= 0) & (labels < k)
+        img_idx, anchor_idx = fg.nonzero(as_tuple=True)
+        norm = self.normalizer(fg.sum())
+        gt_boxes = torch.cat([t["boxes"] for t in targets]) if len(img_idx) else None
+        if gt_boxes is not None:
+            # index of each foreground anchor's gt in the concatenated gt list
+            first = torch.tensor([0] + [len(t["boxes"]) for t in targets][:-1], device=labels.device).cumsum(0)
+            gt = gt_boxes[first[img_idx] + matched[img_idx, anchor_idx]].float()  # (P, 4)
+            box_per_anchor = self.box_loss(box_deltas[img_idx, anchor_idx].float(), anchors[anchor_idx], gt,
+                                           self.box_coder)  # (P,)
+            loss_box = box_per_anchor.sum() / norm
+        else:
+            loss_box = box_deltas.sum() * 0.0  # keeps the graph (DDP needs every parameter used)
+        loss_cls = cls_per_anchor.sum() / norm
+        out = {"loss": loss_cls + loss_box, "loss_cls": loss_cls, "loss_box": loss_box, "normalizer": norm}
+        if with_stats:
+            with torch.no_grad():
+                n = len(targets)
+                out["num_fg"] = fg.sum() / n
+                out["num_bg"] = (labels == k).sum() / n
+                out["num_ignore"] = (labels == -1).sum() / n
+                out.update(loss_anatomy(cls_per_anchor.detach(), labels, self.cls_loss.scores(cls_logits.detach())))
+        return out
+
+    @torch.no_grad()
+    def postprocess(self, cls_logits, box_deltas, anchors, per_level, targets) -> list[dict]:
+        """Top-k per level above the score threshold, decode, per-class NMS, keep the best.
+
+        Done for the whole batch at once: candidates of all images go through one batched
+        NMS whose groups are (image, class) pairs.
+        """
+        n, k = cls_logits.shape[0], self.num_classes
+        cand_scores, cand_img, cand_label, cand_boxes = [], [], [], []
+        start = 0
+        for count in per_level:
+            scores = self.cls_loss.scores(cls_logits[:, start:start + count].float())  # (N, R_l, K)
+            scores = scores.reshape(n, -1)  # (N, R_l * K)
+            top, idx = scores.topk(min(self.topk_candidates, scores.shape[1]), dim=1)  # (N, T)
+            img, col = (top > self.score_thresh).nonzero(as_tuple=True)
+            flat = idx[img, col]
+            anchor = flat // k + start
+            cand_scores.append(top[img, col])
+            cand_img.append(img)
+            cand_label.append(flat % k)
+            cand_boxes.append(self.box_coder.decode(anchors[anchor], box_deltas[img, anchor]))
+            start += count
+        scores, img, label, boxes = (torch.cat(x) for x in (cand_scores, cand_img, cand_label, cand_boxes))
+        sizes = torch.tensor([t["size"] for t in targets], dtype=boxes.dtype, device=boxes.device)  # (N, 2) h, w
+        # clip to the image's own (unpadded) extent
+        boxes = torch.minimum(boxes.clamp(min=0), sizes[img][:, [1, 0, 1, 0]])
+        # boxes squeezed to nothing by the clipping (all outside the image) are not detections
+        wh = boxes[:, 2:] - boxes[:, :2]
+        valid = (wh > 1e-2).all(dim=1)
+        scores, img, label, boxes = scores[valid], img[valid], label[valid], boxes[valid]
+        keep = batched_nms(boxes, scores, img * k + label, self.nms_thresh)  # sorted by score
+        keep = keep[torch.argsort(img[keep], stable=True)]  # grouped by image, score order within
+        counts = torch.bincount(img[keep], minlength=n)
+        rank = torch.arange(len(keep), device=keep.device) - (counts.cumsum(0) - counts).repeat_interleave(counts)
+        keep = keep[rank < self.detections_per_img]
+        orig = torch.tensor([t["orig_size"] for t in targets], dtype=boxes.dtype, device=boxes.device)
+        scale = (orig / sizes)[:, [1, 0, 1, 0]]  # (N, 4): x, y, x, y factors to original pixels
+        out_boxes = boxes[keep] * scale[img[keep]]
+        results = []
+        for i, part in enumerate(torch.split(torch.arange(len(keep), device=keep.device), counts.clamp(max=self.detections_per_img).tolist())):
+            h, w = targets[i]["orig_size"]
+            results.append({
+                "boxes": clip_boxes_to_image(out_boxes[part], (int(h), int(w))),
+                "scores": scores[keep[part]],
+                "labels": label[keep[part]],
+            })
+        return results

@@ -1,0 +1,101 @@
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+from torchvision.ops import box_iou
+
+from detection.retinanet import RetinaNet, build_backbone
+
+LOSS_YAMLS = sorted((Path(__file__).resolve().parents[2] / "configs" / "loss").glob("*.yaml"))
+K = 5
+
+
+def _model(loss_yaml, **kw):
+    loss = instantiate(OmegaConf.load(loss_yaml))
+    args = dict(backbone="tiny", tiny_widths=(8, 16, 16), fpn_channels=16, head_convs=1, head_width=16)
+    args.update(kw)
+    return RetinaNet(num_classes=K, cls_loss=loss, **args)
+
+
+def _targets(n, size=(128, 160)):
+    g = torch.Generator().manual_seed(0)
+    out = []
+    for i in range(n):
+        m = [3, 0, 7][i % 3]
+        xy = torch.rand(m, 2, generator=g) * 80
+        boxes = torch.cat([xy, xy + 20 + torch.rand(m, 2, generator=g) * 40], 1)
+        out.append({"boxes": boxes, "labels": torch.randint(0, K, (m,), generator=g),
+                    "ignore_boxes": torch.zeros(0, 4), "size": size, "orig_size": (2 * size[0], 2 * size[1]),
+                    "image_id": i})
+    return out
+
+
+@pytest.mark.parametrize("loss_yaml", LOSS_YAMLS, ids=lambda p: p.stem)
+def test_head_width_and_prior_follow_the_loss(loss_yaml):
+    model = _model(loss_yaml)
+    loss = model.cls_loss
+    logits, deltas = model.head(model.backbone(torch.zeros(2, 3, 128, 128)))
+    r = sum(model.anchor_generator.num_anchors_per_level([(16, 16), (8, 8), (4, 4), (2, 2), (1, 1)]))
+    assert logits.shape == (2, r, loss.num_logits(K)) and deltas.shape == (2, r, 4)
+    # with an all-zero image every anchor starts at the prior: each sigmoid class at 0.01;
+    # with a background logit, p(background) = 0.99 and the foreground classes share 0.01
+    scores = loss.scores(logits)
+    assert scores.shape == (2, r, K)
+    fg = scores if loss.num_logits(K) == K else scores.sum(-1)
+    assert torch.allclose(fg, torch.full_like(fg, 0.01), atol=1e-3)
+
+
+@pytest.mark.parametrize("loss_yaml", LOSS_YAMLS, ids=lambda p: p.stem)
+def test_training_forward_and_backward(loss_yaml):
+    model = _model(loss_yaml).train()
+    targets = _targets(3)
+    out = model(torch.rand(3, 3, 128, 160), targets, with_stats=True)
+    out["loss"].backward()
+    assert torch.isfinite(out["loss"]) and out["loss_box"] > 0
+    assert out["num_fg"] > 0 and out["num_bg"] > 0
+    assert torch.allclose(out["fg_share"] + out["bg_share"], torch.tensor(1.0))
+    assert all(p.grad is not None for p in model.head.parameters())
+
+
+def test_image_without_boxes_trains():
+    model = _model(LOSS_YAMLS[0]).train()
+    t = _targets(2)[1:2]  # the image with no gt
+    out = model(torch.rand(1, 3, 128, 160), t)
+    out["loss"].backward()
+    assert out["loss_box"] == 0 and out["loss_cls"] > 0
+
+
+def test_postprocess_keeps_at_most_100_boxes_inside_the_original_image():
+    model = _model(LOSS_YAMLS[0]).eval()
+    r = 9 * (16 * 20 + 8 * 10 + 4 * 5 + 2 * 3 + 1 * 2)
+    c = model.cls_loss.num_logits(K)
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, r, c, generator=g) * 1.5  # many scores above 0.05, no ties at 1.0
+    deltas = torch.randn(2, r, 4, generator=g)
+    anchors = model.anchor_generator.gen([(16, 20), (8, 10), (4, 5), (2, 3), (1, 2)])
+    per_level = model.anchor_generator.num_anchors_per_level([(16, 20), (8, 10), (4, 5), (2, 3), (1, 2)])
+    targets = [{"size": (128, 160), "orig_size": (256, 320)}, {"size": (100, 150), "orig_size": (50, 75)}]
+    out = model.postprocess(logits, deltas, anchors, per_level, targets)
+    for res, t in zip(out, targets):
+        h, w = t["orig_size"]
+        assert 0 < len(res["boxes"]) <= 100
+        b = res["boxes"]
+        assert (b[:, 0] >= 0).all() and (b[:, 1] >= 0).all() and (b[:, 2] <= w).all() and (b[:, 3] <= h).all()
+        assert (res["scores"][:-1] >= res["scores"][1:]).all()  # best first
+        assert (res["scores"] > 0.05).all() and ((res["labels"] >= 0) & (res["labels"] < K)).all()
+        for lab in res["labels"].unique():  # per-class NMS: no two same-class boxes overlap > 0.5
+            same = b[res["labels"] == lab]
+            iou = box_iou(same, same).fill_diagonal_(0)
+            assert (iou <= 0.5 + 1e-5).all()
+    # the batch result equals image-by-image postprocessing
+    for i in range(2):
+        single = model.postprocess(logits[i:i + 1], deltas[i:i + 1], anchors, per_level, targets[i:i + 1])[0]
+        assert torch.equal(single["labels"], out[i]["labels"])
+        assert torch.allclose(single["boxes"], out[i]["boxes"])
+
+
+def test_unknown_backbone_is_a_clear_error():
+    with pytest.raises(ValueError, match="model.backbone='vgg16'"):
+        build_backbone("vgg16")

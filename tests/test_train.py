@@ -1,0 +1,114 @@
+"""End-to-end runs of train.py on a few small synthetic images."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import train
+from tests.conftest import ROOT, compose_config, tiny_overrides
+
+STATS = ["AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl"]
+
+
+def _run(tmp_path, name, synthetic_cache, extra=()):
+    cfg = compose_config(tiny_overrides(synthetic_cache) + list(extra))
+    run_dir = tmp_path / name
+    return train.run(cfg, run_dir), run_dir
+
+
+def _check_artifacts(run_dir, max_iters=6):
+    assert (run_dir / "config.yaml").is_file()
+    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iter"] for r in lines] == list(range(2, max_iters + 1, 2))
+    for key in ["loss", "loss_cls", "loss_box", "lr", "num_fg", "num_bg", "num_ignore", "fg_share",
+                "bg_share", "easy_bg_share", "grad_norm", "images_per_s"]:
+        assert all(key in r for r in lines), key
+    assert all(abs(r["fg_share"] + r["bg_share"] - 1) < 1e-4 for r in lines)
+    assert any(p.name.startswith("events.out.tfevents") for p in (run_dir / "tb").iterdir())
+    state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=False)
+    assert state["iter"] == max_iters
+    ev = json.loads((run_dir / "eval.json").read_text())
+    assert set(STATS) <= set(ev) and "per_category" in ev
+    dets = json.loads((run_dir / "detections.json").read_text())
+    assert isinstance(dets, list)
+    for d in dets[:50]:
+        assert set(d) == {"image_id", "category_id", "bbox", "score"}
+    return lines, ev
+
+
+@pytest.mark.parametrize("loss", ["softmax_bg", "bce_alpha"])
+def test_end_to_end_in_process(tmp_path, synthetic_cache, loss):
+    stats, run_dir = _run(tmp_path, loss, synthetic_cache, [f"loss={loss}"])
+    lines, ev = _check_artifacts(run_dir)
+    assert stats["AP"] == ev["AP"]
+
+
+def test_end_to_end_command_line_writes_every_artifact(tmp_path, synthetic_cache):
+    """`python train.py` as a user runs it: the Hydra entry point, train.log, DataLoader workers."""
+    run_dir = tmp_path / "cli"
+    overrides = [o for o in tiny_overrides(synthetic_cache) if not o.startswith("num_workers")]
+    cmd = [sys.executable, "train.py", *overrides, "num_workers=2", "loss=focal", f"hydra.run.dir={run_dir}"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    _check_artifacts(run_dir)
+    log = (run_dir / "train.log").read_text()
+    assert "COCO AP" in log and "iter 6/6" in log
+    assert "Average Precision" in out.stdout  # the standard COCOeval summary
+
+
+def test_resume_equals_uninterrupted_run(tmp_path, synthetic_cache):
+    _, full = _run(tmp_path, "full", synthetic_cache, ["eval_at_end=false"])
+    _, part = _run(tmp_path, "part", synthetic_cache, ["eval_at_end=false", "schedule.stop_after=3"])
+    assert torch.load(part / "checkpoints" / "last.pt", weights_only=False)["iter"] == 3
+    _, resumed = _run(tmp_path, "part", synthetic_cache, ["eval_at_end=false", "resume=true"])
+    a = torch.load(full / "checkpoints" / "last.pt", weights_only=False)
+    b = torch.load(resumed / "checkpoints" / "last.pt", weights_only=False)
+    assert b["iter"] == 6
+    for k, v in a["model"].items():
+        if torch.is_tensor(v):
+            assert torch.equal(v, b["model"][k]), k
+    assert a["model"]["_extra_state"] == b["model"]["_extra_state"]  # the normalizer's EMA
+
+    def metrics(d):
+        rows = [json.loads(line) for line in (d / "metrics.jsonl").read_text().splitlines()]
+        return [{k: v for k, v in r.items() if k != "images_per_s"} for r in rows]
+
+    assert metrics(full) == metrics(resumed)
+
+
+def test_nan_loss_stops_with_last_good_checkpoint(tmp_path, synthetic_cache, monkeypatch):
+    from losses.focal import FocalLoss
+
+    calls = {"n": 0}
+    original = FocalLoss.__call__
+
+    def poisoned(self, logits, labels):
+        calls["n"] += 1
+        loss = original(self, logits, labels)
+        return loss * float("nan") if calls["n"] == 5 else loss
+
+    monkeypatch.setattr(FocalLoss, "__call__", poisoned)
+    with pytest.raises(train.NonFiniteLossError, match=r"iteration 4.*last\.pt \(iteration 3\)"):
+        _run(tmp_path, "nan", synthetic_cache, ["loss=focal"])
+    state = torch.load(tmp_path / "nan" / "checkpoints" / "last.pt", weights_only=False)
+    assert state["iter"] == 3
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if torch.is_tensor(v) and v.is_floating_point())
+
+
+def test_eval_only_evaluates_a_checkpoint(tmp_path, synthetic_cache):
+    _, run_dir = _run(tmp_path, "trained", synthetic_cache)
+    first = json.loads((run_dir / "eval.json").read_text())
+    ckpt = run_dir / "checkpoints" / "last.pt"
+    stats, eval_dir = _run(tmp_path, "evaluated", synthetic_cache, ["eval_only=true", f"checkpoint={ckpt}"])
+    assert stats["AP"] == first["AP"]
+    assert not (eval_dir / "checkpoints").exists()
+
+
+def test_missing_checkpoint_is_a_clear_error(tmp_path, synthetic_cache):
+    with pytest.raises(FileNotFoundError, match="nothing.pt does not exist"):
+        _run(tmp_path, "x", synthetic_cache, ["eval_only=true", f"checkpoint={tmp_path}/nothing.pt"])

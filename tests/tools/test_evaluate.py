@@ -1,0 +1,104 @@
+import contextlib
+import io
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+ROOT = Path(__file__).resolve().parents[2]
+ANNOTATIONS = ROOT / "../shared/data/coco128/annotations/instances_train2017.json"
+NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
+
+
+@pytest.fixture(scope="module")
+def coco_gt():
+    if not ANNOTATIONS.is_file():
+        pytest.skip(f"coco128 not found at {ANNOTATIONS} (the repository root's ../shared/data/coco128)")
+    with contextlib.redirect_stdout(io.StringIO()):
+        return COCO(str(ANNOTATIONS))
+
+
+@pytest.fixture(scope="module")
+def results_file(coco_gt, tmp_path_factory):
+    """Jittered, rescored, partly dropped ground truth as a COCO results file."""
+    rng = random.Random(0)
+    dets = []
+    for a in coco_gt.dataset["annotations"]:
+        if rng.random() < 0.8:
+            x, y, w, h = a["bbox"]
+            box = [x + rng.gauss(0, 0.1 * w), y + rng.gauss(0, 0.1 * h), w * rng.uniform(0.8, 1.2), h]
+            dets.append({"image_id": a["image_id"], "category_id": a["category_id"], "bbox": box, "score": rng.random()})
+    path = tmp_path_factory.mktemp("results") / "detections.json"
+    path.write_text(json.dumps(dets))
+    return path
+
+
+def cocoeval_stats(coco, results, img_ids=None):
+    with contextlib.redirect_stdout(io.StringIO()):
+        ev = COCOeval(coco, coco.loadRes(str(results)), iouType="bbox")
+        if img_ids is not None:
+            ev.params.imgIds = img_ids
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return ev.stats.tolist()
+
+
+def run_tool(*args):
+    return subprocess.run([sys.executable, "tools/evaluate.py", *map(str, args)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_writes_eval_json_beside_the_detections(coco_gt, results_file):
+    out = results_file.parent / "eval.json"
+    proc = run_tool(ANNOTATIONS, results_file)
+    assert proc.returncode == 0, proc.stderr
+    assert sum(line.startswith(" Average ") for line in proc.stdout.splitlines()) == 12
+    result = json.loads(out.read_text())
+    assert [result[k] for k in NAMES] == cocoeval_stats(coco_gt, results_file)
+    assert 0.1 < result["AP"] < 0.9
+    assert len(result["per_category"]) == 80 and result["per_category"]["fire hydrant"] == -1.0
+
+
+def test_out_and_image_ids(coco_gt, results_file, tmp_path):
+    img_ids = sorted(coco_gt.getImgIds())[:20]
+    out = tmp_path / "elsewhere" / "e.json"
+    proc = run_tool(ANNOTATIONS, results_file, "--out", out, "--image-ids", *img_ids)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(out.read_text())
+    assert [result[k] for k in NAMES] == cocoeval_stats(coco_gt, results_file, img_ids=img_ids)
+
+
+def test_clear_errors(coco_gt, tmp_path):
+    proc = run_tool(ANNOTATIONS, tmp_path / "missing.json")
+    assert proc.returncode != 0 and "detections file not found" in proc.stderr and "missing.json" in proc.stderr
+
+    proc = run_tool(tmp_path / "no_annotations.json", tmp_path / "missing.json")
+    assert proc.returncode != 0 and "annotations file not found" in proc.stderr
+
+    not_list = tmp_path / "dict.json"
+    not_list.write_text(json.dumps({"annotations": []}))
+    proc = run_tool(ANNOTATIONS, not_list)
+    assert proc.returncode != 0 and "dict.json" in proc.stderr and "expected a list of" in proc.stderr
+
+    no_score = tmp_path / "no_score.json"
+    no_score.write_text(json.dumps([{"image_id": 9, "category_id": 1, "bbox": [0, 0, 5, 5]}]))
+    proc = run_tool(ANNOTATIONS, no_score)
+    assert proc.returncode != 0 and "no_score.json[0]" in proc.stderr and "score" in proc.stderr
+
+    bad_json = tmp_path / "bad.json"
+    bad_json.write_text("[{")
+    proc = run_tool(ANNOTATIONS, bad_json)
+    assert proc.returncode != 0 and "bad.json" in proc.stderr and "not valid JSON" in proc.stderr
+
+    wrong_cat = tmp_path / "wrong_cat.json"
+    img = coco_gt.getImgIds()[0]
+    wrong_cat.write_text(json.dumps([{"image_id": img, "category_id": 0, "bbox": [0, 0, 5, 5], "score": 1.0}]))
+    proc = run_tool(ANNOTATIONS, wrong_cat)
+    assert proc.returncode != 0 and "wrong_cat.json" in proc.stderr and "category_id=0" in proc.stderr
+    assert not (tmp_path / "eval.json").exists()
