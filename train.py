@@ -40,6 +40,17 @@ log = logging.getLogger("anchorbg")
 
 # `loss=focal` -> run names like synthetic_focal (from the loss's module name)
 OmegaConf.register_new_resolver("loss_name", lambda target: target.split(".")[-2], replace=True)
+# The paper's best alpha for each gamma (Lin et al. 2017, Table 1b), for experiment=gamma_sweep.
+FOCAL_PAPER_ALPHA = {0: 0.75, 0.1: 0.75, 0.2: 0.75, 0.5: 0.5, 1: 0.25, 2: 0.25, 5: 0.25}
+
+
+def focal_paper_alpha(gamma) -> float:
+    if float(gamma) not in FOCAL_PAPER_ALPHA:
+        raise ValueError(f"loss.gamma={gamma}: the paper gives a best alpha only for gamma in {sorted(FOCAL_PAPER_ALPHA)}")
+    return FOCAL_PAPER_ALPHA[float(gamma)]
+
+
+OmegaConf.register_new_resolver("focal_paper_alpha", focal_paper_alpha, replace=True)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -96,7 +107,10 @@ def evaluate(model, ds, cfg, device, dtype, run_dir: Path, rank: int, world: int
     loader = DataLoader(Subset(ds, shard(len(ds), rank, world)), batch_size=cfg.schedule.eval_batch_size,
                         collate_fn=collate, num_workers=cfg.num_workers)
     detections = []
-    for images, targets in tqdm(loader, desc="eval", disable=not ddp.is_main(), leave=False):
+    for batch in tqdm(loader, desc="eval", disable=not ddp.is_main(), leave=False):
+        if batch is None:  # only unreadable images (on_bad_image=skip)
+            continue
+        images, targets = batch
         images, _ = to_device(images, [], device, cfg.channels_last)
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             results = model(images, targets)
@@ -134,6 +148,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict | None:
         torch.cuda.set_device(device)
     dtype = amp_dtype(cfg.amp, device)
     main = ddp.is_main()
+    run_dir = ddp.broadcast_object(run_dir)  # every rank uses rank 0's run folder
     run_dir.mkdir(parents=True, exist_ok=True)
     if main:
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
@@ -200,7 +215,10 @@ def run(cfg: DictConfig, run_dir: Path) -> dict | None:
     data = iter(loader)
     net.train()
     for it in range(start_iter, end_iter):
-        images, targets = to_device(*next(data), device, cfg.channels_last)
+        batch = next(data)
+        while batch is None:  # every image of the batch was unreadable (on_bad_image=skip)
+            batch = next(data)
+        images, targets = to_device(*batch, device, cfg.channels_last)
         lr = o.lr * schedule(it)
         for group in optimizer.param_groups:
             group["lr"] = lr
@@ -266,14 +284,20 @@ def run(cfg: DictConfig, run_dir: Path) -> dict | None:
 
 def write_status(run_dir: Path, status: str, **info) -> None:
     """status.json: running | finished | diverged | failed, read by tools/report.py."""
-    if ddp.is_main():
+    if ddp.env_rank() == 0:
         write_json_atomic(run_dir / "status.json", {"status": status, "time": time.time(), **info})
 
 
 @hydra.main(config_path="configs", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.dry_run:  # list what a sweep would launch, train nothing
+        overrides = " ".join(HydraConfig.get().overrides.task)
+        print(f"dry run: job {HydraConfig.get().job.num}: {overrides or '(no overrides)'} -> {run_dir}")
+        return None
+    if ddp.env_rank() > 0:
+        # Under torchrun every process starts Hydra; only rank 0 logs to the run folder.
+        ddp.quiet_logging()
     write_status(run_dir, "running")
     t0 = time.time()
     try:

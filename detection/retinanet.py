@@ -32,6 +32,12 @@ def build_backbone(name: str, weights=None, frozen_bn=None, trainable_layers: in
         return TinyBackbone(widths=tiny_widths, fpn_channels=fpn_channels, depth=tiny_depth)
     if name.startswith("resnet") and name[6:].isdigit():
         frozen = weights is not None if frozen_bn is None else bool(frozen_bn)
+        if frozen and weights is None:
+            raise ValueError(
+                f"model.backbone={name} with frozen BatchNorm needs pretrained weights: frozen "
+                "statistics of a random network normalize nothing. Give model.backbone_weights="
+                "<local path to a torchvision resnet state_dict>, or set model.frozen_bn=null"
+            )
         return ResNetFPN(depth=int(name[6:]), weights=weights, frozen_bn=frozen,
                          trainable_layers=trainable_layers, fpn_channels=fpn_channels)
     raise ValueError(f"model.backbone={name!r}: expected 'tiny', 'resnet18', 'resnet34' or 'resnet50'")
