@@ -105,7 +105,8 @@ def evaluate(model, ds, cfg, device, dtype, run_dir: Path, rank: int, world: int
     """Detections on every image of ``ds`` (sharded over ranks), COCO AP on rank 0."""
     model.eval()
     loader = DataLoader(Subset(ds, shard(len(ds), rank, world)), batch_size=cfg.schedule.eval_batch_size,
-                        collate_fn=collate, num_workers=cfg.num_workers)
+                        collate_fn=partial(collate, size_divisible=cfg.dataset.size_divisible),
+                        num_workers=cfg.num_workers)
     detections = []
     for batch in tqdm(loader, desc="eval", disable=not ddp.is_main(), leave=False):
         if batch is None:  # only unreadable images (on_bad_image=skip)
@@ -196,7 +197,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict | None:
     if s.batch_size % world:
         raise ValueError(f"schedule.batch_size={s.batch_size} must be divisible by the {world} processes")
     loader = DataLoader(
-        SeededItems(train_ds), batch_size=s.batch_size // world, collate_fn=collate, num_workers=cfg.num_workers,
+        SeededItems(train_ds), batch_size=s.batch_size // world, num_workers=cfg.num_workers,
+        collate_fn=partial(collate, size_divisible=cfg.dataset.size_divisible),
         sampler=StreamSampler(len(train_ds), cfg.seed, start_iter * s.batch_size, rank, world),
         pin_memory=device.type == "cuda", persistent_workers=False,
     )

@@ -101,3 +101,12 @@ def test_sweep_grids_are_the_papers(tmp_path):
     prior_jobs = _launched_jobs(tmp_path / "p", "experiment=prior_init")
     assert sorted((j["loss"], j["model.prior_init"]) for j in prior_jobs) == sorted(
         itertools.product(["bce_alpha", "focal", "softmax_bg"], ["False", "True"]))
+
+
+def test_imbalance_sweep_crosses_losses_with_the_sparser_datasets(tmp_path):
+    jobs = _launched_jobs(tmp_path, "experiment=imbalance_sweep")
+    datasets = ["synthetic", "synthetic_bg200", "synthetic_bg800", "synthetic_bg2000"]
+    assert sorted((j["loss"], j["dataset"]) for j in jobs) == sorted(
+        itertools.product(["bce_alpha", "focal", "softmax_bg"], datasets))
+    sizes = [compose_config([f"dataset={d}"]).dataset.generator.image_size for d in datasets]
+    assert sizes == sorted(sizes) and sizes[0] == 192
