@@ -1,0 +1,212 @@
+"""tools/report.py on a fake sweep with known numbers, plus tiny real checkpoints for Figure 4."""
+
+import csv
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+import train
+from datasets.transforms import build_transforms, collate
+from losses.focal import sigmoid_focal_loss
+from tests.conftest import ROOT, compose_config, tiny_overrides
+from tests.tools.sweep_fixtures import make_sweep, tiny_checkpoint, write_run
+from tools.report import main as report_main
+from tools.report import write_report
+from tools.report_cdf import anchor_loss_samples, cumulative_loss, hardest_share
+from tools.report_plots import focal_loss_of_pt
+from tools.report_runs import assign_groups, load_run, mean_std, run_values
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory, synthetic_cache):
+    """focal: a real 2-iteration train.run; the others built directly in the same format."""
+    root = tmp_path_factory.mktemp("ckpt")
+    cfg = compose_config(tiny_overrides(synthetic_cache) + ["loss=focal", "schedule.max_iters=2", "eval_at_end=false"])
+    train.run(cfg, root / "focal")
+    return {"focal": root / "focal" / "checkpoints" / "last.pt",
+            "softmax_bg": tiny_checkpoint(root / "softmax_bg.pt", synthetic_cache, "softmax_bg", seed=1),
+            "bce_alpha": tiny_checkpoint(root / "bce_alpha.pt", synthetic_cache, "bce_alpha", seed=2)}
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory, checkpoints):
+    sweep = make_sweep(tmp_path_factory.mktemp("report"), checkpoints)
+    md = write_report(sweep, cdf_images=4, device="cpu")
+    with open(sweep / "report.csv", newline="") as f:
+        rows = {r["method"]: r for r in csv.DictReader(f)}
+    return sweep, md.read_text(), rows
+
+
+def num(text):
+    return None if text == "" else float(text)
+
+
+def test_groups_are_the_overrides_without_seed_or_shared_ones(report):
+    _, _, rows = report
+    assert list(rows) == ["loss=softmax_bg", "loss=bce_alpha", "loss=focal", "loss=bce_alpha, model.prior_init=false"]
+    assert [rows[m]["seeds"] for m in rows] == ["0 1 2", "0 1", "0", "1"]
+
+
+def test_means_and_sample_stds(report):
+    _, _, rows = report
+    sm, bce, focal, noprior = rows.values()
+    assert (sm["n"], sm["runs"], sm["diverged"]) == ("3", "3", "0")
+    assert num(sm["AP_mean"]) == pytest.approx(32.0, abs=1e-9) and num(sm["AP_std"]) == pytest.approx(2.0, abs=1e-9)
+    assert num(sm["AP50_mean"]) == pytest.approx(52.0, abs=1e-9) and num(sm["AP75_mean"]) == pytest.approx(22.0, abs=1e-9)
+    assert sm["APs_mean"] == sm["APs_std"] == "" and sm["APs_n"] == "0"  # COCOeval's -1: undefined
+    assert num(sm["loss_cls_mean"]) == pytest.approx(0.7) and num(sm["loss_cls_std"]) == pytest.approx(0.2)
+    assert num(sm["bg_share_mean"]) == pytest.approx(0.8) and num(sm["bg_share_std"]) == pytest.approx(0.1)
+    assert num(sm["easy_bg_share_mean"]) == 0.5 and num(sm["easy_bg_share_std"]) == 0.0
+    assert num(sm["loss_box_mean"]) == 0.25
+    assert num(sm["num_fg_mean"]) == 25.0 and num(sm["num_fg_std"]) == 10.0  # per-run means 15, 25, 35
+    assert num(sm["train_s_mean"]) == 110.0 and num(sm["train_s_std"]) == 10.0
+    # medians of [1, 5, 6], [7, 5, 6], [4, 5, 9] are all 5 or 6: mean 16/3
+    assert num(sm["images_per_s_mean"]) == pytest.approx(16 / 3)
+
+    assert bce["n"] == "2" and num(bce["AP_mean"]) == pytest.approx(26.0)
+    assert num(bce["AP_std"]) == pytest.approx(math.sqrt(2))  # sample std (n - 1), not population (1.0)
+    assert bce["not_counted"] == "5_synthetic_bce_alpha: failed" and bce["diverged"] == "0"
+
+    assert focal["n"] == "1" and num(focal["AP_mean"]) == pytest.approx(40.0) and focal["AP_std"] == ""
+    assert focal["diverged"] == "1" and focal["not_counted"] == "8_synthetic_focal: running"
+
+    assert noprior["n"] == "1" and noprior["AP_n"] == "0" and noprior["AP_mean"] == "" and noprior["diverged"] == "1"
+    assert num(noprior["loss_cls_mean"]) == 9.0  # its finished run counts for training numbers
+
+
+def test_markdown_flags_and_lists_every_run(report):
+    sweep, md, _ = report
+    assert "excluded from the AP means" in md
+    assert "| loss=softmax_bg | 3 | 32.0 ± 2.0 | 52.0 ± 2.0 | 22.0 ± 2.0 | – | 32.0 ± 2.0 | 32.0 ± 2.0 | 0 |" in md
+    assert "| loss=focal | 1 | 40.0 | 60.0 | 30.0 | – | 40.0 | 40.0 | **1/3** | 8_synthetic_focal: running |" in md
+    runs_table = md.split("## Runs")[1]
+    for d in sorted(p.name for p in sweep.iterdir() if p.is_dir() and p.name != "plots"):
+        assert f"| {d} |" in runs_table, d
+    assert "| **diverged** |" in runs_table and "non-finite loss at iteration 14" in runs_table
+    assert "| **failed** |" in runs_table and "RuntimeError: out of memory" in runs_table
+    assert "| **running** |" in runs_table and "metrics.jsonl: 1 unreadable line(s) skipped" in runs_table
+    assert "no eval.json" in runs_table
+    assert "11 runs in 4 methods: 7 finished, 1 failed, 2 diverged, 1 running." in md
+    assert "Common to all runs: `experiment=bg_ablation`" in md
+
+
+def test_every_plot_is_a_linked_png(report):
+    sweep, md, _ = report
+    for name in ("ap", "curves", "loss_cdf", "focal_loss"):
+        assert f"](plots/{name}.png)" in md
+        assert (sweep / "plots" / f"{name}.png").read_bytes()[:8] == PNG, name
+
+
+def test_loss_cdf_table_names_each_method_or_why_not(report):
+    _, md, _ = report
+    section = md.split("### Loss over anchors")[1].split("###")[0]
+    for method, run in [("loss=softmax_bg", "0_synthetic_softmax_bg"), ("loss=bce_alpha", "3_synthetic_bce_alpha"),
+                        ("loss=focal", "6_synthetic_focal")]:
+        assert f"| {method} | {run} |" in section
+    assert "not drawn: loss=bce_alpha, model.prior_init=false: no finished run with checkpoints/last.pt" in section
+
+
+@pytest.mark.parametrize("loss", ["focal", "softmax_bg"])
+def test_anchor_losses_come_from_the_checkpoint_model_in_eval_mode(checkpoints, loss):
+    """The tool's losses equal the checkpoint's model (weights, BN statistics) on the same images."""
+    cache = {}
+    fg, bg = anchor_loss_samples(checkpoints[loss], num_images=5, device="cpu", cache=cache)
+    fg2, bg2 = anchor_loss_samples(checkpoints[loss], num_images=5, device="cpu", cache=cache)
+    assert len(cache) == 1 and torch.equal(fg, fg2) and torch.equal(bg, bg2)  # the images decoded once
+    state = torch.load(checkpoints[loss], weights_only=False)
+    cfg = OmegaConf.create(state["config"])
+    ds = instantiate(cfg.dataset.val, transforms=build_transforms(False, cfg.dataset.min_size, cfg.dataset.max_size))
+    model = instantiate(cfg.model, num_classes=ds.num_classes, cls_loss=instantiate(cfg.loss))
+    model.load_state_dict(state["model"])
+    model.eval()
+    images, targets = collate([ds[i] for i in range(5)], size_divisible=cfg.dataset.size_divisible)
+    losses, labels = model.anchor_losses(images, targets)
+    k = ds.num_classes
+    assert len(fg) == int(((labels >= 0) & (labels < k)).sum()) > 0
+    assert len(bg) == int((labels == k).sum()) > 0
+    # Batched by eval_batch_size=6 the 5 images are one batch here, as in the direct call.
+    torch.testing.assert_close(fg, losses[(labels >= 0) & (labels < k)])
+    torch.testing.assert_close(bg, losses[labels == k])
+
+
+def test_cumulative_loss_and_hardest_share_by_hand():
+    x, y = cumulative_loss(torch.tensor([3.0, 1.0, 0.0, 4.0]))
+    assert x.tolist() == [0.25, 0.5, 0.75, 1.0] and y.tolist() == [0.0, 0.125, 0.5, 1.0]
+    x, y = cumulative_loss(torch.arange(1000.0), max_points=11)
+    assert len(x) == 11 and x[-1] == 1.0 and y[-1] == 1.0 and x[0] == 0.001
+    assert len(cumulative_loss(torch.zeros(3))[0]) == 0 and len(cumulative_loss(torch.zeros(0))[0]) == 0
+    losses = torch.tensor([1.0, 2.0, 3.0, 4.0, 10.0])
+    assert hardest_share(losses, 0.2) == 0.5  # the one hardest anchor: 10 of 20
+    assert hardest_share(losses, 0.01) == 0.5  # at least one anchor
+    assert hardest_share(losses, 0.4) == 0.7 and hardest_share(torch.zeros(4), 0.1) is None
+
+
+def test_figure1_curve_is_the_projects_focal_loss():
+    p_t = np.array([0.01, 0.1, 0.5, 0.9, 0.99])
+    logits = torch.tensor(np.log(p_t / (1 - p_t)), dtype=torch.float64).unsqueeze(1)  # one class, target 1
+    for gamma in (0, 0.5, 1, 2, 5):
+        ref = sigmoid_focal_loss(logits, torch.zeros(5, dtype=torch.long), gamma=gamma, alpha=None)
+        np.testing.assert_allclose(focal_loss_of_pt(p_t, gamma), ref.numpy(), rtol=1e-9)
+    assert focal_loss_of_pt(np.array([0.5]), 0)[0] == pytest.approx(math.log(2))
+
+
+def test_mean_std():
+    assert mean_std([]) == (None, None, 0) and mean_std([None, float("nan")]) == (None, None, 0)
+    assert mean_std([3.0, None]) == (3.0, None, 1)
+    mean, std, n = mean_std([1.0, 2.0, 4.0])
+    assert (mean, n) == (7 / 3, 3) and std == pytest.approx(math.sqrt(7 / 3))
+
+
+def test_groups_fall_back_to_a_config_diff(tmp_path):
+    """Without .hydra/overrides.yaml, the config keys that differ (seed aside) name the group."""
+    runs = []
+    for i, (loss, gamma, seed) in enumerate([("focal", 2.0, 0), ("focal", 2.0, 1), ("focal", 0.5, 0)]):
+        d = tmp_path / str(i)
+        d.mkdir()
+        (d / "config.yaml").write_text(f"seed: {seed}\nrun_name: r{seed}\nloss:\n  _target_: losses.{loss}.FocalLoss\n"
+                                       f"  gamma: {gamma}\nmodel:\n  prior_init: true\n")
+        runs.append(load_run(d, tmp_path))
+    shared = assign_groups(runs)
+    assert [r.group for r in runs] == ["loss.gamma=2.0", "loss.gamma=2.0", "loss.gamma=0.5"]
+    assert [r.seed for r in runs] == [0, 1, 0]
+    assert shared == []  # only what varies is compared
+
+
+def test_unreadable_files_become_notes(tmp_path):
+    run = write_run(tmp_path / "r", ["loss=focal", "seed=3"], 3, "finished", ap=0.5, seconds=1)
+    (run / "eval.json").write_text("{")
+    (run / "status.json").write_text('{"status": "exploded"}')
+    loaded = load_run(run, tmp_path)
+    assert loaded.status == "unknown" and loaded.eval is None and loaded.seed == 3
+    notes = " ".join(loaded.notes)
+    assert "eval.json unreadable" in notes and "status.json: expected" in notes and "exploded" in notes
+    assert run_values(loaded)["AP"] is None
+
+
+def test_cli(tmp_path):
+    sweep = tmp_path / "s"
+    write_run(sweep / "0_a", ["loss=focal", "seed=0"], 0, "finished", ap=0.5, seconds=2)
+    out = tmp_path / "elsewhere"
+    # run from elsewhere with relative paths: they are the caller's, the imports the repository's
+    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "report.py"), "s", "--out", "elsewhere",
+                           "--cdf-images", "2"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "report.md").is_file() and (out / "report.csv").is_file() and not (sweep / "report.md").exists()
+    assert "| loss=focal | 1 | 50.0 |" in (out / "report.md").read_text()
+
+    # errors, in process (a second interpreter start costs seconds): exit with the cause named
+    with pytest.raises(SystemExit, match=r"tools/report.py: error: .*missing.* does not exist"):
+        report_main([str(tmp_path / "missing")])
+    (tmp_path / "empty" / "plots").mkdir(parents=True)
+    with pytest.raises(SystemExit, match=r"no run folders in .*empty"):
+        report_main([str(tmp_path / "empty")])
+    with pytest.raises(SystemExit, match=r"cdf_images=0: expected an int >= 1"):
+        report_main([str(sweep), "--cdf-images", "0"])

@@ -1,0 +1,228 @@
+"""Turns a sweep into a report: report.md (tables, linked plots), report.csv and plots/*.png.
+
+    python tools/report.py SWEEP_DIR [--out DIR] [--cdf-images 64] [--device auto]
+
+Relative dataset paths in the runs' configs are read from the repository root. Runs are
+grouped by their overrides except the seed (a "method"); each method gets mean ± sample std
+over its finished seeds. Diverged runs are flagged and left out of the means; running, failed
+and incomplete runs are listed with their status. Also written when a sweep ends by
+``tools.report_callback.ReportCallback``.
+"""
+
+import argparse
+import csv
+import os
+import sys
+import time
+from pathlib import Path
+
+# Run as `python tools/report.py` from the repository root: the project's folders are imported
+# from the root, which is not on sys.path when the script lives in tools/.
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import yaml  # noqa: E402
+
+from tools.report_cdf import anchor_loss_samples, hardest_share  # noqa: E402
+from tools.report_plots import plot_ap, plot_curves, plot_focal_loss, plot_loss_cdf  # noqa: E402
+from tools.report_runs import STATS, Run, groups_of, load_runs, mean_std, run_values  # noqa: E402
+
+TRAIN = ("loss_cls", "loss_box", "bg_share", "easy_bg_share", "num_fg", "train_s", "images_per_s")
+PLOTS = {"ap": "AP per method", "curves": "Training curves", "loss_cdf": "Loss over anchors (Figure 4)",
+         "focal_loss": "Focal loss against p_t (Figure 1)"}
+
+
+def summarize(groups: dict[str, list[Run]]) -> list[dict]:
+    """One row per method: counts and, for every value of ``run_values``, mean / std / n over
+    the method's finished runs (the AP values over those with an eval.json)."""
+    rows = []
+    for label, runs in groups.items():
+        counted = [r for r in runs if r.status == "finished"]
+        others = [r for r in runs if r.status not in ("finished", "diverged")]
+        values = [run_values(r) for r in counted]
+        row = {"method": label, "runs": len(runs), "n": len(counted),
+               "seeds": " ".join(str(r.seed) for r in counted),
+               "diverged": sum(r.status == "diverged" for r in runs),
+               "not_counted": "; ".join(f"{r.name}: {r.status}" for r in others)}
+        for k in STATS + TRAIN:
+            row[f"{k}_mean"], row[f"{k}_std"], row[f"{k}_n"] = mean_std(v[k] for v in values)
+        rows.append(row)
+    return rows
+
+
+def mean_curves(groups: dict[str, list[Run]]) -> dict[str, tuple[list, list, list]]:
+    """label -> (iters, classification loss, background share), each the mean over the
+    method's finished runs at each logged iteration (over all its runs if none finished)."""
+    curves = {}
+    for label, runs in groups.items():
+        used = [r for r in runs if r.status == "finished" and r.metrics]
+        if not used:
+            used, label = [r for r in runs if r.metrics], f"{label} (not finished)"
+        points: dict[int, list[dict]] = {}
+        for r in used:
+            for m in r.metrics:
+                points.setdefault(m["iter"], []).append(m)
+        iters = sorted(points)
+        if iters:
+            curves[label] = (iters, *([mean_std(m.get(k) for m in points[i])[0] for i in iters]
+                                      for k in ("loss_cls", "bg_share")))
+    return curves
+
+
+def loss_samples(groups, num_images: int, device: str):
+    """Figure 4's data: per method, the first finished seed's checkpoint on the validation set.
+
+    Returns ({label: (fg losses, bg losses, run)}, [problems]). A method whose model cannot be
+    rebuilt is left out of the figure with its reason, so one broken checkpoint costs one curve.
+    """
+    samples, problems, cache = {}, [], {}
+    for label, runs in groups.items():
+        run = next((r for r in runs if r.status == "finished" and r.checkpoint), None)
+        if run is None:
+            problems.append(f"{label}: no finished run with checkpoints/last.pt")
+            continue
+        try:
+            samples[label] = (*anchor_loss_samples(run.checkpoint, num_images, device, cache), run)
+        except Exception as e:  # noqa: BLE001 - reported in report.md, the rest still gets written
+            problems.append(f"{label}: {run.name}/checkpoints/last.pt: {type(e).__name__}: {e}")
+    return samples, problems
+
+
+def _cell(row: dict, k: str, fmt: str, scale: float = 1.0) -> str:
+    mean, std, n = row[f"{k}_mean"], row[f"{k}_std"], row[f"{k}_n"]
+    if mean is None:
+        return "–"
+    text = f"{mean * scale:{fmt}}" + ("" if std is None else f" ± {std * scale:{fmt}}")
+    return text + ("" if n == row["n"] else f" (n={n})")
+
+
+def _table(header: list[str], lines: list[list]) -> list[str]:
+    esc = [[str(c).replace("|", "\\|").replace("\n", " ") for c in line] for line in lines]
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(c) + " |" for c in esc]
+
+
+def _sweep_overrides(sweep_dir: Path) -> list[str] | None:
+    try:
+        return list(yaml.safe_load((sweep_dir / "multirun.yaml").read_text())["hydra"]["overrides"]["task"])
+    except Exception:  # noqa: BLE001 - optional context for the header
+        return None
+
+
+def render_markdown(sweep_dir, runs, shared, rows, samples, problems, seconds) -> str:
+    counts = {s: sum(r.status == s for r in runs) for s in dict.fromkeys(r.status for r in runs)}
+    md = [f"# Report: `{sweep_dir}`", ""]
+    swept = _sweep_overrides(Path(sweep_dir))
+    if swept is not None:
+        md.append(f"Sweep command overrides: `{' '.join(swept) or '(none)'}`.")
+    if shared:
+        md.append(f"Common to all runs: `{', '.join(shared)}`.")
+    md += [f"{len(runs)} runs in {len(rows)} methods: " + ", ".join(f"{n} {s}" for s, n in counts.items()) + ".",
+           "A method is the runs' overrides except the seed; each number is the mean ± sample std over the "
+           "method's **finished** seeds (n; n=1 shows no std, \"(n=k)\" where fewer runs had the value).",
+           "**Diverged runs are flagged and excluded from the AP means (and all other means)**; running, "
+           "failed and incomplete runs are not counted either and are listed under Runs.", ""]
+    md += ["## Accuracy (COCO AP, %)", ""]
+    md += _table(["method", "n", *STATS, "diverged", "not counted"],
+                 [[r["method"], r["n"], *(_cell(r, k, ".1f") for k in STATS),
+                   f"**{r['diverged']}/{r['runs']}**" if r["diverged"] else "0", r["not_counted"] or "–"]
+                  for r in rows])
+    md += ["", "## Training", "",
+           "Losses and loss shares of the last logged iteration; background share: the part of the "
+           "classification loss from background anchors, easy background: from background anchors "
+           "already scored < 0.5; fg anchors per image averaged over training; images/s: median of the log.", ""]
+    md += _table(["method", "n", "cls loss", "box loss", "bg share (%)", "easy bg share (%)", "fg anchors / img",
+                  "train time (s)", "images/s"],
+                 [[r["method"], r["n"], _cell(r, "loss_cls", ".4g"), _cell(r, "loss_box", ".4g"),
+                   _cell(r, "bg_share", ".1f", 100), _cell(r, "easy_bg_share", ".1f", 100), _cell(r, "num_fg", ".1f"),
+                   _cell(r, "train_s", ".0f"), _cell(r, "images_per_s", ".1f")] for r in rows])
+    md += ["", "## Plots", ""]
+    for name, title in PLOTS.items():
+        md += [f"### {title}", "", f"![{title}](plots/{name}.png)", ""]
+        if name == "loss_cdf":
+            md += ["Per method, the first finished seed's model on the first validation images: anchors sorted "
+                   "by classification loss, cumulative loss normalized to 1. Share of the loss held by the "
+                   "hardest anchors:", ""]
+            md += _table(["method", "run", "fg anchors", "bg anchors", "hardest 10% fg", "hardest 1% bg",
+                          "hardest 10% bg"],
+                         [[label, run.name, len(fg), len(bg), *(_pct(hardest_share(x, f)) for x, f in
+                                                                 ((fg, .1), (bg, .01), (bg, .1)))]
+                          for label, (fg, bg, run) in samples.items()])
+            md += [""] + [f"- not drawn: {p}" for p in problems] + [""] * bool(problems)
+    md += ["## Runs", ""]
+    md += _table(["run", "method", "seed", "status", "AP (%)", "last iter", "time (s)", "notes"],
+                 [[r.name, r.group, "–" if r.seed is None else r.seed,
+                   r.status if r.status == "finished" else f"**{r.status}**",
+                   f"{100 * r.eval['AP']:.1f}" if r.eval else "–", r.last_iter or "–",
+                   "–" if r.seconds is None else f"{r.seconds:.0f}",
+                   "; ".join(([r.message[:160]] if r.message else []) + r.notes) or ""] for r in runs])
+    md += ["", f"_Written by tools/report.py in {seconds:.1f} s._", ""]
+    return "\n".join(md)
+
+
+def _pct(x):
+    return "–" if x is None else f"{100 * x:.1f}%"
+
+
+def write_csv(rows: list[dict], path) -> None:
+    fields = ["method", "runs", "n", "seeds", "diverged", "not_counted"]
+    for k in STATS + TRAIN:
+        fields += [f"{k}_mean", f"{k}_std"] + ([f"{k}_n"] if k in STATS else [])
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fields, extrasaction="ignore")
+        w.writeheader()
+        for row in rows:
+            w.writerow({k: "" if v is None else v for k, v in row.items()})
+
+
+def write_report(sweep_dir, out=None, cdf_images: int = 64, device: str = "auto") -> Path:
+    """Writes report.md, report.csv and plots/ for ``sweep_dir`` into ``out`` (default: the
+    sweep folder); returns the path of report.md."""
+    t0 = time.perf_counter()
+    if not isinstance(cdf_images, int) or cdf_images < 1:
+        raise ValueError(f"cdf_images={cdf_images!r}: expected an int >= 1")
+    runs, shared = load_runs(sweep_dir)
+    groups = groups_of(runs)
+    runs = [r for rs in groups.values() for r in rs]  # grouped, in job order, for the runs table
+    rows = summarize(groups)
+    out = Path(out) if out is not None else Path(sweep_dir)
+    plots = out / "plots"
+    plots.mkdir(parents=True, exist_ok=True)
+    plot_ap([r["method"] for r in rows],
+            [[v for v in (run_values(r)["AP"] for r in rs if r.status == "finished") if v is not None]
+             for rs in groups.values()], plots / "ap.png")
+    plot_curves(mean_curves(groups), plots / "curves.png")
+    samples, problems = loss_samples(groups, cdf_images, device)
+    plot_loss_cdf({label: (fg, bg) for label, (fg, bg, _) in samples.items()}, plots / "loss_cdf.png")
+    plot_focal_loss(plots / "focal_loss.png")
+    write_csv(rows, out / "report.csv")
+    md = out / "report.md"
+    md.write_text(render_markdown(sweep_dir, runs, shared, rows, samples, problems, time.perf_counter() - t0))
+    return md
+
+
+def main(argv=None) -> Path:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("sweep_dir", help="a Hydra multirun folder (or any folder of train.py run folders)")
+    parser.add_argument("--out", help="where to write report.md, report.csv and plots/ (default: SWEEP_DIR)")
+    parser.add_argument("--cdf-images", type=int, default=64,
+                        help="validation images for the loss-distribution plot (default: 64)")
+    parser.add_argument("--device", default="auto", help="device for that plot's models: auto | cpu | cuda[:N]")
+    args = parser.parse_args(argv)
+    sweep_dir, out = os.path.abspath(args.sweep_dir), args.out and os.path.abspath(args.out)
+    # Relative paths in the runs' configs (dataset.cache_dir) are relative to the repository
+    # root, where train.py runs: read from anywhere else, the data would be looked for (and
+    # generated anew) in the wrong place.
+    cwd = os.getcwd()
+    os.chdir(ROOT)
+    try:
+        path = write_report(sweep_dir, out, args.cdf_images, args.device)
+    except (FileNotFoundError, ValueError) as e:
+        sys.exit(f"tools/report.py: error: {e}")
+    finally:
+        os.chdir(cwd)
+    print(f"wrote {path}")
+    return path
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,219 @@
+"""Reading a sweep for the report: run folders, what each holds, and its method group.
+
+A run folder is one job of a sweep, written by train.py: ``status.json``, ``config.yaml``,
+``.hydra/overrides.yaml``, ``metrics.jsonl``, ``eval.json``, ``checkpoints/last.pt``. A
+sweep is read as it is, half-finished included: whatever a run folder lacks or holds
+unreadably becomes a note on that run, never an exception, so the report lists every run.
+"""
+
+import json
+import math
+import os
+import re
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+STATS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
+STATUSES = ("running", "finished", "diverged", "failed")
+RUN_MARKERS = ("status.json", "config.yaml", ".hydra/overrides.yaml")
+# Not run folders, and never holding one: what train.py writes inside a run, and the report.
+_SKIP_DIRS = {".hydra", "checkpoints", "tb", "plots"}
+
+
+@dataclass
+class Run:
+    dir: Path
+    name: str  # path relative to the sweep folder
+    status: str = "unknown"  # running | finished | diverged | failed | unknown (no status.json)
+    seconds: float | None = None
+    message: str | None = None
+    seed: int | None = None
+    overrides: list[str] | None = None
+    config: dict | None = None
+    eval: dict | None = None
+    metrics: list[dict] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    group: str = ""
+
+    @property
+    def checkpoint(self) -> Path | None:
+        path = self.dir / "checkpoints" / "last.pt"
+        return path if path.is_file() else None
+
+    @property
+    def last_iter(self) -> int | None:
+        return self.metrics[-1].get("iter") if self.metrics else None
+
+
+def _natural(text: str):
+    """Sort key in which "10_x" comes after "9_x" (Hydra numbers its job folders)."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)]
+
+
+def find_run_dirs(sweep_dir: Path) -> list[Path]:
+    """Every folder under ``sweep_dir`` (itself included) holding one of RUN_MARKERS, in job order."""
+    found = []
+    for root, dirs, _ in os.walk(sweep_dir):
+        path = Path(root)
+        if any((path / m).is_file() for m in RUN_MARKERS):
+            found.append(path)
+            dirs.clear()  # a run folder holds no other run
+        else:
+            dirs[:] = [d for d in dirs if d not in _SKIP_DIRS]
+    return sorted(found, key=lambda p: _natural(str(p.relative_to(sweep_dir))))
+
+
+def _read(path: Path, parse, run: Run):
+    """``parse(text)``, or None with a note on ``run`` when the file is missing or unreadable."""
+    if not path.is_file():
+        return None
+    try:
+        return parse(path.read_text())
+    except (OSError, ValueError, yaml.YAMLError) as e:
+        run.notes.append(f"{path.relative_to(run.dir)} unreadable ({type(e).__name__}: {str(e)[:80]})")
+        return None
+
+
+def _read_metrics(path: Path, run: Run) -> list[dict]:
+    rows, bad = [], []
+    text = _read(path, str, run) or ""
+    for i, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            row = None
+        if isinstance(row, dict) and isinstance(row.get("iter"), int):
+            rows.append(row)
+        else:  # e.g. a last line cut short when the job was killed while writing it
+            bad.append(i)
+    if bad:
+        run.notes.append(f"metrics.jsonl: {len(bad)} unreadable line(s) skipped (line {bad[0]}...)")
+    return rows
+
+
+def _seed_of(override: str) -> str | None:
+    key, _, value = override.lstrip("+~").partition("=")
+    return value if key == "seed" else None
+
+
+def load_run(run_dir: Path, sweep_dir: Path) -> Run:
+    run = Run(dir=run_dir, name=str(run_dir.relative_to(sweep_dir)) or ".")
+    status = _read(run_dir / "status.json", json.loads, run)
+    if isinstance(status, dict) and status.get("status") in STATUSES:
+        run.status, run.seconds, run.message = status["status"], status.get("seconds"), status.get("message")
+    elif status is not None:
+        run.notes.append(f"status.json: expected a dict with status in {STATUSES}, got {str(status)[:80]}")
+    elif not (run_dir / "status.json").is_file():
+        run.notes.append("no status.json")
+
+    overrides = _read(run_dir / ".hydra" / "overrides.yaml", yaml.safe_load, run)
+    if isinstance(overrides, list):
+        run.overrides = [str(o) for o in overrides]
+    config = _read(run_dir / "config.yaml", yaml.safe_load, run)
+    if isinstance(config, dict):
+        run.config = config
+    seeds = [s for s in map(_seed_of, run.overrides or []) if s is not None]
+    seed = (run.config or {}).get("seed", seeds[0] if seeds else None)
+    try:
+        run.seed = None if seed is None else int(seed)
+    except ValueError:
+        run.notes.append(f"seed {seed!r} is not an int")
+
+    ev = _read(run_dir / "eval.json", json.loads, run)
+    if isinstance(ev, dict) and all(isinstance(ev.get(k), (int, float)) for k in STATS):
+        run.eval = ev
+    elif ev is not None:
+        run.notes.append(f"eval.json: expected numbers for {', '.join(STATS)}")
+    elif run.status == "finished":
+        run.notes.append("no eval.json")
+    run.metrics = _read_metrics(run_dir / "metrics.jsonl", run)
+    return run
+
+
+def load_runs(sweep_dir) -> tuple[list[Run], list[str]]:
+    """Every run of the sweep, each with its ``group`` (method) label set, and the settings
+    shared by all runs (see ``assign_groups``)."""
+    sweep_dir = Path(sweep_dir)
+    if not sweep_dir.is_dir():
+        raise FileNotFoundError(f"sweep folder {str(sweep_dir)!r} does not exist or is not a folder")
+    runs = [load_run(d, sweep_dir) for d in find_run_dirs(sweep_dir)]
+    if not runs:
+        raise ValueError(f"no run folders in {str(sweep_dir)!r}: expected subfolders holding one of "
+                         f"{', '.join(RUN_MARKERS)} (written by train.py / Hydra)")
+    return runs, assign_groups(runs)
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def assign_groups(runs: list[Run]) -> list[str]:
+    """Sets ``run.group``: the run's settings except the seed, shown as what varies in the sweep.
+
+    With every run's ``.hydra/overrides.yaml``: its overrides without ``seed=...``; otherwise
+    the config keys whose values differ between runs (``seed`` and the derived ``run_name``
+    aside). Settings shared by all runs (``experiment=...``) are left out of the labels and
+    returned.
+    """
+    if all(r.overrides is not None for r in runs):
+        items = [[o for o in r.overrides if _seed_of(o) is None] for r in runs]
+    else:
+        flat = [_flatten(r.config) if r.config else None for r in runs]
+        keys = sorted({k for f in flat if f for k in f} - {"seed", "run_name"})
+        varying = [k for k in keys if len({repr(f.get(k, "<unset>")) for f in flat if f}) > 1]
+        items = [[f"{k}={f[k]}" for k in varying if k in f] if f else None for f in flat]
+    known = [set(i) for i in items if i is not None]
+    shared = set.intersection(*known) if known else set()
+    for run, item in zip(runs, items):
+        if item is None:  # neither overrides nor config: a group of its own
+            run.group = f"? {run.name}"
+        else:
+            run.group = ", ".join(o for o in item if o not in shared) or ", ".join(item) or "(defaults)"
+    first = next((i for i in items if i is not None), [])
+    return [o for o in first if o in shared]
+
+
+def groups_of(runs: list[Run]) -> dict[str, list[Run]]:
+    """group label -> its runs sorted by seed; groups in the order of their first job."""
+    groups: dict[str, list[Run]] = {}
+    for r in runs:
+        groups.setdefault(r.group, []).append(r)
+    return {g: sorted(rs, key=lambda r: (r.seed is None, r.seed or 0, _natural(r.name))) for g, rs in groups.items()}
+
+
+def run_values(run: Run) -> dict[str, float | None]:
+    """The numbers the report averages over seeds, for one run (None where it has none).
+
+    AP stats in percent (COCOeval's -1, "undefined", is None); the losses and loss shares of
+    the last metrics line; #fg anchors per image averaged over the log; wall seconds from
+    status.json; the median images/s of the log (robust to a slow first interval).
+    """
+    ev, last = run.eval or {}, run.metrics[-1] if run.metrics else {}
+    values = {k: 100.0 * ev[k] if k in ev and ev[k] >= 0 else None for k in STATS}
+    for k in ("loss_cls", "loss_box", "bg_share", "easy_bg_share"):
+        values[k] = last.get(k)
+    fg = [m["num_fg"] for m in run.metrics if "num_fg" in m]
+    values["num_fg"] = statistics.fmean(fg) if fg else None
+    values["train_s"] = run.seconds
+    speed = [m["images_per_s"] for m in run.metrics if "images_per_s" in m]
+    values["images_per_s"] = statistics.median(speed) if speed else None
+    return values
+
+
+def mean_std(values) -> tuple[float | None, float | None, int]:
+    """(mean, sample std, n) over the finite values; std is None for n < 2, mean for n = 0."""
+    xs = [float(v) for v in values if v is not None and math.isfinite(v)]
+    if not xs:
+        return None, None, 0
+    return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else None), len(xs)
