@@ -72,8 +72,9 @@ def amp_dtype(amp: str, device: torch.device):
         return None
     if amp not in ("auto", "bf16", "fp16"):
         raise ValueError(f"amp={amp!r}: expected auto, bf16, fp16 or off")
-    if device.type != "cuda":
-        raise ValueError(f"amp={amp}: mixed precision is for CUDA devices; this run is on {device}")
+    if device.type != "cuda" and amp != "bf16":
+        raise ValueError(f"amp={amp}: fp16 needs a CUDA device (this run is on {device}); "
+                         "bf16 autocast also runs on the CPU")
     if amp == "auto":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.bfloat16 if amp == "bf16" else torch.float16

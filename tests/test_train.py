@@ -126,3 +126,25 @@ def test_real_coco_subset_trains_and_evaluates(tmp_path, synthetic_cache):
     assert dets and {d["category_id"] for d in dets} <= coco_ids  # original COCO ids, not labels
     assert len({d["image_id"] for d in dets}) == 28  # the fixed val split
     assert 0.0 <= stats["AP"] <= 1.0
+
+
+def test_bf16_autocast_steps_stay_finite_and_close_to_fp32(tmp_path, synthetic_cache):
+    """The mixed-precision path of the loop (autocast + float32 losses), on the CPU with bf16;
+    on CUDA the same code runs with bf16 or fp16 + GradScaler."""
+    extra = ["schedule.max_iters=2", "schedule.log_every=1", "eval_at_end=false"]
+    _run(tmp_path, "fp32", synthetic_cache, extra)
+    _run(tmp_path, "bf16", synthetic_cache, extra + ["amp=bf16"])
+
+    def rows(name):
+        return [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+
+    fp32, bf16 = rows("fp32"), rows("bf16")
+    assert all(torch.isfinite(torch.tensor(r["loss"])) for r in bf16)
+    assert fp32[0]["num_fg"] == bf16[0]["num_fg"]  # matching does not depend on precision
+    assert abs(fp32[0]["loss"] - bf16[0]["loss"]) <= 0.05 * fp32[0]["loss"]
+
+
+def test_fp16_on_cpu_is_a_clear_error():
+    with pytest.raises(ValueError, match="fp16 needs a CUDA device"):
+        train.amp_dtype("fp16", torch.device("cpu"))
+    assert train.amp_dtype("auto", torch.device("cpu")) is None
