@@ -46,12 +46,16 @@ def make_inputs(image_hw, m, seed=0):
     return anchors, boxes, labels
 
 
-def run_ours(anchors, boxes, labels, matcher=Matcher()):
-    return matcher(anchors, boxes, labels, num_classes=80)
+OURS = Matcher()
+TORCHVISION = tv_utils.Matcher(0.5, 0.4, True)
 
 
-def run_torchvision(anchors, boxes, labels, matcher=tv_utils.Matcher(0.5, 0.4, True)):
-    return matcher(box_iou(boxes, anchors))
+def run_ours(anchors, boxes, labels):
+    return OURS(anchors, boxes, labels, num_classes=80)
+
+
+def run_torchvision(anchors, boxes, labels):
+    return TORCHVISION(box_iou(boxes, anchors))
 
 
 IMPLS = {"ours": run_ours, "torchvision": run_torchvision}

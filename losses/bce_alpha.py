@@ -9,12 +9,10 @@ It is the focal loss at gamma = 0, so it runs through the same fused Function
 (``losses.focal``), whose gamma = 0 path skips the modulating factor.
 """
 
-from torch import Tensor
-
-from losses.focal import _check_gamma_alpha, sigmoid_focal_loss, sigmoid_init_bias
+from losses.focal import FocalLoss
 
 
-class AlphaBCELoss:
+class AlphaBCELoss(FocalLoss):
     """Sigmoid BCE with weight alpha on 1 targets and 1 - alpha on 0 targets; ``loss=bce_alpha``.
 
     Args:
@@ -23,22 +21,7 @@ class AlphaBCELoss:
     """
 
     def __init__(self, alpha: float | None = 0.75):
-        _check_gamma_alpha(0.0, alpha)
-        self.alpha = None if alpha is None else float(alpha)
-
-    def num_logits(self, num_classes: int) -> int:
-        return num_classes
-
-    def init_bias(self, num_classes: int, prior: float) -> Tensor:
-        return sigmoid_init_bias(num_classes, prior)
-
-    def scores(self, logits: Tensor) -> Tensor:
-        """Tensor[..., K] logits -> Tensor[..., K] float32 foreground probabilities."""
-        return logits.float().sigmoid()
-
-    def __call__(self, logits: Tensor, labels: Tensor) -> Tensor:
-        """Tensor[N, R, K] logits, Tensor[N, R] labels -> Tensor[N, R] float32 loss."""
-        return sigmoid_focal_loss(logits, labels, gamma=0.0, alpha=self.alpha)
+        super().__init__(gamma=0.0, alpha=alpha)
 
     def __repr__(self) -> str:
         return f"AlphaBCELoss(alpha={self.alpha})"

@@ -1,13 +1,17 @@
 """Shared fixtures: Hydra configs composed from configs/ for small, fast runs."""
 
+import contextlib
+import io
 from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
+from pycocotools.coco import COCO
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
 COCO128 = (ROOT / "../shared/data/coco128").resolve()
+COCO128_ANNOTATIONS = COCO128 / "annotations" / "instances_train2017.json"
 
 
 def compose_config(overrides=()):
@@ -42,3 +46,12 @@ def tiny_overrides(cache_dir) -> list[str]:
 def synthetic_cache(tmp_path_factory):
     """One small synthetic dataset shared by every test that trains."""
     return tmp_path_factory.mktemp("synthetic")
+
+
+@pytest.fixture(scope="session")
+def coco_gt():
+    """coco128's annotations as a pycocotools COCO object."""
+    if not COCO128_ANNOTATIONS.is_file():
+        pytest.skip(f"coco128 not found at {COCO128_ANNOTATIONS} (the repository root's ../shared/data/coco128)")
+    with contextlib.redirect_stdout(io.StringIO()):
+        return COCO(str(COCO128_ANNOTATIONS))

@@ -9,10 +9,9 @@ import pytest
 import yaml
 from hydra.utils import instantiate
 
-from tests.conftest import CONFIGS, ROOT, compose_config
-
 # importing train registers the config resolvers (loss_name, focal_paper_alpha)
 import train  # noqa: F401
+from tests.conftest import CONFIGS, ROOT, compose_config
 
 GROUPS = {g: sorted(p.stem for p in (CONFIGS / g).glob("*.yaml")) for g in ("dataset", "loss", "model", "optim", "schedule")}
 EXPERIMENTS = sorted(p.stem for p in (CONFIGS / "experiment").glob("*.yaml"))

@@ -10,6 +10,7 @@ from torchvision.models import resnet18
 
 from tests.conftest import ROOT, tiny_overrides
 
+
 def _train(run_dir, cache, nproc, weights):
     overrides = [o for o in tiny_overrides(cache) if not o.startswith(("schedule.max_iters", "schedule.log_every"))]
     # Frozen BN (per-sample arithmetic) so the two ranks' half batches compute exactly what one

@@ -3,24 +3,17 @@ import io
 import json
 import os
 import random
-from pathlib import Path
 
 import numpy as np
 import pytest
-from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from detection.evaluation import STAT_NAMES, coco_evaluate, write_json_atomic
+from tests.conftest import COCO128_ANNOTATIONS
 
-ANNOTATIONS = Path(__file__).resolve().parents[2] / "../shared/data/coco128/annotations/instances_train2017.json"
+ANNOTATIONS = COCO128_ANNOTATIONS  # the coco_gt fixture (tests/conftest.py) loads it
 
 
-@pytest.fixture(scope="module")
-def coco_gt():
-    if not ANNOTATIONS.is_file():
-        pytest.skip(f"coco128 not found at {ANNOTATIONS} (the repository root's ../shared/data/coco128)")
-    with contextlib.redirect_stdout(io.StringIO()):
-        return COCO(str(ANNOTATIONS))
 
 
 def gt_as_detections(coco, crowd=False):

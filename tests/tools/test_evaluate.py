@@ -7,20 +7,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from tests.conftest import COCO128_ANNOTATIONS
+
 ROOT = Path(__file__).resolve().parents[2]
-ANNOTATIONS = ROOT / "../shared/data/coco128/annotations/instances_train2017.json"
+ANNOTATIONS = COCO128_ANNOTATIONS  # the coco_gt fixture (tests/conftest.py) loads it
 NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 
 
-@pytest.fixture(scope="module")
-def coco_gt():
-    if not ANNOTATIONS.is_file():
-        pytest.skip(f"coco128 not found at {ANNOTATIONS} (the repository root's ../shared/data/coco128)")
-    with contextlib.redirect_stdout(io.StringIO()):
-        return COCO(str(ANNOTATIONS))
 
 
 @pytest.fixture(scope="module")
