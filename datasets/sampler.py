@@ -7,8 +7,6 @@ exactly the samples (and, through ``SeededItems``, the random flips) of the unin
 Under DDP each rank takes every ``world``-th sample of the same stream.
 """
 
-import itertools
-
 import torch
 from torch.utils.data import Dataset, Sampler
 
@@ -71,4 +69,4 @@ class SeededItems(Dataset):
 
 def shard(n: int, rank: int, world: int) -> list[int]:
     """Evaluation indices of one rank: every world-th image, in order."""
-    return list(itertools.islice(range(n), rank, None, world))
+    return list(range(rank, n, world))

@@ -38,10 +38,6 @@ def is_main() -> bool:
     return not dist.is_initialized() or dist.get_rank() == 0
 
 
-def world_size() -> int:
-    return dist.get_world_size() if dist.is_initialized() else 1
-
-
 def all_gather_list(items: list) -> list:
     """Concatenation of every rank's list (detections for evaluation), in rank order."""
     if not dist.is_initialized():
@@ -79,11 +75,6 @@ def quiet_logging() -> None:
             root.removeHandler(h)
             h.close()
     root.setLevel(logging.WARNING)
-
-
-def barrier() -> None:
-    if dist.is_initialized():
-        dist.barrier()
 
 
 def destroy() -> None:
