@@ -6,289 +6,45 @@
     torchrun --nproc_per_node=2 train.py ...          # DDP
     python train.py eval_only=true checkpoint=outputs/.../checkpoints/last.pt
 
-Every run writes a folder (printed at the start): config.yaml (resolved), train.log,
-metrics.jsonl, TensorBoard events (tb/), checkpoints/last.pt, and after evaluation eval.json
-and detections.json. Only this file sees the config; everything else takes plain arguments.
+Every run writes a folder, printed at the start (its files: detection/run_folder.py). This
+file and detection/build.py are the only code that sees the config; everything else takes
+plain arguments. Read top to bottom: ``main`` (status of the run), ``run`` (build, restore,
+train, evaluate), ``train`` (the loop), ``step`` (one optimizer step), ``evaluate``.
 """
 
-import json
 import logging
 import math
+import sys
 import time
-from functools import partial
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Subset
-from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from datasets.sampler import SeededItems, StreamSampler, shard
-from datasets.transforms import build_transforms, collate
-from detection import checkpoint as ckpt
+from detection import build
 from detection import distributed as ddp
-from detection.evaluation import coco_evaluate, write_json_atomic
-from detection.optim import build_sgd, lr_factor
+from detection.evaluation import coco_evaluate
+from detection.run_folder import (
+    MetricsWriter,
+    RunFolder,
+    StatusWriter,
+    code_version,
+    effective_status,
+    load_checkpoint,
+    resolve_checkpoint,
+)
 
 log = logging.getLogger("anchorbg")
-
-# `loss=focal` -> run names like synthetic_focal (from the loss's module name)
-OmegaConf.register_new_resolver("loss_name", lambda target: target.split(".")[-2], replace=True)
-# The paper's best alpha for each gamma (Lin et al. 2017, Table 1b), for experiment=gamma_sweep.
-FOCAL_PAPER_ALPHA = {0: 0.75, 0.1: 0.75, 0.2: 0.75, 0.5: 0.5, 1: 0.25, 2: 0.25, 5: 0.25}
-
-
-def focal_paper_alpha(gamma) -> float:
-    if float(gamma) not in FOCAL_PAPER_ALPHA:
-        raise ValueError(f"loss.gamma={gamma}: the paper gives a best alpha only for gamma in {sorted(FOCAL_PAPER_ALPHA)}")
-    return FOCAL_PAPER_ALPHA[float(gamma)]
-
-
-OmegaConf.register_new_resolver("focal_paper_alpha", focal_paper_alpha, replace=True)
 
 
 class NonFiniteLossError(RuntimeError):
     pass
-
-
-def pick_device(spec: str, local_rank: int) -> torch.device:
-    if spec == "auto":
-        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
-    device = torch.device(spec)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={spec!r}: CUDA is not available on this machine (use device=cpu or auto)")
-    return device
-
-
-def amp_dtype(amp: str, device: torch.device):
-    """The autocast dtype (None: full precision). fp16 also needs a GradScaler."""
-    if amp == "off" or (amp == "auto" and device.type != "cuda"):
-        return None
-    if amp not in ("auto", "bf16", "fp16"):
-        raise ValueError(f"amp={amp!r}: expected auto, bf16, fp16 or off")
-    if device.type != "cuda" and amp != "bf16":
-        raise ValueError(f"amp={amp}: fp16 needs a CUDA device (this run is on {device}); "
-                         "bf16 autocast also runs on the CPU")
-    if amp == "auto":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if amp == "bf16" else torch.float16
-
-
-def to_device(images, targets, device, channels_last=False):
-    images = images.to(device, non_blocking=True)
-    if channels_last:
-        images = images.contiguous(memory_format=torch.channels_last)
-    tensors = ("boxes", "labels", "ignore_boxes")
-    targets = [{k: (v.to(device, non_blocking=True) if k in tensors else v) for k, v in t.items()} for t in targets]
-    return images, targets
-
-
-def build_datasets(cfg):
-    d = cfg.dataset
-    train_ds = instantiate(d.train, transforms=build_transforms(True, d.min_size, d.max_size))
-    val_ds = instantiate(d.val, transforms=build_transforms(False, d.min_size, d.max_size))
-    if val_ds.cat_ids != train_ds.cat_ids:
-        raise ValueError(
-            f"dataset {d.name}: train and val select different categories ({train_ds.class_names} vs "
-            f"{val_ds.class_names}); set dataset.categories explicitly"
-        )
-    return train_ds, val_ds
-
-
-@torch.no_grad()
-def evaluate(model, ds, cfg, device, dtype, run_dir: Path, rank: int, world: int) -> dict | None:
-    """Detections on every image of ``ds`` (sharded over ranks), COCO AP on rank 0."""
-    model.eval()
-    loader = DataLoader(Subset(ds, shard(len(ds), rank, world)), batch_size=cfg.schedule.eval_batch_size,
-                        collate_fn=partial(collate, size_divisible=cfg.dataset.size_divisible),
-                        num_workers=cfg.num_workers)
-    detections = []
-    for batch in tqdm(loader, desc="eval", disable=not ddp.is_main(), leave=False):
-        if batch is None:  # only unreadable images (on_bad_image=skip)
-            continue
-        images, targets = batch
-        images, _ = to_device(images, [], device, cfg.channels_last)
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            results = model(images, targets)
-        for t, r in zip(targets, results):
-            xywh = r["boxes"].clone()
-            xywh[:, 2:] -= xywh[:, :2]
-            for box, score, label in zip(xywh.tolist(), r["scores"].tolist(), r["labels"].tolist()):
-                detections.append({"image_id": int(t["image_id"]), "category_id": int(ds.cat_ids[label]),
-                                   "bbox": [round(v, 2) for v in box], "score": round(score, 5)})
-    detections = ddp.all_gather_list(detections)
-    if not ddp.is_main():
-        return None
-    write_json_atomic(run_dir / "detections.json", detections)
-    stats = coco_evaluate(ds.coco, detections, image_ids=ds.image_ids, cat_ids=ds.cat_ids)
-    write_json_atomic(run_dir / "eval.json", stats)
-    log.info("COCO AP %.4f  AP50 %.4f  AP75 %.4f  APs %.4f  APm %.4f  APl %.4f  (%d images, %d detections)",
-             stats["AP"], stats["AP50"], stats["AP75"], stats["APs"], stats["APm"], stats["APl"],
-             len(ds), len(detections))
-    return stats
-
-
-def keep_metrics_until(path: Path, last_iter: int) -> None:
-    """On resume, drop metric lines logged after the checkpoint (they will be logged again)."""
-    if path.exists():
-        lines = [line for line in path.read_text().splitlines() if line and json.loads(line)["iter"] <= last_iter]
-        path.write_text("".join(line + "\n" for line in lines))
-
-
-def run(cfg: DictConfig, run_dir: Path) -> dict | None:
-    """Trains and/or evaluates as ``cfg`` says; returns the evaluation stats (rank 0)."""
-    rank, world, local_rank = ddp.init_from_env(
-        "cuda" if cfg.device.startswith("cuda") or (cfg.device == "auto" and torch.cuda.is_available()) else "cpu")
-    device = pick_device(cfg.device, local_rank)
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    dtype = amp_dtype(cfg.amp, device)
-    main = ddp.is_main()
-    run_dir = ddp.broadcast_object(run_dir)  # every rank uses rank 0's run folder
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if main:
-        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-        log.info("run folder: %s  (device %s, %d process(es), amp %s)", run_dir, device, world, dtype)
-
-    torch.manual_seed(cfg.seed)
-    train_ds, val_ds = build_datasets(cfg)
-    cls_loss = instantiate(cfg.loss)
-    model = instantiate(cfg.model, num_classes=train_ds.num_classes, cls_loss=cls_loss).to(device)
-    if cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    if main:
-        log.info("dataset %s: %d train / %d val images, %d classes %s; loss %r; %.2fM parameters",
-                 cfg.dataset.name, len(train_ds), len(val_ds), train_ds.num_classes, train_ds.class_names,
-                 cls_loss, sum(p.numel() for p in model.parameters()) / 1e6)
-
-    s, o = cfg.schedule, cfg.optim
-    optimizer = build_sgd(model, o.lr, o.momentum, o.weight_decay, o.weight_decay_norm, o.nesterov)
-    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-    start_iter, ckpt_path = 0, run_dir / "checkpoints" / "last.pt"
-    if cfg.resume:
-        path = ckpt.resolve(cfg.resume, run_dir)
-        state = ckpt.load(path)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
-        start_iter = state["iter"]
-        log.info("resumed from %s at iteration %d", path, start_iter)
-    elif cfg.checkpoint:
-        path = ckpt.resolve(cfg.checkpoint, run_dir)
-        model.load_state_dict(ckpt.load(path)["model"])
-        log.info("weights from %s", path)
-
-    if cfg.eval_only:
-        stats = evaluate(model, val_ds, cfg, device, dtype, run_dir, rank, world)
-        ddp.destroy()
-        return stats
-
-    if world > 1:
-        if cfg.sync_bn:
-            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    else:
-        net = model
-    if s.batch_size % world:
-        raise ValueError(f"schedule.batch_size={s.batch_size} must be divisible by the {world} processes")
-    loader = DataLoader(
-        SeededItems(train_ds), batch_size=s.batch_size // world, num_workers=cfg.num_workers,
-        collate_fn=partial(collate, size_divisible=cfg.dataset.size_divisible),
-        sampler=StreamSampler(len(train_ds), cfg.seed, start_iter * s.batch_size, rank, world),
-        pin_memory=device.type == "cuda", persistent_workers=False,
-    )
-    end_iter = s.max_iters if s.stop_after is None else min(s.max_iters, start_iter + s.stop_after)
-    metrics_path = run_dir / "metrics.jsonl"
-    writer = None
-    if main:
-        keep_metrics_until(metrics_path, start_iter)
-        writer = SummaryWriter(str(run_dir / "tb"))
-    params = [p for p in model.parameters() if p.requires_grad]
-    schedule = partial(lr_factor, max_iters=s.max_iters, warmup_iters=s.warmup_iters, warmup_factor=s.warmup_factor,
-                       decay=s.decay, steps=tuple(s.steps), gamma=s.gamma, min_lr_factor=s.min_lr_factor)
-    last_good = f"{ckpt_path} (iteration {start_iter})" if cfg.resume else "none yet"
-    bar = tqdm(total=s.max_iters, initial=start_iter, desc="train", disable=not main, dynamic_ncols=True)
-    t_log, images_seen = time.perf_counter(), 0
-    data = iter(loader)
-    net.train()
-    for it in range(start_iter, end_iter):
-        batch = next(data)
-        while batch is None:  # every image of the batch was unreadable (on_bad_image=skip)
-            batch = next(data)
-        images, targets = to_device(*batch, device, cfg.channels_last)
-        lr = o.lr * schedule(it)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        log_now = (it + 1) % s.log_every == 0 or it + 1 == s.max_iters
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            out = net(images, targets, with_stats=log_now)
-        loss = out["loss"]
-        finite = torch.isfinite(loss.detach()).float()
-        if world > 1:
-            torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
-        if finite.item() == 0:
-            raise NonFiniteLossError(
-                f"non-finite loss at iteration {it} (cls {out['loss_cls'].item()}, box {out['loss_box'].item()}); "
-                f"weights were not updated with it. Last good checkpoint: {last_good}"
-            )
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.unscale_(optimizer)
-        max_norm = o.clip_grad_norm if o.clip_grad_norm is not None else math.inf
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
-        if not torch.isfinite(grad_norm) and not scaler.is_enabled():
-            raise NonFiniteLossError(f"non-finite gradient norm at iteration {it}. Last good checkpoint: {last_good}")
-        scaler.step(optimizer)  # skips the step itself when fp16 gradients overflowed
-        scaler.update()
-        images_seen += len(images) * world
-        bar.update(1)
-
-        if log_now:
-            stats = ddp.mean_over_ranks({k: v for k, v in out.items() if torch.is_tensor(v)})
-            elapsed = time.perf_counter() - t_log
-            record = {"iter": it + 1, "lr": lr, **{k: round(float(v.detach()), 6) for k, v in stats.items()},
-                      "grad_norm": round(float(grad_norm), 4), "images_per_s": round(images_seen / elapsed, 2)}
-            t_log, images_seen = time.perf_counter(), 0
-            bar.set_postfix(loss=f"{record['loss']:.4f}", img_s=f"{record['images_per_s']:.1f}")
-            if main:
-                with metrics_path.open("a") as f:
-                    f.write(json.dumps(record) + "\n")
-                for k, v in record.items():
-                    if k != "iter":
-                        writer.add_scalar(f"train/{k}", v, it + 1)
-                log.info("iter %d/%d  loss %.4f (cls %.4f box %.4f)  fg/img %.1f  bg share %.3f  lr %.5f  %.1f img/s",
-                         it + 1, s.max_iters, record["loss"], record["loss_cls"], record["loss_box"],
-                         record["num_fg"], record["bg_share"], lr, record["images_per_s"])
-        if (it + 1) % s.checkpoint_every == 0 or it + 1 == end_iter:
-            if main:
-                ckpt.save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                  "scaler": scaler.state_dict(), "iter": it + 1,
-                                  "config": OmegaConf.to_container(cfg, resolve=True)}, ckpt_path)
-            last_good = f"{ckpt_path} (iteration {it + 1})"
-    bar.close()
-    if writer:
-        writer.close()
-    stats = None
-    if cfg.eval_at_end and end_iter == s.max_iters:
-        stats = evaluate(model, val_ds, cfg, device, dtype, run_dir, rank, world)
-        if writer is not None and stats is not None:
-            with SummaryWriter(str(run_dir / "tb")) as w:
-                for k in ("AP", "AP50", "AP75"):
-                    w.add_scalar(f"eval/{k}", stats[k], end_iter)
-    ddp.destroy()
-    return stats
-
-
-def write_status(run_dir: Path, status: str, **info) -> None:
-    """status.json: running | finished | diverged | failed, read by tools/report.py."""
-    if ddp.env_rank() == 0:
-        write_json_atomic(run_dir / "status.json", {"status": status, "time": time.time(), **info})
 
 
 @hydra.main(config_path="configs", config_name="config", version_base="1.3")
@@ -301,22 +57,352 @@ def main(cfg: DictConfig) -> float | None:
     if ddp.env_rank() > 0:
         # Under torchrun every process starts Hydra; only rank 0 logs to the run folder.
         ddp.quiet_logging()
-    write_status(run_dir, "running")
-    t0 = time.time()
+    folder = RunFolder(run_dir)
+    multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+    if multirun:  # a rerun sweep continues where it stopped
+        action = sweep_job_action(cfg, folder)
+        if action == "skip":
+            return (folder.read_eval() or {}).get("AP")
+        cfg.resume = action == "resume"
+    previous = read_status_or_none(folder) if cfg.resume is True else None
+    status = StatusWriter(folder, base_seconds=(previous or {}).get("seconds") or 0.0, enabled=ddp.env_rank() == 0)
+    status.running()
     try:
-        stats = run(cfg, run_dir)
+        stats = run(cfg, run_dir, status.heartbeat)
     except NonFiniteLossError as e:
-        write_status(run_dir, "diverged", message=str(e), seconds=time.time() - t0)
+        status.end("diverged", message=str(e))
         log.error("%s", e)
-        # In a sweep a diverged run is a result (the report flags it), not a reason to stop.
-        if HydraConfig.get().mode == RunMode.MULTIRUN:
+        if multirun:  # in a sweep a diverged run is a result (the report flags it), not a reason to stop
             return None
         raise
     except BaseException as e:
-        write_status(run_dir, "failed", message=f"{type(e).__name__}: {e}", seconds=time.time() - t0)
+        status.end("failed", message=f"{type(e).__name__}: {e}")
         raise
-    write_status(run_dir, "finished", seconds=time.time() - t0, AP=None if stats is None else stats["AP"])
+    status.end("finished", AP=None if stats is None else stats["AP"])
     return None if stats is None else stats["AP"]  # the sweep's objective
+
+
+def sweep_job_action(cfg, folder: RunFolder) -> str:
+    """What a sweep job does with what its run folder already holds (a rerun sweep):
+    "skip" a finished run, a diverged one (unless ``retry_diverged=true``) and one running in
+    another live process; "resume" an unfinished one from its checkpoint; "start" otherwise.
+    A folder written by another config or code version is refused unless ``force=true``."""
+    status = read_status_or_none(folder)
+    if status is None and not folder.config.is_file():
+        return "start"
+    check_same_run(cfg, folder, status)
+    state = effective_status(status)
+    if state == "finished" or (state == "diverged" and not cfg.retry_diverged) or state == "running":
+        log.info("%s: %s, skipped%s", folder.path, state,
+                 " (retry_diverged=true reruns it)" if state == "diverged" else "")
+        return "skip"
+    if state != "diverged" and (folder.checkpoint.is_file() or folder.previous_checkpoint.is_file()):
+        log.info("%s: %s, resumed from its checkpoint", folder.path, state or "no status")
+        return "resume"
+    return "start"
+
+
+def check_same_run(cfg, folder: RunFolder, status: dict | None) -> None:
+    """Raises when ``folder`` holds a run of another config or code version (unless ``force``)."""
+    ignored = {"resume", "force", "retry_diverged"}
+    old = {k: v for k, v in flatten(folder.read_config() or {}).items() if k.split(".")[0] not in ignored}
+    new = {k: v for k, v in flatten(OmegaConf.to_container(cfg, resolve=True)).items()
+           if k.split(".")[0] not in ignored}
+    diffs = [f"{k}: {old.get(k, '<unset>')!r} -> {new.get(k, '<unset>')!r}"
+             for k in sorted(old.keys() | new.keys()) if old.get(k, "<unset>") != new.get(k, "<unset>")]
+    was, now = (status or {}).get("code"), code_version()
+    if was and now and was != now:
+        diffs.append(f"code version: {was} -> {now}")
+    if diffs and not cfg.force:
+        raise ValueError(f"{folder.path} holds a run of another configuration ({'; '.join(diffs[:10])}"
+                         f"{' ...' if len(diffs) > 10 else ''}): rerun the sweep with its own command, or add "
+                         "force=true to continue it anyway")
+
+
+def flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def read_status_or_none(folder: RunFolder) -> dict | None:
+    try:
+        return folder.read_status()
+    except ValueError as e:
+        log.warning("%s: %s", folder.status, e)
+        return None
+
+
+def run(cfg: DictConfig, run_dir: Path, heartbeat=lambda **info: None) -> dict | None:
+    """Trains and/or evaluates as ``cfg`` says; returns the evaluation stats (rank 0).
+    ``heartbeat(iteration=...)`` is called every step (status.json's, throttled there)."""
+    rt = build.runtime(cfg)
+    writer = None
+    try:
+        folder = RunFolder(ddp.broadcast_object(Path(run_dir)))  # every rank uses rank 0's folder
+        if rt.rank == 0:
+            folder.write_config(OmegaConf.to_yaml(cfg, resolve=True))
+            writer = MetricsWriter(folder)
+            log.info("run folder: %s  (device %s, %d process(es), amp %s)", folder.path, rt.device, rt.world,
+                     rt.amp_dtype)
+
+        torch.manual_seed(cfg.seed)
+        train_ds, val_ds = build.datasets(cfg)
+        model = build.model(cfg, train_ds.num_classes).to(rt.device)
+        if cfg.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        log.info("dataset %s: %d train / %d val images, %d classes %s; loss %r; %.2fM parameters",
+                 cfg.dataset.name, len(train_ds), len(val_ds), train_ds.num_classes, train_ds.class_names,
+                 model.cls_loss, sum(p.numel() for p in model.parameters()) / 1e6)
+        optimizer = build.optimizer(cfg, model)
+        scaler = torch.amp.GradScaler(rt.device.type, enabled=rt.amp_dtype == torch.float16)
+        start_iter, counts = restore(cfg, folder, model, optimizer, scaler)
+
+        end_iter = start_iter
+        if not cfg.eval_only:
+            end_iter = train(cfg, rt, model, optimizer, scaler, train_ds, folder, writer, start_iter, counts,
+                             heartbeat)
+            if not (cfg.eval_at_end and end_iter == cfg.schedule.max_iters):
+                return None
+        return evaluate(cfg, rt, model, val_ds, folder, writer, end_iter)
+    finally:
+        if writer is not None:
+            writer.close()
+        ddp.destroy()
+
+
+@dataclass
+class DataCounts:
+    """What the data path left out, counted over the whole run (kept in the checkpoint)."""
+
+    skipped_images: int = 0  # unreadable images skipped (dataset.on_bad_image=skip)
+    dropped_boxes: int = 0  # boxes the transforms removed (degenerate after resizing)
+
+    def add(self, batch, batch_size: int):
+        if batch is None:
+            self.skipped_images += batch_size
+            return
+        self.skipped_images += batch_size - len(batch[1])
+        self.dropped_boxes += sum(int(t.get("dropped_boxes", 0)) for t in batch[1])
+
+
+def restore(cfg, folder: RunFolder, model, optimizer, scaler) -> tuple[int, DataCounts]:
+    """``resume``: weights, optimizer and iteration of a checkpoint; ``checkpoint``: its
+    weights only. Returns the iteration to start at and the data counts so far.
+
+    ``resume=true`` (this run folder) falls back to checkpoints/previous.pt when last.pt
+    cannot be read (a truncated file), and to iteration 0 when neither can, naming the file.
+    """
+    if cfg.resume:
+        for path in checkpoints_to_resume(cfg.resume, folder):
+            try:
+                state = load_checkpoint(path)
+            except (RuntimeError, ValueError) as e:
+                if cfg.resume is not True:
+                    raise
+                log.error("%s; trying an earlier checkpoint", e)
+                continue
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scaler.load_state_dict(state["scaler"])
+            log.info("resumed from %s at iteration %d", path, state["iter"])
+            return state["iter"], DataCounts(**state.get("data_counts", {}))
+        log.error("no readable checkpoint in %s: the run starts again from iteration 0", folder.path)
+    elif cfg.checkpoint:
+        path = resolve_checkpoint(cfg.checkpoint, folder.path)
+        model.load_state_dict(load_checkpoint(path)["model"])
+        log.info("weights from %s", path)
+    return 0, DataCounts()
+
+
+def checkpoints_to_resume(spec, folder: RunFolder) -> list[Path]:
+    """``resume=true``: this folder's last.pt then previous.pt (those that exist); a path:
+    that checkpoint only (its errors are raised, not worked around)."""
+    if spec is True:
+        found = [p for p in (folder.checkpoint, folder.previous_checkpoint) if p.is_file()]
+        return found or [resolve_checkpoint(True, folder.path)]  # raises, naming the file
+    return [resolve_checkpoint(spec, folder.path)]
+
+
+def train(cfg, rt: build.Runtime, model, optimizer, scaler, ds, folder: RunFolder, writer, start_iter: int,
+          counts: DataCounts, heartbeat) -> int:
+    """The training loop from ``start_iter``; returns the iteration it stopped at."""
+    s = cfg.schedule
+    net = model
+    if rt.world > 1:
+        if cfg.sync_bn:
+            net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
+        net = DistributedDataParallel(net, device_ids=[rt.device.index] if rt.device.type == "cuda" else None)
+    batches = iter(build.train_loader(cfg, ds, start_iter, rt))
+    lr_at = build.lr_schedule(cfg)
+    params = [p for p in model.parameters() if p.requires_grad]  # what the gradient norm is over
+    end_iter = s.max_iters if s.stop_after is None else min(s.max_iters, start_iter + s.stop_after)
+    if writer is not None:
+        folder.truncate_metrics(start_iter)
+    last_good = f"{folder.checkpoint} (iteration {start_iter})" if cfg.resume else "none yet"
+    bar = progress_bar(total=s.max_iters, initial=start_iter, desc="train")
+    t_log, images_seen = time.perf_counter(), 0
+    net.train()
+    for it in range(start_iter, end_iter):
+        batch = next(batches)
+        counts.add(batch, s.batch_size // rt.world)
+        while batch is None:  # every image of the batch was unreadable (on_bad_image=skip)
+            batch = next(batches)
+            counts.add(batch, s.batch_size // rt.world)
+        images, targets = to_device(*batch, rt.device, cfg.channels_last)
+        lr = lr_at(it)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        log_now = (it + 1) % s.log_every == 0 or it + 1 == s.max_iters
+        try:
+            out, grad_norm = step(net, optimizer, scaler, images, targets, params, cfg.optim.clip_grad_norm, rt,
+                                  log_now)
+        except NonFiniteLossError as e:
+            raise NonFiniteLossError(f"{e} at iteration {it}; the weights were not updated with it. "
+                                     f"Last good checkpoint: {last_good}") from None
+        images_seen += len(images) * rt.world
+        bar.update(1)
+        heartbeat(iteration=it + 1)
+
+        if log_now:
+            stats = ddp.mean_over_ranks({k: v for k, v in out.items() if torch.is_tensor(v)})
+            seconds, t_log = time.perf_counter() - t_log, time.perf_counter()
+            record = {"iter": it + 1, "lr": lr, **{k: round(float(v.detach()), 6) for k, v in stats.items()},
+                      "grad_norm": round(float(grad_norm), 4), "images_per_s": round(images_seen / seconds, 2),
+                      **total_over_ranks(asdict(counts))}
+            images_seen = 0
+            bar.set_postfix(loss=f"{record['loss']:.4f}", img_s=f"{record['images_per_s']:.1f}")
+            log_step(record, s.max_iters, writer)
+        if (it + 1) % s.checkpoint_every == 0 or it + 1 == end_iter:
+            if rt.rank == 0:
+                folder.save_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                        "scaler": scaler.state_dict(), "iter": it + 1, "data_counts": asdict(counts),
+                                        "config": OmegaConf.to_container(cfg, resolve=True)})
+            last_good = f"{folder.checkpoint} (iteration {it + 1})"
+    bar.close()
+    return end_iter
+
+
+def step(net, optimizer, scaler, images, targets, params, clip_grad_norm, rt: build.Runtime, with_stats: bool):
+    """Forward, backward, clip, SGD step; returns the model's outputs and the gradient norm.
+
+    A non-finite loss (on any rank) or gradient raises NonFiniteLossError before the
+    weights are touched.
+    """
+    with torch.autocast(rt.device.type, dtype=rt.amp_dtype, enabled=rt.amp_dtype is not None):
+        out = net(images, targets, with_stats=with_stats)
+    loss = out["loss"]
+    finite = torch.isfinite(loss.detach()).float()
+    if rt.world > 1:
+        torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
+    if finite.item() == 0:
+        raise NonFiniteLossError(f"non-finite loss (cls {out['loss_cls'].item()}, box {out['loss_box'].item()})")
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.unscale_(optimizer)
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, math.inf if clip_grad_norm is None else clip_grad_norm)
+    if not torch.isfinite(grad_norm) and not scaler.is_enabled():
+        raise NonFiniteLossError("non-finite gradient norm")
+    scaler.step(optimizer)  # skips the step itself when fp16 gradients overflowed
+    scaler.update()
+    return out, grad_norm
+
+
+def log_step(record: dict, max_iters: int, writer: MetricsWriter | None) -> None:
+    """One logged step to metrics.jsonl, TensorBoard and the log (rank 0)."""
+    if writer is None:
+        return
+    writer.log(record)
+    dropped = ""
+    if record["skipped_images"] or record["dropped_boxes"]:
+        dropped = f"  skipped {record['skipped_images']} images, dropped {record['dropped_boxes']} boxes so far"
+    log.info("iter %d/%d  loss %.4f (cls %.4f box %.4f)  fg/img %.1f  bg share %.3f  lr %.5f  %.1f img/s%s",
+             record["iter"], max_iters, record["loss"], record["loss_cls"], record["loss_box"],
+             record["num_fg"], record["bg_share"], record["lr"], record["images_per_s"], dropped)
+
+
+@torch.no_grad()
+def evaluate(cfg, rt: build.Runtime, model, ds, folder: RunFolder, writer, iteration: int) -> dict | None:
+    """Detections on every image of ``ds`` (sharded over ranks); COCO AP, the detections and
+    the per-anchor losses of the first ``loss_cdf_images`` images written on rank 0."""
+    model.eval()
+    detections = []
+    for batch in progress_bar(build.eval_shard(cfg, ds, rt), desc="eval", leave=False):
+        if batch is None:  # only unreadable images (on_bad_image=skip)
+            continue
+        images, targets = batch
+        images, _ = to_device(images, [], rt.device, cfg.channels_last)
+        with torch.autocast(rt.device.type, dtype=rt.amp_dtype, enabled=rt.amp_dtype is not None):
+            results = model(images, targets)
+        detections += coco_results(targets, results, ds.cat_ids)
+    detections = ddp.all_gather_list(detections)
+    if rt.rank != 0:
+        return None
+    stats = coco_evaluate(ds.coco, detections, image_ids=ds.image_ids, cat_ids=ds.cat_ids)
+    folder.write_eval(stats, detections)
+    folder.save_anchor_losses(*anchor_losses(cfg, rt, model, ds, cfg.loss_cdf_images))
+    writer.scalars("eval", {k: stats[k] for k in ("AP", "AP50", "AP75")}, iteration)
+    log.info("COCO AP %.4f  AP50 %.4f  AP75 %.4f  APs %.4f  APm %.4f  APl %.4f  (%d images, %d detections)",
+             stats["AP"], stats["AP50"], stats["AP75"], stats["APs"], stats["APm"], stats["APl"],
+             len(ds), len(detections))
+    return stats
+
+
+def coco_results(targets: list[dict], results: list[dict], cat_ids: list[int]) -> list[dict]:
+    """The model's detections (xyxy boxes, labels 0..K-1) as COCO results entries."""
+    entries = []
+    for t, r in zip(targets, results):
+        xywh = r["boxes"].clone()
+        xywh[:, 2:] -= xywh[:, :2]
+        for box, score, label in zip(xywh.tolist(), r["scores"].tolist(), r["labels"].tolist()):
+            entries.append({"image_id": int(t["image_id"]), "category_id": int(cat_ids[label]),
+                            "bbox": [round(v, 2) for v in box], "score": round(score, 5)})
+    return entries
+
+
+@torch.no_grad()
+def anchor_losses(cfg, rt: build.Runtime, model, ds, num_images: int):
+    """Per-anchor classification losses of the foreground and of the background anchors of
+    the first ``num_images`` images, Tensor[P] and Tensor[Q] float32: the data of the
+    report's Figure 4 (the loss spread over anchors). Padding anchors count as background,
+    as in training."""
+    fg, bg = [torch.zeros(0)], [torch.zeros(0)]
+    if num_images > 0:
+        k = model.num_classes
+        for batch in build.eval_loader(cfg, ds, range(min(num_images, len(ds)))):
+            if batch is None:
+                continue
+            losses, labels = model.anchor_losses(*to_device(*batch, rt.device, cfg.channels_last))  # (N, R)
+            losses, labels = losses.float().cpu(), labels.cpu()
+            fg.append(losses[(labels >= 0) & (labels < k)])
+            bg.append(losses[labels == k])
+    return torch.cat(fg), torch.cat(bg)
+
+
+def to_device(images, targets, device, channels_last=False):
+    images = images.to(device, non_blocking=True)
+    if channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    tensors = ("boxes", "labels", "ignore_boxes")
+    targets = [{k: (v.to(device, non_blocking=True) if k in tensors else v) for k, v in t.items()} for t in targets]
+    return images, targets
+
+
+def total_over_ranks(counts: dict[str, int]) -> dict[str, int]:
+    if not torch.distributed.is_initialized():
+        return counts
+    summed = ddp.mean_over_ranks({k: torch.tensor(float(v)) for k, v in counts.items()})
+    return {k: round(float(v) * torch.distributed.get_world_size()) for k, v in summed.items()}
+
+
+def progress_bar(iterable=None, **kwargs):
+    """A tqdm bar on a terminal (rank 0); none when the output goes to a file or a pipe,
+    where the periodic log lines say the same without thousands of carriage returns."""
+    return tqdm(iterable, disable=not (ddp.is_main() and sys.stderr.isatty()), dynamic_ncols=True, **kwargs)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Data pipeline targets (issue 4), run from the repository root:
 
-    .venv/bin/python benchmarks/bench_data.py [--rounds 5] [--gen-reps 1]
+    python -m benchmarks.bench_data [--rounds 5] [--gen-reps 1]
 
 1. A DataLoader with 2 workers over coco128 at shorter side 512 (training transforms) must
    deliver >= 40 images/s. Reference, interleaved round by round in the same run: the same
@@ -14,7 +14,6 @@ import argparse
 import contextlib
 import io
 import statistics
-import sys
 import tempfile
 import time
 import warnings
@@ -26,23 +25,23 @@ import torchvision
 from torch.utils.data import DataLoader, Dataset
 from torchvision.ops import box_convert
 
+from datasets.coco import CocoDetection
+from datasets.synthetic import generate
+from datasets.transforms import build_transforms, collate
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from datasets.coco import CocoDetection  # noqa: E402
-from datasets.synthetic import generate  # noqa: E402
-from datasets.transforms import build_transforms, collate  # noqa: E402
-
+# Optional real data beside the checkout; --coco128 points elsewhere. The shipped
+# tests/data/coco_sample (8 images, two batches) is too small to time a loader on.
 COCO128 = ROOT / "../shared/data/coco128"
-IMAGES, ANNOTATIONS = COCO128 / "train2017", COCO128 / "annotations/instances_train2017.json"
 
 
 class PILReference(Dataset):
     """torchvision's CocoDetection (PIL decoding) turned into our target format."""
 
-    def __init__(self, transforms):
+    def __init__(self, images, annotations, transforms):
         with contextlib.redirect_stdout(io.StringIO()):  # pycocotools' progress prints
-            self.ds = torchvision.datasets.CocoDetection(str(IMAGES), str(ANNOTATIONS))
+            self.ds = torchvision.datasets.CocoDetection(str(images), str(annotations))
         self.transforms = transforms
 
     def __len__(self):
@@ -97,14 +96,26 @@ def main():
     parser.add_argument(
         "--gen-reps", type=int, default=1, help="default synthetic generations (about 20 s each)"
     )
+    parser.add_argument(
+        "--coco128", type=Path, default=COCO128,
+        help="folder with train2017/ and annotations/instances_train2017.json (default: ../shared/data/coco128)",
+    )
     args = parser.parse_args()
+    images, annotations = args.coco128 / "train2017", args.coco128 / "annotations/instances_train2017.json"
+    if not annotations.is_file():
+        parser.error(
+            f"coco128 not found: no {annotations.resolve()}. coco128 (128 real COCO train2017 images) is "
+            "optional data that lives beside the checkout, at ../shared/data/coco128; elsewhere pass "
+            "--coco128 <folder with train2017/ and annotations/instances_train2017.json>"
+        )
     warnings.simplefilter(
         "ignore", DeprecationWarning
     )  # torchvision.io's decoders are deprecated in 0.29
     torch.set_num_threads(1)  # each worker is one core; the main process only collates
 
     transforms = build_transforms(train=True, min_size=512, max_size=853)
-    ours, ref = CocoDetection(IMAGES, ANNOTATIONS, transforms=transforms), PILReference(transforms)
+    ours = CocoDetection(images, annotations, transforms=transforms)
+    ref = PILReference(images, annotations, transforms)
     rates = {"ours": [], "ref": []}
     for _ in range(args.rounds):
         rates["ours"].append(images_per_second(ours))

@@ -1,7 +1,7 @@
 """Speed and peak memory of the classification losses against their references (issue 3).
 
-    .venv/bin/python benchmarks/bench_losses.py                # ~75 s on 2 cores
-    .venv/bin/python benchmarks/bench_losses.py --sizes 10000 --reps 3 --no-memory
+    python -m benchmarks.bench_losses                # ~75 s on 2 cores
+    python -m benchmarks.bench_losses --sizes 10000 --reps 3 --no-memory
 
 Setup: batch 2, K = 80, float32, 1% of the anchors foreground (random class), the rest
 background; forward + backward of the summed loss. References, timed in the same run and
@@ -56,8 +56,6 @@ from pathlib import Path  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torchvision.ops import sigmoid_focal_loss  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere
 
 from losses.bce_alpha import AlphaBCELoss  # noqa: E402
 from losses.focal import FocalLoss  # noqa: E402
@@ -129,7 +127,7 @@ def child(method: str, n: int) -> None:
 
 
 def peak_extra(method: str, n: int) -> int:
-    out = subprocess.run([sys.executable, __file__, "--child", method, str(n)],
+    out = subprocess.run([sys.executable, "-m", "benchmarks.bench_losses", "--child", method, str(n)],
                          capture_output=True, text=True, check=True)
     return int(out.stdout.split()[-1])
 

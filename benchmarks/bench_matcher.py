@@ -1,6 +1,6 @@
 """Matcher speed and memory: ours vs torchvision's box_iou + Matcher (one image).
 
-    python benchmarks/bench_matcher.py [--repeats 15]
+    python -m benchmarks.bench_matcher [--repeats 15]
 
 Real RetinaNet anchors for a 512x512 (49k) and an 800x1216 (182k) input, M gt boxes in
 {5, 50, 500} drawn at random (seeded) over the image. The two implementations are timed
@@ -20,14 +20,12 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
+from torchvision.models.detection import _utils as tv_utils
+from torchvision.ops import box_iou
 
-import torch  # noqa: E402
-from torchvision.models.detection import _utils as tv_utils  # noqa: E402
-from torchvision.ops import box_iou  # noqa: E402
-
-from detection.anchors import AnchorGenerator  # noqa: E402
-from detection.matcher import Matcher  # noqa: E402
+from detection.anchors import AnchorGenerator
+from detection.matcher import Matcher
 
 SIZES = {"512x512": (512, 512), "800x1216": (800, 1216)}
 NUM_GT = (5, 50, 500)
@@ -37,7 +35,7 @@ def make_inputs(image_hw, m, seed=0):
     h, w = image_hw
     gen = AnchorGenerator()
     feats = [(-(-h // s), -(-w // s)) for s in gen.strides]
-    anchors = gen.gen(feats)
+    anchors = gen.grid_anchors(feats)
     g = torch.Generator().manual_seed(seed)
     wh = torch.rand(m, 2, generator=g) * torch.tensor([w / 3, h / 3]) + 8
     xy = torch.rand(m, 2, generator=g) * torch.tensor([w, h]) - wh / 2
@@ -82,7 +80,7 @@ def _rss_kib(field):
 
 def peak_memory(impl, size, m):
     out = subprocess.run(
-        [sys.executable, __file__, "--child", impl, size, str(m)],
+        [sys.executable, "-m", "benchmarks.bench_matcher", "--child", impl, size, str(m)],
         capture_output=True, text=True, check=True,
     )
     return float(out.stdout.strip().splitlines()[-1])

@@ -1,6 +1,6 @@
 """Training-step throughput: ours vs torchvision's RetinaNet, same backbone, size, batch, anchors.
 
-    python benchmarks/bench_train.py [--repeats 5] [--batch 2] [--sizes 320 512] [--depths 18 50]
+    python -m benchmarks.bench_train [--repeats 5] [--batch 2] [--sizes 320 512] [--depths 18 50]
 
 Both models: torchvision ResNet-{18,50} (random init, BatchNorm trained, all stages trainable)
 with FPN P3-P7, a 4-conv 256-wide head, 9 anchors per location (32..512, 3 scales, 3 ratios),
@@ -13,28 +13,25 @@ images/s and the ratio ours / torchvision (> 1: ours is faster).
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
+from torchvision.models import resnet18, resnet50
+from torchvision.models.detection import RetinaNet as TVRetinaNet
+from torchvision.models.detection.anchor_utils import AnchorGenerator as TVAnchorGenerator
+from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
+from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 
-import torch  # noqa: E402
-from torchvision.models import resnet18, resnet50  # noqa: E402
-from torchvision.models.detection import RetinaNet as TVRetinaNet  # noqa: E402
-from torchvision.models.detection.anchor_utils import AnchorGenerator as TVAnchorGenerator  # noqa: E402
-from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor  # noqa: E402
-from torchvision.ops.feature_pyramid_network import LastLevelP6P7  # noqa: E402
-
-from detection.retinanet import RetinaNet  # noqa: E402
-from losses.focal import FocalLoss  # noqa: E402
+from detection.backbone import ResNetFPN
+from detection.retinanet import RetinaNet
+from losses.focal import FocalLoss
 
 K = 80
 
 
 def ours(depth):
-    return RetinaNet(K, FocalLoss(), backbone=f"resnet{depth}", frozen_bn=False, trainable_layers=5,
-                     fpn_channels=256, head_convs=4, head_width=256)
+    backbone = ResNetFPN(depth=depth, frozen_bn=False, trainable_layers=5, fpn_channels=256)
+    return RetinaNet(K, FocalLoss(), backbone=backbone, head_convs=4, head_width=256)
 
 
 def torchvision_model(depth, size):

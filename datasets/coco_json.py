@@ -58,7 +58,8 @@ def load_coco_json(path) -> COCO:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(
-            f"annotation file not found: {path} (expected a COCO instances JSON)"
+            # The absolute path too: a relative one is read from wherever the run started.
+            f"annotation file not found: {path} (looked at {path.resolve()}; expected a COCO instances JSON)"
         )
     try:
         with open(path, encoding="utf-8") as f:

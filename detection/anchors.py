@@ -31,7 +31,7 @@ class AnchorGenerator:
     Example::
 
         >>> gen = AnchorGenerator(sizes=(32,), strides=(8,), scales=(1.0,), aspect_ratios=(1.0,))
-        >>> gen.gen([(1, 2)])
+        >>> gen.grid_anchors([(1, 2)])
         tensor([[-16., -16., 16., 16.],
                 [ -8., -16., 24., 16.]])
     """
@@ -73,7 +73,7 @@ class AnchorGenerator:
         hs = (h_ratios[:, None] * scales[None, :]).reshape(-1)
         return (torch.stack([-ws, -hs, ws, hs], dim=1) / 2).round()
 
-    def gen(self, feature_sizes, device=None) -> Tensor:
+    def grid_anchors(self, feature_sizes, device=None) -> Tensor:
         """Anchors for all levels.
 
         Args:
@@ -87,7 +87,7 @@ class AnchorGenerator:
         sizes = tuple((int(h), int(w)) for h, w in feature_sizes)
         if len(sizes) != len(self.strides):
             raise ValueError(
-                f"AnchorGenerator.gen: got {len(sizes)} feature maps {list(sizes)}, expected "
+                f"AnchorGenerator.grid_anchors: got {len(sizes)} feature maps {list(sizes)}, expected "
                 f"{len(self.strides)} (one per stride {self.strides})"
             )
         device = torch.device(device) if device is not None else torch.device("cpu")

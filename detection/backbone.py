@@ -70,6 +70,9 @@ class ResNetFPN(nn.Module):
         weights: None (random init, nothing is downloaded) or the path of a local file holding
             a torchvision-format resnet state_dict (e.g. ``resnet50(weights=...).state_dict()``).
         frozen_bn: use ``FrozenBatchNorm2d`` (statistics and affine fixed) instead of BatchNorm.
+            None (the default) freezes exactly when ``weights`` are given: frozen statistics are
+            what pretrained ResNets were trained with, but a network trained from scratch needs
+            BatchNorm to learn its statistics (frozen without weights is an error).
         trainable_layers: how many of layer4, layer3, layer2, layer1, conv1 (counted from
             layer4) are trained, as in torchvision; the rest have requires_grad=False. 5 trains all.
             torchvision trains all 5 when there are no pretrained weights; freezing random
@@ -80,14 +83,22 @@ class ResNetFPN(nn.Module):
     with h = ceil(H / stride) for strides ``self.strides``.
     """
 
-    def __init__(self, depth: int = 50, weights: str | None = None, frozen_bn: bool = True,
-                 trainable_layers: int = 3, fpn_channels: int = 256):
+    def __init__(self, depth: int = 50, weights: str | None = None, frozen_bn: bool | None = None,
+                 trainable_layers: int = 5, fpn_channels: int = 256):
         super().__init__()
         if depth not in _RESNETS:
-            raise ValueError(f"ResNetFPN depth={depth!r}: expected one of {sorted(_RESNETS)}")
+            raise ValueError(f"ResNetFPN depth={depth!r} (model.backbone.depth): expected one of {sorted(_RESNETS)}")
         if not 0 <= trainable_layers <= 5:
-            raise ValueError(f"ResNetFPN trainable_layers={trainable_layers!r}: expected 0..5")
-        norm = FrozenBatchNorm2d if frozen_bn else nn.BatchNorm2d
+            raise ValueError(f"ResNetFPN trainable_layers={trainable_layers!r} (model.backbone.trainable_layers): "
+                             "expected 0..5")
+        frozen = weights is not None if frozen_bn is None else bool(frozen_bn)
+        if frozen and weights is None:
+            raise ValueError(
+                f"resnet{depth} with frozen BatchNorm (model.backbone.frozen_bn=true) needs pretrained weights: "
+                "frozen statistics of a random network normalize nothing. Give model.backbone.weights="
+                "<local path to a torchvision resnet state_dict>, or set model.backbone.frozen_bn=null"
+            )
+        norm = FrozenBatchNorm2d if frozen else nn.BatchNorm2d
         resnet = _RESNETS[depth](weights=None, norm_layer=norm)
         if weights is not None:
             _load_resnet_weights(resnet, os.fspath(weights), f"resnet{depth}")

@@ -2,10 +2,8 @@
 
 import contextlib
 import io
-import json
 import numbers
 import os
-import tempfile
 
 import numpy as np
 from pycocotools.coco import COCO
@@ -130,22 +128,3 @@ def coco_evaluate(coco_gt, detections: list[dict], image_ids=None, cat_ids=None,
         per_category[coco_gt.cats[cat_id]["name"]] = float(np.mean(p)) if p.size else -1.0
     result["per_category"] = per_category
     return result
-
-
-def write_json_atomic(path, obj) -> None:
-    """Writes obj as JSON to path through a temp file in the same folder and os.replace, so a
-    reader (or a crash) never sees a half-written file."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=os.path.basename(path) + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
-        raise

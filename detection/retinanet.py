@@ -11,7 +11,6 @@ from torch import Tensor, nn
 from torchvision.ops import batched_nms, clip_boxes_to_image
 
 from detection.anchors import AnchorGenerator
-from detection.backbone import ResNetFPN, TinyBackbone
 from detection.boxes import BoxCoder
 from detection.head import RetinaHead
 from detection.matcher import Matcher
@@ -20,37 +19,14 @@ from losses.box import BoxLoss
 from losses.normalizer import FgNormalizer
 
 
-def build_backbone(name: str, weights=None, frozen_bn=None, trainable_layers: int = 5,
-                   fpn_channels: int = 256, tiny_widths=(32, 64, 128), tiny_depth: int = 1) -> nn.Module:
-    """``"tiny"`` or ``"resnet18" | "resnet34" | "resnet50"`` -> a backbone giving P3-P7.
-
-    ``frozen_bn=None`` freezes BatchNorm exactly when pretrained ``weights`` are given: frozen
-    statistics are what pretrained ResNets were trained with, but a network trained from
-    scratch needs BatchNorm to learn its statistics.
-    """
-    if name == "tiny":
-        return TinyBackbone(widths=tiny_widths, fpn_channels=fpn_channels, depth=tiny_depth)
-    if name.startswith("resnet") and name[6:].isdigit():
-        frozen = weights is not None if frozen_bn is None else bool(frozen_bn)
-        if frozen and weights is None:
-            raise ValueError(
-                f"model.backbone={name} with frozen BatchNorm needs pretrained weights: frozen "
-                "statistics of a random network normalize nothing. Give model.backbone_weights="
-                "<local path to a torchvision resnet state_dict>, or set model.frozen_bn=null"
-            )
-        return ResNetFPN(depth=int(name[6:]), weights=weights, frozen_bn=frozen,
-                         trainable_layers=trainable_layers, fpn_channels=fpn_channels)
-    raise ValueError(f"model.backbone={name!r}: expected 'tiny', 'resnet18', 'resnet34' or 'resnet50'")
-
-
 class RetinaNet(nn.Module):
     """A RetinaNet-style one-stage detector.
 
     Args:
         num_classes: K.
         cls_loss: a classification loss object (see DEVELOPERS.md, "Contracts").
-        backbone / backbone_weights / frozen_bn / trainable_layers / fpn_channels /
-            tiny_widths / tiny_depth: see ``build_backbone``.
+        backbone: a module mapping images Tensor[N, 3, H, W] to the pyramid [P3, ..., P7],
+            with ``strides`` and ``out_channels`` (detection/backbone.py; configs/model/backbone/).
         head_convs, head_width, head_norm: the subnets' conv count, width and norm (None | "gn").
         prior_prob: foreground probability every anchor starts with (paper: 0.01).
         prior_init: False starts the class bias at 0 instead (an ablation).
@@ -65,9 +41,7 @@ class RetinaNet(nn.Module):
     ``size`` (resized h, w) and ``orig_size`` (original h, w).
     """
 
-    def __init__(self, num_classes: int, cls_loss, backbone: str = "tiny", backbone_weights=None,
-                 frozen_bn=None, trainable_layers: int = 5, fpn_channels: int = 256,
-                 tiny_widths=(32, 64, 128), tiny_depth: int = 1, head_convs: int = 4,
+    def __init__(self, num_classes: int, cls_loss, backbone: nn.Module, head_convs: int = 4,
                  head_width: int = 256, head_norm=None, prior_prob: float = 0.01,
                  prior_init: bool = True, anchor_generator=None, matcher=None, box_loss=None,
                  normalizer=None, box_coder=None, score_thresh: float = 0.05,
@@ -75,8 +49,7 @@ class RetinaNet(nn.Module):
         super().__init__()
         self.num_classes = num_classes
         self.cls_loss = cls_loss
-        self.backbone = build_backbone(backbone, backbone_weights, frozen_bn, trainable_layers,
-                                       fpn_channels, tuple(tiny_widths), tiny_depth)
+        self.backbone = backbone
         self.anchor_generator = anchor_generator or AnchorGenerator()
         if tuple(self.anchor_generator.strides) != tuple(self.backbone.strides):
             raise ValueError(
@@ -107,14 +80,20 @@ class RetinaNet(nn.Module):
         self.normalizer.load_state_dict(state["normalizer"])
 
     def forward(self, images: Tensor, targets: list[dict], with_stats: bool = False):
-        features = self.backbone(images)
-        cls_logits, box_deltas = self.head(features)  # (N, R, C), (N, R, 4)
-        sizes = [tuple(f.shape[-2:]) for f in features]
-        anchors = self.anchor_generator.gen(sizes, device=images.device)  # (R, 4)
+        cls_logits, box_deltas, anchors, sizes = self.predict(images)
         if self.training:
             return self.losses(cls_logits, box_deltas, anchors, targets, with_stats)
         per_level = self.anchor_generator.num_anchors_per_level(sizes)
         return self.postprocess(cls_logits, box_deltas, anchors, per_level, targets)
+
+    def predict(self, images: Tensor):
+        """Raw outputs for Tensor[N, 3, H, W] images: class logits Tensor[N, R, C], box deltas
+        Tensor[N, R, 4], the anchors Tensor[R, 4] and the feature map sizes [(h_l, w_l)]."""
+        features = self.backbone(images)
+        cls_logits, box_deltas = self.head(features)  # (N, R, C), (N, R, 4)
+        sizes = [tuple(f.shape[-2:]) for f in features]
+        anchors = self.anchor_generator.grid_anchors(sizes, device=images.device)  # (R, 4)
+        return cls_logits, box_deltas, anchors, sizes
 
     def match(self, anchors, targets):
         """Labels Tensor[N, R] (-1 ignore, 0..K-1, K background) and matched gt index Tensor[N, R]."""
@@ -130,9 +109,7 @@ class RetinaNet(nn.Module):
         For analysis (e.g. the distribution of the loss over foreground and background
         anchors); training uses ``forward``.
         """
-        features = self.backbone(images)
-        cls_logits, _ = self.head(features)
-        anchors = self.anchor_generator.gen([tuple(f.shape[-2:]) for f in features], device=images.device)
+        cls_logits, _, anchors, _ = self.predict(images)
         labels, _ = self.match(anchors, targets)
         return self.cls_loss(cls_logits, labels), labels
 

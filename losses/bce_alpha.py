@@ -18,10 +18,11 @@ class AlphaBCELoss(FocalLoss):
     Args:
         alpha: weight of the positive targets. 0.75 is the paper's best at gamma = 0
             (Lin et al. 2017, Table 1a). None gives unweighted BCE.
+        fused: False computes with the plain autograd version (``losses.reference``).
     """
 
-    def __init__(self, alpha: float | None = 0.75):
-        super().__init__(gamma=0.0, alpha=alpha)
+    def __init__(self, alpha: float | None = 0.75, fused: bool = True):
+        super().__init__(gamma=0.0, alpha=alpha, fused=fused)
 
     def __repr__(self) -> str:
-        return f"AlphaBCELoss(alpha={self.alpha})"
+        return f"AlphaBCELoss(alpha={self.alpha}{'' if self.fused else ', fused=False'})"

@@ -23,7 +23,8 @@ class BoxLoss:
     Args:
         kind: "smooth_l1" | "l1" | "giou".
         beta: smooth L1 transition point (quadratic below beta, linear above); 0 is L1.
-            0.1 is detectron2's RetinaNet value (torchvision's is 1/9).
+            0.1 is detectron2's RetinaNet value; torchvision's RetinaNet uses plain L1 (its
+            RetinaNetRegressionHead's default ``_loss_type = "l1"``).
     """
 
     def __init__(self, kind: str = "smooth_l1", beta: float = 0.1):

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from losses import reference
 from losses._fused import check_inputs, chunk_rows, graph_freed_after_backward
 
 
@@ -156,12 +157,15 @@ class FocalLoss:
     Args:
         gamma: focusing parameter; 0 gives (alpha-balanced) binary cross-entropy.
         alpha: weight of the 1 targets (1 - alpha on the 0 targets); None disables it.
+        fused: True computes with the fused Function above; False with the plain autograd
+            version (``losses.reference``): the same numbers, more time and memory.
     """
 
-    def __init__(self, gamma: float = 2.0, alpha: float | None = 0.25):
+    def __init__(self, gamma: float = 2.0, alpha: float | None = 0.25, fused: bool = True):
         _check_gamma_alpha(gamma, alpha)
         self.gamma = float(gamma)
         self.alpha = None if alpha is None else float(alpha)
+        self.fused = bool(fused)
 
     def num_logits(self, num_classes: int) -> int:
         return num_classes
@@ -175,7 +179,8 @@ class FocalLoss:
 
     def __call__(self, logits: Tensor, labels: Tensor) -> Tensor:
         """Tensor[N, R, K] logits, Tensor[N, R] labels -> Tensor[N, R] float32 loss."""
-        return sigmoid_focal_loss(logits, labels, self.gamma, self.alpha)
+        loss_fn = sigmoid_focal_loss if self.fused else reference.sigmoid_focal_loss
+        return loss_fn(logits, labels, self.gamma, self.alpha)
 
     def __repr__(self) -> str:
-        return f"FocalLoss(gamma={self.gamma}, alpha={self.alpha})"
+        return f"FocalLoss(gamma={self.gamma}, alpha={self.alpha}{'' if self.fused else ', fused=False'})"

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from losses import reference
 from losses._fused import check_inputs, chunk_rows, graph_freed_after_backward
 
 
@@ -85,11 +86,14 @@ class SoftmaxBgLoss:
 
     Args:
         bg_weight: weight of the background anchors' loss (foreground anchors weigh 1).
+        fused: True computes with the fused Function above; False with the plain autograd
+            version (``losses.reference``): the same numbers, more time and memory.
     """
 
-    def __init__(self, bg_weight: float = 1.0):
+    def __init__(self, bg_weight: float = 1.0, fused: bool = True):
         _check_bg_weight(bg_weight)
         self.bg_weight = float(bg_weight)
+        self.fused = bool(fused)
 
     def num_logits(self, num_classes: int) -> int:
         return num_classes + 1
@@ -115,7 +119,8 @@ class SoftmaxBgLoss:
 
     def __call__(self, logits: Tensor, labels: Tensor) -> Tensor:
         """Tensor[N, R, K+1] logits, Tensor[N, R] labels -> Tensor[N, R] float32 loss."""
-        return softmax_bg_loss(logits, labels, self.bg_weight)
+        loss_fn = softmax_bg_loss if self.fused else reference.softmax_bg_loss
+        return loss_fn(logits, labels, self.bg_weight)
 
     def __repr__(self) -> str:
-        return f"SoftmaxBgLoss(bg_weight={self.bg_weight})"
+        return f"SoftmaxBgLoss(bg_weight={self.bg_weight}{'' if self.fused else ', fused=False'})"

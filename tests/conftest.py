@@ -5,18 +5,20 @@ import io
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 from pycocotools.coco import COCO
+
+from detection import build
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
-COCO128 = (ROOT / "../shared/data/coco128").resolve()
-COCO128_ANNOTATIONS = COCO128 / "annotations" / "instances_train2017.json"
+# A few real COCO train2017 images shipped with the tests (tests/data/coco_sample/SOURCE.md).
+COCO_SAMPLE = ROOT / "tests" / "data" / "coco_sample"
+COCO_SAMPLE_ANNOTATIONS = COCO_SAMPLE / "annotations" / "instances_train2017.json"
 
 
 def compose_config(overrides=()):
-    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides))
+    """The config of ``python train.py <overrides>`` (resolvers registered by detection.build)."""
+    return build.config(overrides)
 
 
 def tiny_overrides(cache_dir) -> list[str]:
@@ -28,8 +30,8 @@ def tiny_overrides(cache_dir) -> list[str]:
         "dataset.generator.image_size=128",
         "dataset.min_size=128",
         "dataset.max_size=128",
-        "model.tiny_widths=[8,16,16]",
-        "model.fpn_channels=16",
+        "model.backbone.widths=[8,16,16]",
+        "model.backbone.fpn_channels=16",
         "model.head_width=16",
         "model.head_convs=1",
         "schedule.max_iters=6",
@@ -50,8 +52,6 @@ def synthetic_cache(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def coco_gt():
-    """coco128's annotations as a pycocotools COCO object."""
-    if not COCO128_ANNOTATIONS.is_file():
-        pytest.skip(f"coco128 not found at {COCO128_ANNOTATIONS} (the repository root's ../shared/data/coco128)")
+    """The shipped COCO sample's annotations as a pycocotools COCO object."""
     with contextlib.redirect_stdout(io.StringIO()):
-        return COCO(str(COCO128_ANNOTATIONS))
+        return COCO(str(COCO_SAMPLE_ANNOTATIONS))

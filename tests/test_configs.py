@@ -1,5 +1,6 @@
 """Every config composes and instantiates; every experiment launches the jobs it says."""
 
+import inspect
 import itertools
 import subprocess
 import sys
@@ -9,11 +10,10 @@ import pytest
 import yaml
 from hydra.utils import instantiate
 
-# importing train registers the config resolvers (loss_name, focal_paper_alpha)
-import train  # noqa: F401
 from tests.conftest import CONFIGS, ROOT, compose_config
 
-GROUPS = {g: sorted(p.stem for p in (CONFIGS / g).glob("*.yaml")) for g in ("dataset", "loss", "model", "optim", "schedule")}
+GROUPS = {g: sorted(p.stem for p in (CONFIGS / g).glob("*.yaml"))
+          for g in ("dataset", "loss", "model", "model/backbone", "optim", "schedule")}
 EXPERIMENTS = sorted(p.stem for p in (CONFIGS / "experiment").glob("*.yaml"))
 
 
@@ -26,8 +26,27 @@ def test_every_group_combination_composes_and_builds(dataset, loss, model):
     assert net.head.num_logits == cls_loss.num_logits(3)
 
 
+@pytest.mark.parametrize("backbone", GROUPS["model/backbone"])
+def test_every_backbone_key_is_used_by_what_it_builds(backbone):
+    """A key the target does not take would be an error; one it ignores would be a lie."""
+    cfg = compose_config([f"model/backbone={backbone}"]).model.backbone
+    target = {"detection.backbone.TinyBackbone": "TinyBackbone", "detection.backbone.ResNetFPN": "ResNetFPN"}
+    import detection.backbone
+
+    params = inspect.signature(getattr(detection.backbone, target[cfg._target_])).parameters
+    assert set(cfg) - {"_target_"} == set(params), backbone  # every key used, every argument set
+    net = instantiate(cfg)
+    assert net.strides == (8, 16, 32, 64, 128) and net.out_channels == cfg.fpn_channels
+
+
+def test_frozen_bn_without_weights_is_an_error_naming_the_keys():
+    cfg = compose_config(["model/backbone=resnet18", "model.backbone.frozen_bn=true"])
+    with pytest.raises(Exception, match=r"model.backbone.frozen_bn=true.*model.backbone.weights="):
+        instantiate(cfg.model.backbone)
+
+
 def test_command_line_swaps_of_the_issue():
-    cfg = compose_config(["loss=softmax_bg", "dataset=coco128", "model.backbone=resnet50", "optim.lr=0.005"])
+    cfg = compose_config(["loss=softmax_bg", "dataset=coco128", "model/backbone=resnet50", "optim.lr=0.005"])
     net = instantiate(cfg.model, num_classes=4, cls_loss=instantiate(cfg.loss))
     assert type(net.backbone).__name__ == "ResNetFPN" and net.head.num_logits == 5
     assert cfg.optim.lr == 0.005 and cfg.dataset.name == "coco128"
@@ -39,14 +58,14 @@ def test_every_experiment_composes(experiment):
     cfg = compose_config(overrides)
     instantiate(cfg.loss)
     if experiment == "retinanet_r50_1x":
-        assert cfg.model.backbone == "resnet50" and cfg.schedule.max_iters == 90000
+        assert cfg.model.backbone.depth == 50 and cfg.model.backbone.frozen_bn and cfg.schedule.max_iters == 90000
         assert list(cfg.schedule.steps) == [60000, 80000] and cfg.schedule.batch_size == 16
         assert cfg.dataset.min_size == 800 and cfg.optim.lr == 0.01 and cfg.schedule.warmup_iters == 1000
 
 
 def test_r50_recipe_requires_local_weights():
     cfg = compose_config(["experiment=retinanet_r50_1x"])
-    with pytest.raises(Exception, match="model.backbone_weights="):
+    with pytest.raises(Exception, match="model.backbone.weights="):
         instantiate(cfg.model, num_classes=80, cls_loss=instantiate(cfg.loss))
 
 

@@ -12,10 +12,12 @@ from tests.conftest import ROOT, tiny_overrides
 
 
 def _train(run_dir, cache, nproc, weights):
-    overrides = [o for o in tiny_overrides(cache) if not o.startswith(("schedule.max_iters", "schedule.log_every"))]
+    overrides = [o for o in tiny_overrides(cache)
+                 if not o.startswith(("schedule.max_iters", "schedule.log_every", "model.backbone."))]
     # Frozen BN (per-sample arithmetic) so the two ranks' half batches compute exactly what one
     # process computes on the whole batch; trainable BatchNorm would differ by batch statistics.
-    overrides += ["model.backbone=resnet18", f"model.backbone_weights={weights}", "model.frozen_bn=true",
+    overrides += ["model/backbone=resnet18", f"model.backbone.weights={weights}", "model.backbone.frozen_bn=true",
+                  "model.backbone.fpn_channels=16",
                   "model.score_thresh=0.0",  # detections on every image, to check the gathering
                   "schedule.max_iters=2", "schedule.log_every=1", f"hydra.run.dir={run_dir}"]
     launcher = [sys.executable, "train.py"] if nproc == 1 else [
@@ -37,7 +39,7 @@ def test_two_process_gloo_run_matches_one_process(tmp_path, synthetic_cache):
     assert [r["iter"] for r in ddp] == [1, 2]
     run = tmp_path / "ddp"
     assert (run / "checkpoints" / "last.pt").is_file() and (run / "eval.json").is_file()
-    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["last.pt"]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["last.pt"]  # one save, by rank 0
     dets = json.loads((run / "detections.json").read_text())
     single_dets = json.loads((tmp_path / "single" / "detections.json").read_text())
     # evaluation gathered every rank's images: the same images as the single process

@@ -9,7 +9,10 @@ import pytest
 import torch
 
 import train
-from tests.conftest import ROOT, compose_config, tiny_overrides
+from datasets.transforms import collate
+from detection import build
+from detection.run_folder import RunFolder
+from tests.conftest import COCO_SAMPLE_ANNOTATIONS, ROOT, compose_config, tiny_overrides
 
 STATS = ["AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl"]
 
@@ -59,6 +62,9 @@ def test_end_to_end_command_line_writes_every_artifact(tmp_path, synthetic_cache
     log = (run_dir / "train.log").read_text()
     assert "COCO AP" in log and "iter 6/6" in log
     assert "Average Precision" in out.stdout  # the standard COCOeval summary
+    # Not a terminal: log lines, no progress bar redrawn with carriage returns.
+    assert "\r" not in out.stderr and "\r" not in out.stdout
+    assert (run_dir / "status.json").is_file() and RunFolder(run_dir).read_status()["status"] == "finished"
 
 
 def test_resume_equals_uninterrupted_run(tmp_path, synthetic_cache):
@@ -79,6 +85,45 @@ def test_resume_equals_uninterrupted_run(tmp_path, synthetic_cache):
         return [{k: v for k, v in r.items() if k != "images_per_s"} for r in rows]
 
     assert metrics(full) == metrics(resumed)
+
+
+def test_anchor_losses_are_the_final_model_on_the_first_val_images(tmp_path, synthetic_cache):
+    """anchor_losses.pt (the report's Figure 4) holds the trained model's per-anchor losses, in
+    eval mode, on the first ``loss_cdf_images`` val images, split into fg and bg anchors."""
+    _, run_dir = _run(tmp_path, "cdf", synthetic_cache, ["loss=softmax_bg", "loss_cdf_images=5"])
+    saved = RunFolder(run_dir).load_anchor_losses()
+    cfg = compose_config(tiny_overrides(synthetic_cache) + ["loss=softmax_bg"])
+    ds = build.dataset(cfg, "val", augment=False)
+    model = build.model(cfg, ds.num_classes)
+    model.load_state_dict(torch.load(run_dir / "checkpoints" / "last.pt", weights_only=False)["model"])
+    model.eval()
+    images, targets = collate([ds[i] for i in range(5)], size_divisible=cfg.dataset.size_divisible)
+    losses, labels = model.anchor_losses(images, targets)  # (N, R)
+    k = ds.num_classes
+    assert len(saved["fg"]) == int(((labels >= 0) & (labels < k)).sum()) > 0
+    torch.testing.assert_close(saved["fg"], losses[(labels >= 0) & (labels < k)])
+    torch.testing.assert_close(saved["bg"], losses[labels == k])
+
+
+def test_data_counts_add_skipped_images_and_dropped_boxes():
+    counts = train.DataCounts()
+    counts.add(None, 4)  # a batch of 4 unreadable images
+    counts.add((torch.zeros(3, 3, 8, 8), [{"dropped_boxes": 2}, {"dropped_boxes": 0}, {}]), 4)
+    assert (counts.skipped_images, counts.dropped_boxes) == (5, 2)
+
+
+def test_skipped_images_are_counted_in_the_log_and_metrics(tmp_path):
+    """on_bad_image=skip: an unreadable training image is left out and counted, not lost."""
+    cache = tmp_path / "data"
+    overrides = tiny_overrides(cache) + ["dataset.on_bad_image=skip", "eval_at_end=false"]
+    cfg = compose_config(overrides)
+    ds = build.dataset(cfg, "train", augment=False)  # generates the images
+    bad = ds.images_dir / ds.coco.imgs[ds.image_ids[0]]["file_name"]
+    bad.write_bytes(b"not a jpeg")
+    train.run(compose_config(overrides), tmp_path / "run")
+    rows, _ = RunFolder(tmp_path / "run").read_metrics()
+    # 6 iterations of 4 from 12 images: every image is drawn twice
+    assert rows[-1]["skipped_images"] == 2 and rows[-1]["dropped_boxes"] == 0
 
 
 def test_nan_loss_stops_with_last_good_checkpoint(tmp_path, synthetic_cache, monkeypatch):
@@ -115,16 +160,15 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path, synthetic_cache):
 
 
 def test_real_coco_subset_trains_and_evaluates(tmp_path, synthetic_cache):
-    """dataset=coco128: real JPEGs, non-contiguous category ids, crowd boxes, empty images."""
+    """dataset=coco_sample: real JPEGs, non-contiguous category ids, crowd boxes, empty images."""
     overrides = [o for o in tiny_overrides(synthetic_cache) if not o.startswith(("dataset.", "schedule.max_iters"))]
-    cfg = compose_config(overrides + ["dataset=coco128", "dataset.min_size=128", "dataset.max_size=160",
+    cfg = compose_config(overrides + ["dataset=coco_sample", "dataset.min_size=128", "dataset.max_size=160",
                                       "schedule.max_iters=2", "model.score_thresh=0.0"])
-    stats = train.run(cfg, tmp_path / "coco128")
-    dets = json.loads((tmp_path / "coco128" / "detections.json").read_text())
-    coco_ids = {c["id"] for c in json.loads((ROOT / "../shared/data/coco128/annotations/instances_train2017.json")
-                                            .read_text())["categories"]}
+    stats = train.run(cfg, tmp_path / "coco")
+    dets = json.loads((tmp_path / "coco" / "detections.json").read_text())
+    coco_ids = {c["id"] for c in json.loads(COCO_SAMPLE_ANNOTATIONS.read_text())["categories"]}
     assert dets and {d["category_id"] for d in dets} <= coco_ids  # original COCO ids, not labels
-    assert len({d["image_id"] for d in dets}) == 28  # the fixed val split
+    assert len({d["image_id"] for d in dets}) == 2  # the fixed val split
     assert 0.0 <= stats["AP"] <= 1.0
 
 
@@ -146,5 +190,5 @@ def test_bf16_autocast_steps_stay_finite_and_close_to_fp32(tmp_path, synthetic_c
 
 def test_fp16_on_cpu_is_a_clear_error():
     with pytest.raises(ValueError, match="fp16 needs a CUDA device"):
-        train.amp_dtype("fp16", torch.device("cpu"))
-    assert train.amp_dtype("auto", torch.device("cpu")) is None
+        build.amp_dtype("fp16", torch.device("cpu"))
+    assert build.amp_dtype("auto", torch.device("cpu")) is None

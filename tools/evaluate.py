@@ -1,6 +1,6 @@
 """Evaluates a COCO results file against COCO annotations, with the evaluator train.py uses.
 
-    python tools/evaluate.py ANNOTATIONS.json DETECTIONS.json [--out eval.json] [--image-ids 1 2 ...]
+    python -m tools.evaluate ANNOTATIONS.json DETECTIONS.json [--out eval.json] [--image-ids 1 2 ...]
 
 Prints COCOeval's 12-line summary and writes eval.json (the 12 stats by name and per-category
 AP; by default beside DETECTIONS.json).
@@ -11,11 +11,8 @@ import json
 import os
 import sys
 
-# Run as `python tools/evaluate.py` from the repository root: the project's folders are imported
-# from the root, which is not on sys.path when the script lives in tools/.
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from detection.evaluation import check_detections, coco_evaluate, load_coco, write_json_atomic  # noqa: E402
+from detection.evaluation import check_detections, coco_evaluate, load_coco
+from detection.run_folder import write_json_atomic
 
 
 def load_results(path: str) -> list[dict]:
@@ -43,11 +40,11 @@ def main(argv=None) -> dict:
         coco_gt = load_coco(args.annotations)
         detections = load_results(args.detections)
     except (FileNotFoundError, ValueError) as e:
-        sys.exit(f"tools/evaluate.py: error: {e}")
+        sys.exit(f"tools.evaluate: error: {e}")
     try:
         result = coco_evaluate(coco_gt, detections, image_ids=args.image_ids, verbose=True)
     except ValueError as e:  # results that do not fit these annotations (ids)
-        sys.exit(f"tools/evaluate.py: error: {args.detections} against {args.annotations}: {e}")
+        sys.exit(f"tools.evaluate: error: {args.detections} against {args.annotations}: {e}")
     write_json_atomic(out, result)
     print(f"wrote {out}")
     return result

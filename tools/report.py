@@ -1,9 +1,9 @@
 """Turns a sweep into a report: report.md (tables, linked plots), report.csv and plots/*.png.
 
-    python tools/report.py SWEEP_DIR [--out DIR] [--cdf-images 64] [--device auto]
+    python -m tools.report SWEEP_DIR [--out DIR]
 
-Relative dataset paths in the runs' configs are read from the repository root. Runs are
-grouped by their overrides except the seed (a "method"); each method gets mean ± sample std
+Reads the run folders only (detection/run_folder.py): it builds no model and loads no data.
+Runs are grouped by their overrides except the seed (a "method"); each method gets mean ± sample std
 over its finished seeds. Diverged runs are flagged and left out of the means; running, failed
 and incomplete runs are listed with their status. Also written when a sweep ends by
 ``tools.report_callback.ReportCallback``.
@@ -11,21 +11,15 @@ and incomplete runs are listed with their status. Also written when a sweep ends
 
 import argparse
 import csv
-import os
 import sys
 import time
 from pathlib import Path
 
-# Run as `python tools/report.py` from the repository root: the project's folders are imported
-# from the root, which is not on sys.path when the script lives in tools/.
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+import yaml
 
-import yaml  # noqa: E402
-
-from tools.report_cdf import anchor_loss_samples, hardest_share  # noqa: E402
-from tools.report_plots import plot_ap, plot_curves, plot_focal_loss, plot_loss_cdf  # noqa: E402
-from tools.report_runs import STATS, Run, groups_of, load_runs, mean_std, run_values  # noqa: E402
+from tools.report_cdf import hardest_share
+from tools.report_plots import plot_ap, plot_curves, plot_focal_loss, plot_loss_cdf
+from tools.report_runs import STATS, Run, groups_of, load_runs, mean_std, run_values
 
 TRAIN = ("loss_cls", "loss_box", "bg_share", "easy_bg_share", "num_fg", "train_s", "images_per_s")
 PLOTS = {"ap": "AP per method", "curves": "Training curves", "loss_cdf": "Loss over anchors (Figure 4)",
@@ -69,22 +63,26 @@ def mean_curves(groups: dict[str, list[Run]]) -> dict[str, tuple[list, list, lis
     return curves
 
 
-def loss_samples(groups, num_images: int, device: str):
-    """Figure 4's data: per method, the first finished seed's checkpoint on the validation set.
+def loss_samples(groups):
+    """Figure 4's data: per method, the per-anchor losses its first finished seed saved at
+    evaluation (``anchor_losses.pt``).
 
-    Returns ({label: (fg losses, bg losses, run)}, [problems]). A method whose model cannot be
-    rebuilt is left out of the figure with its reason, so one broken checkpoint costs one curve.
+    Returns ({label: (fg losses, bg losses, run)}, [problems]). A method without them is left
+    out of the figure with its reason, so one missing file costs one curve.
     """
-    samples, problems, cache = {}, [], {}
+    samples, problems = {}, []
     for label, runs in groups.items():
-        run = next((r for r in runs if r.status == "finished" and r.checkpoint), None)
+        finished = [r for r in runs if r.status == "finished"]
+        run = next((r for r in finished if r.folder.anchor_losses.is_file()), None)
         if run is None:
-            problems.append(f"{label}: no finished run with checkpoints/last.pt")
+            problems.append(f"{label}: no finished run with anchor_losses.pt" if finished else
+                            f"{label}: no finished run")
             continue
         try:
-            samples[label] = (*anchor_loss_samples(run.checkpoint, num_images, device, cache), run)
+            losses = run.folder.load_anchor_losses()
+            samples[label] = (losses["fg"], losses["bg"], run)
         except Exception as e:  # noqa: BLE001 - reported in report.md, the rest still gets written
-            problems.append(f"{label}: {run.name}/checkpoints/last.pt: {type(e).__name__}: {e}")
+            problems.append(f"{label}: {run.name}/anchor_losses.pt: {type(e).__name__}: {e}")
     return samples, problems
 
 
@@ -139,7 +137,8 @@ def render_markdown(sweep_dir, runs, shared, rows, samples, problems, seconds) -
     for name, title in PLOTS.items():
         md += [f"### {title}", "", f"![{title}](plots/{name}.png)", ""]
         if name == "loss_cdf":
-            md += ["Per method, the first finished seed's model on the first validation images: anchors sorted "
+            md += ["Per method, the first finished seed's model at the end of training on its first validation "
+                   "images (config `loss_cdf_images`): anchors sorted "
                    "by classification loss, cumulative loss normalized to 1. Share of the loss held by the "
                    "hardest anchors:", ""]
             md += _table(["method", "run", "fg anchors", "bg anchors", "hardest 10% fg", "hardest 1% bg",
@@ -155,7 +154,7 @@ def render_markdown(sweep_dir, runs, shared, rows, samples, problems, seconds) -
                    f"{100 * r.eval['AP']:.1f}" if r.eval else "–", r.last_iter or "–",
                    "–" if r.seconds is None else f"{r.seconds:.0f}",
                    "; ".join(([r.message[:160]] if r.message else []) + r.notes) or ""] for r in runs])
-    md += ["", f"_Written by tools/report.py in {seconds:.1f} s._", ""]
+    md += ["", f"_Written by `python -m tools.report` in {seconds:.1f} s._", ""]
     return "\n".join(md)
 
 
@@ -174,12 +173,10 @@ def write_csv(rows: list[dict], path) -> None:
             w.writerow({k: "" if v is None else v for k, v in row.items()})
 
 
-def write_report(sweep_dir, out=None, cdf_images: int = 64, device: str = "auto") -> Path:
+def write_report(sweep_dir, out=None) -> Path:
     """Writes report.md, report.csv and plots/ for ``sweep_dir`` into ``out`` (default: the
     sweep folder); returns the path of report.md."""
     t0 = time.perf_counter()
-    if not isinstance(cdf_images, int) or cdf_images < 1:
-        raise ValueError(f"cdf_images={cdf_images!r}: expected an int >= 1")
     runs, shared = load_runs(sweep_dir)
     groups = groups_of(runs)
     runs = [r for rs in groups.values() for r in rs]  # grouped, in job order, for the runs table
@@ -191,7 +188,7 @@ def write_report(sweep_dir, out=None, cdf_images: int = 64, device: str = "auto"
             [[v for v in (run_values(r)["AP"] for r in rs if r.status == "finished") if v is not None]
              for rs in groups.values()], plots / "ap.png")
     plot_curves(mean_curves(groups), plots / "curves.png")
-    samples, problems = loss_samples(groups, cdf_images, device)
+    samples, problems = loss_samples(groups)
     plot_loss_cdf({label: (fg, bg) for label, (fg, bg, _) in samples.items()}, plots / "loss_cdf.png")
     plot_focal_loss(plots / "focal_loss.png")
     write_csv(rows, out / "report.csv")
@@ -201,25 +198,14 @@ def write_report(sweep_dir, out=None, cdf_images: int = 64, device: str = "auto"
 
 
 def main(argv=None) -> Path:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.report", description=__doc__.split("\n")[0])
     parser.add_argument("sweep_dir", help="a Hydra multirun folder (or any folder of train.py run folders)")
     parser.add_argument("--out", help="where to write report.md, report.csv and plots/ (default: SWEEP_DIR)")
-    parser.add_argument("--cdf-images", type=int, default=64,
-                        help="validation images for the loss-distribution plot (default: 64)")
-    parser.add_argument("--device", default="auto", help="device for that plot's models: auto | cpu | cuda[:N]")
     args = parser.parse_args(argv)
-    sweep_dir, out = os.path.abspath(args.sweep_dir), args.out and os.path.abspath(args.out)
-    # Relative paths in the runs' configs (dataset.cache_dir) are relative to the repository
-    # root, where train.py runs: read from anywhere else, the data would be looked for (and
-    # generated anew) in the wrong place.
-    cwd = os.getcwd()
-    os.chdir(ROOT)
     try:
-        path = write_report(sweep_dir, out, args.cdf_images, args.device)
+        path = write_report(Path(args.sweep_dir), args.out)
     except (FileNotFoundError, ValueError) as e:
-        sys.exit(f"tools/report.py: error: {e}")
-    finally:
-        os.chdir(cwd)
+        sys.exit(f"tools.report: error: {e}")
     print(f"wrote {path}")
     return path
 

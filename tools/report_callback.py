@@ -1,4 +1,4 @@
-"""A Hydra callback that writes the sweep's report (tools/report.py) when a multirun ends.
+"""A Hydra callback that writes the sweep's report (tools.report) when a multirun ends.
 
 configs/config.yaml enables it for every sweep::
 
@@ -6,7 +6,6 @@ configs/config.yaml enables it for every sweep::
       callbacks:
         report:
           _target_: tools.report_callback.ReportCallback
-          cdf_images: 64     # optional, as `tools/report.py --cdf-images`
 
 Multiruns started with ``dry_run=true`` get no report: they trained nothing.
 """
@@ -25,12 +24,12 @@ class ReportCallback(Callback):
     """Writes report.md, report.csv and plots/ into ``hydra.sweep.dir`` (or ``out``).
 
     A report that cannot be written is logged with its traceback and never raised: the
-    sweep's results are already on disk, and ``python tools/report.py SWEEP_DIR`` can be run
+    sweep's results are already on disk, and ``python -m tools.report SWEEP_DIR`` can be run
     again once the cause is fixed.
     """
 
-    def __init__(self, out: str | None = None, cdf_images: int = 64, device: str = "auto"):
-        self.out, self.cdf_images, self.device = out, cdf_images, device
+    def __init__(self, out: str | None = None):
+        self.out = out
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = None
@@ -43,8 +42,8 @@ class ReportCallback(Callback):
             # rather than raised from the sweep.
             from tools.report import write_report
 
-            path = write_report(sweep_dir, self.out, self.cdf_images, self.device)
+            path = write_report(sweep_dir, self.out)
             log.info("sweep report: %s", path)
         except Exception:
-            log.exception("could not write the report of sweep %s; run `python tools/report.py %s` "
+            log.exception("could not write the report of sweep %s; run `python -m tools.report %s` "
                           "to retry", sweep_dir, sweep_dir)

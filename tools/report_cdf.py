@@ -1,78 +1,14 @@
 """Figure 4 of the focal loss paper: how the classification loss is spread over anchors.
 
-For a trained model, the per-anchor classification loss on validation images is split into
-foreground and background anchors; each set is sorted from low to high loss and its
-cumulative sum normalized to 1. A curve that stays near 0 and jumps at the end means a few
-hard anchors carry nearly all of the loss (what focal loss does to the background).
+Each run saves the per-anchor classification losses of its first validation images
+(``anchor_losses.pt``, see detection/run_folder.py); split into foreground and background
+anchors, each set is sorted from low to high loss and its cumulative sum normalized to 1. A
+curve that stays near 0 and jumps at the end means a few hard anchors carry nearly all of the
+loss (what focal loss does to the background).
 """
 
-from functools import partial
-
 import torch
-from hydra.utils import instantiate
-from omegaconf import OmegaConf
 from torch import Tensor
-from torch.utils.data import DataLoader, Subset
-
-from datasets.transforms import build_transforms, collate
-from detection import checkpoint as ckpt
-
-
-def pick_device(spec: str) -> torch.device:
-    if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(spec)
-
-
-def val_batches(cfg, num_images: int, cache: dict | None = None) -> tuple[int, list]:
-    """(K, batches of the first ``num_images`` validation images) for a run's config, built as
-    train.py builds its validation set, in batches of ``schedule.eval_batch_size`` padded by
-    ``collate`` to ``dataset.size_divisible`` (padding anchors count as background, as in training).
-
-    ``cache``: a dict shared between calls; runs of one sweep usually read the same images,
-    and decoding them is a third of the time of a run's curves.
-    """
-    key = (OmegaConf.to_yaml(cfg.dataset), cfg.schedule.eval_batch_size, num_images)
-    if cache is not None and key in cache:
-        return cache[key]
-    ds = instantiate(cfg.dataset.val, transforms=build_transforms(False, cfg.dataset.min_size, cfg.dataset.max_size))
-    # Padded as train.py pads (checkpoints from before dataset.size_divisible: collate's default).
-    pad = partial(collate, size_divisible=cfg.dataset.get("size_divisible", 128))
-    loader = DataLoader(Subset(ds, range(min(num_images, len(ds)))), batch_size=cfg.schedule.eval_batch_size,
-                        collate_fn=pad, num_workers=0)
-    result = ds.num_classes, [b for b in loader if b is not None]  # None: every image skipped as bad
-    if cache is not None:
-        cache[key] = result
-    return result
-
-
-@torch.no_grad()
-def anchor_loss_samples(checkpoint_path, num_images: int = 64, device: str = "cpu",
-                        cache: dict | None = None) -> tuple[Tensor, Tensor]:
-    """Per-anchor classification losses of foreground and of background anchors, float32 1-D.
-
-    The model and loss are built from the checkpoint's own config exactly as train.py builds
-    them, in eval mode, and run on ``val_batches(config, num_images, cache)``.
-    """
-    state = ckpt.load(checkpoint_path)
-    if "config" not in state:
-        raise ValueError(f"checkpoint {checkpoint_path} holds no 'config': cannot rebuild its model and data")
-    cfg = OmegaConf.create(state["config"])
-    dev = pick_device(device)
-    k, batches = val_batches(cfg, num_images, cache)
-    model = instantiate(cfg.model, num_classes=k, cls_loss=instantiate(cfg.loss))
-    model.load_state_dict(state["model"])
-    model.to(dev).eval()
-    fg, bg = [], []
-    tensors = ("boxes", "labels", "ignore_boxes")
-    for images, targets in batches:
-        targets = [{n: (v.to(dev) if n in tensors else v) for n, v in t.items()} for t in targets]
-        losses, labels = model.anchor_losses(images.to(dev), targets)  # (N, R), (N, R)
-        losses, labels = losses.float().cpu(), labels.cpu()
-        fg.append(losses[(labels >= 0) & (labels < k)])
-        bg.append(losses[labels == k])
-    empty = torch.zeros(0)
-    return torch.cat(fg) if fg else empty, torch.cat(bg) if bg else empty
 
 
 def cumulative_loss(losses: Tensor, max_points: int | None = None) -> tuple[Tensor, Tensor]:

@@ -1,12 +1,11 @@
 """Reading a sweep for the report: run folders, what each holds, and its method group.
 
-A run folder is one job of a sweep, written by train.py: ``status.json``, ``config.yaml``,
-``.hydra/overrides.yaml``, ``metrics.jsonl``, ``eval.json``, ``checkpoints/last.pt``. A
-sweep is read as it is, half-finished included: whatever a run folder lacks or holds
-unreadably becomes a note on that run, never an exception, so the report lists every run.
+A run folder is one job of a sweep, written by train.py and read here through
+``detection.run_folder.RunFolder`` (which defines its files). A sweep is read as it is,
+half-finished included: whatever a run folder lacks or holds unreadably becomes a note on
+that run, never an exception, so the report lists every run.
 """
 
-import json
 import math
 import os
 import re
@@ -16,18 +15,23 @@ from pathlib import Path
 
 import yaml
 
+from detection.run_folder import RunFolder, effective_status
+
 STATS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
-STATUSES = ("running", "finished", "diverged", "failed")
-RUN_MARKERS = ("status.json", "config.yaml", ".hydra/overrides.yaml")
 # Not run folders, and never holding one: what train.py writes inside a run, and the report.
 _SKIP_DIRS = {".hydra", "checkpoints", "tb", "plots"}
+
+
+def is_run_folder(path: Path) -> bool:
+    folder = RunFolder(path)
+    return any(p.is_file() for p in (folder.status, folder.config, folder.overrides))
 
 
 @dataclass
 class Run:
     dir: Path
     name: str  # path relative to the sweep folder
-    status: str = "unknown"  # running | finished | diverged | failed | unknown (no status.json)
+    status: str = "unknown"  # running | finished | diverged | failed | killed | interrupted | unknown
     seconds: float | None = None
     message: str | None = None
     seed: int | None = None
@@ -39,9 +43,8 @@ class Run:
     group: str = ""
 
     @property
-    def checkpoint(self) -> Path | None:
-        path = self.dir / "checkpoints" / "last.pt"
-        return path if path.is_file() else None
+    def folder(self) -> RunFolder:
+        return RunFolder(self.dir)
 
     @property
     def last_iter(self) -> int | None:
@@ -54,11 +57,11 @@ def _natural(text: str):
 
 
 def find_run_dirs(sweep_dir: Path) -> list[Path]:
-    """Every folder under ``sweep_dir`` (itself included) holding one of RUN_MARKERS, in job order."""
+    """Every run folder under ``sweep_dir`` (itself included), in job order."""
     found = []
     for root, dirs, _ in os.walk(sweep_dir):
         path = Path(root)
-        if any((path / m).is_file() for m in RUN_MARKERS):
+        if is_run_folder(path):
             found.append(path)
             dirs.clear()  # a run folder holds no other run
         else:
@@ -66,34 +69,13 @@ def find_run_dirs(sweep_dir: Path) -> list[Path]:
     return sorted(found, key=lambda p: _natural(str(p.relative_to(sweep_dir))))
 
 
-def _read(path: Path, parse, run: Run):
-    """``parse(text)``, or None with a note on ``run`` when the file is missing or unreadable."""
-    if not path.is_file():
-        return None
+def _read(read, what: str, run: Run):
+    """``read()``, or None with a note on ``run`` when the file is unreadable."""
     try:
-        return parse(path.read_text())
+        return read()
     except (OSError, ValueError, yaml.YAMLError) as e:
-        run.notes.append(f"{path.relative_to(run.dir)} unreadable ({type(e).__name__}: {str(e)[:80]})")
+        run.notes.append(f"{what} unreadable ({type(e).__name__}: {str(e)[:80]})")
         return None
-
-
-def _read_metrics(path: Path, run: Run) -> list[dict]:
-    rows, bad = [], []
-    text = _read(path, str, run) or ""
-    for i, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError:
-            row = None
-        if isinstance(row, dict) and isinstance(row.get("iter"), int):
-            rows.append(row)
-        else:  # e.g. a last line cut short when the job was killed while writing it
-            bad.append(i)
-    if bad:
-        run.notes.append(f"metrics.jsonl: {len(bad)} unreadable line(s) skipped (line {bad[0]}...)")
-    return rows
 
 
 def _seed_of(override: str) -> str | None:
@@ -103,18 +85,14 @@ def _seed_of(override: str) -> str | None:
 
 def load_run(run_dir: Path, sweep_dir: Path) -> Run:
     run = Run(dir=run_dir, name=str(run_dir.relative_to(sweep_dir)) or ".")
-    status = _read(run_dir / "status.json", json.loads, run)
-    if isinstance(status, dict) and status.get("status") in STATUSES:
-        run.status, run.seconds, run.message = status["status"], status.get("seconds"), status.get("message")
-    elif status is not None:
-        run.notes.append(f"status.json: expected a dict with status in {STATUSES}, got {str(status)[:80]}")
-    elif not (run_dir / "status.json").is_file():
+    folder = run.folder
+    status = _read(folder.read_status, "status.json", run)
+    if status is not None:  # "running" with no live process: killed or interrupted
+        run.status, run.seconds, run.message = effective_status(status), status.get("seconds"), status.get("message")
+    elif not folder.status.is_file():
         run.notes.append("no status.json")
-
-    overrides = _read(run_dir / ".hydra" / "overrides.yaml", yaml.safe_load, run)
-    if isinstance(overrides, list):
-        run.overrides = [str(o) for o in overrides]
-    config = _read(run_dir / "config.yaml", yaml.safe_load, run)
+    run.overrides = _read(folder.read_overrides, ".hydra/overrides.yaml", run)
+    config = _read(folder.read_config, "config.yaml", run)
     if isinstance(config, dict):
         run.config = config
     seeds = [s for s in map(_seed_of, run.overrides or []) if s is not None]
@@ -124,14 +102,16 @@ def load_run(run_dir: Path, sweep_dir: Path) -> Run:
     except ValueError:
         run.notes.append(f"seed {seed!r} is not an int")
 
-    ev = _read(run_dir / "eval.json", json.loads, run)
+    ev = _read(folder.read_eval, "eval.json", run)
     if isinstance(ev, dict) and all(isinstance(ev.get(k), (int, float)) for k in STATS):
         run.eval = ev
     elif ev is not None:
         run.notes.append(f"eval.json: expected numbers for {', '.join(STATS)}")
     elif run.status == "finished":
         run.notes.append("no eval.json")
-    run.metrics = _read_metrics(run_dir / "metrics.jsonl", run)
+    run.metrics, bad = folder.read_metrics()
+    if bad:
+        run.notes.append(f"metrics.jsonl: {len(bad)} unreadable line(s) skipped (line {bad[0]}...)")
     return run
 
 
@@ -143,8 +123,8 @@ def load_runs(sweep_dir) -> tuple[list[Run], list[str]]:
         raise FileNotFoundError(f"sweep folder {str(sweep_dir)!r} does not exist or is not a folder")
     runs = [load_run(d, sweep_dir) for d in find_run_dirs(sweep_dir)]
     if not runs:
-        raise ValueError(f"no run folders in {str(sweep_dir)!r}: expected subfolders holding one of "
-                         f"{', '.join(RUN_MARKERS)} (written by train.py / Hydra)")
+        raise ValueError(f"no run folders in {str(sweep_dir)!r}: expected subfolders holding status.json, "
+                         "config.yaml or .hydra/overrides.yaml (written by train.py / Hydra)")
     return runs, assign_groups(runs)
 
 

@@ -5,17 +5,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[2]
-# CI clones the repository with shared/ beside it: always this relative path.
-COCO128 = (REPO / "../shared/data/coco128").resolve()
-COCO128_IMAGES = COCO128 / "train2017"
-COCO128_JSON = COCO128 / "annotations/instances_train2017.json"
+from tests.conftest import COCO_SAMPLE, COCO_SAMPLE_ANNOTATIONS, ROOT
+
+REPO = ROOT
+
+# Real COCO train2017 images with their original annotations, shipped in the repository.
+SAMPLE_IMAGES = COCO_SAMPLE / "train2017"
+SAMPLE_JSON = COCO_SAMPLE_ANNOTATIONS
 
 
 @pytest.fixture(scope="session")
-def coco128_json():
-    assert COCO128_JSON.is_file(), f"{COCO128_JSON} missing: the tests need ../shared/data/coco128"
-    return json.loads(COCO128_JSON.read_text())
+def sample_json():
+    return json.loads(SAMPLE_JSON.read_text())
 
 
 def write_tiny_coco(

@@ -1,4 +1,4 @@
-"""CocoDetection on real COCO (coco128): non-contiguous ids, crowd boxes, empty images."""
+"""CocoDetection on real COCO (the shipped sample): non-contiguous ids, crowd boxes, empty images."""
 
 import warnings
 from collections import Counter
@@ -11,11 +11,11 @@ from torchvision.ops import box_convert
 
 from datasets.coco import CocoDetection
 
-from .conftest import COCO128_IMAGES, COCO128_JSON
+from .conftest import SAMPLE_IMAGES, SAMPLE_JSON
 
 
-def coco128(**kwargs):
-    return CocoDetection(COCO128_IMAGES, COCO128_JSON, **kwargs)
+def sample(**kwargs):
+    return CocoDetection(SAMPLE_IMAGES, SAMPLE_JSON, **kwargs)
 
 
 def xyxy(b):
@@ -29,23 +29,23 @@ def rows(t):
 
 @pytest.fixture(scope="module")
 def full():
-    return coco128()
+    return sample()
 
 
-def test_all_categories_contiguous_labels_and_mapping(full, coco128_json):
+def test_all_categories_contiguous_labels_and_mapping(full, sample_json):
     assert full.num_classes == 80 and len(full.class_names) == 80
-    assert full.cat_ids == sorted(c["id"] for c in coco128_json["categories"])
+    assert full.cat_ids == sorted(c["id"] for c in sample_json["categories"])
     assert full.cat_ids[:3] == [1, 2, 3] and full.cat_ids[-1] == 90  # ids are not contiguous
     assert (
         full.class_names[0] == "person" and full.class_names[full.cat_ids.index(90)] == "toothbrush"
     )
-    assert full.image_ids == [img["id"] for img in coco128_json["images"]]
+    assert full.image_ids == [img["id"] for img in sample_json["images"]]
 
 
-def test_label_round_trip_every_image(full, coco128_json):
+def test_label_round_trip_every_image(full, sample_json):
     """labels -> cat_ids gives back exactly the non-crowd annotations of each image."""
     by_image = {}
-    for a in coco128_json["annotations"]:
+    for a in sample_json["annotations"]:
         by_image.setdefault(a["image_id"], []).append(a)
     for i in range(len(full)):
         img_id = full.image_ids[i]
@@ -88,8 +88,8 @@ def test_item_types_and_image_9_by_hand(full):
 
 def test_matches_torchvision_reference():
     """Same pixels (up to JPEG decoder rounding) and boxes as torchvision's CocoDetection."""
-    ours = coco128(image_ids=[9, 315])
-    ref = torchvision.datasets.CocoDetection(str(COCO128_IMAGES), str(COCO128_JSON))
+    ours = sample(image_ids=[9, 315])
+    ref = torchvision.datasets.CocoDetection(str(SAMPLE_IMAGES), str(SAMPLE_JSON))
     for i, img_id in enumerate(ours.image_ids):
         image, target = ours[i]
         ref_img, ref_anns = ref[ref.ids.index(img_id)]
@@ -102,10 +102,10 @@ def test_matches_torchvision_reference():
         assert rows(target["boxes"]) == rows(ref_boxes)
 
 
-def test_subset_by_names_keeps_given_order(coco128_json):
-    ds = coco128(categories=["orange", "bowl"])
+def test_subset_by_names_keeps_given_order(sample_json):
+    ds = sample(categories=["orange", "bowl"])
     assert ds.class_names == ["orange", "bowl"] and ds.cat_ids == [55, 51] and ds.num_classes == 2
-    assert len(ds) == 128  # images without oranges or bowls stay: pure background
+    assert len(ds) == len(sample_json["images"]) == 8  # images without oranges or bowls stay: pure background
     _, t = ds[0]
     assert sorted(t["labels"].tolist()) == [0, 0, 0, 0, 1, 1, 1]
     # the broccoli of image 9 is an ignore region under the default others="ignore"
@@ -118,12 +118,12 @@ def test_unknown_category_lists_valid_names():
     with pytest.raises(
         ValueError, match=r"unknown categories \['persn'\].*valid names:.*person"
     ) as e:
-        coco128(categories=["person", "persn"])
+        sample(categories=["person", "persn"])
     assert "instances_train2017.json" in str(e.value) and "toothbrush" in str(e.value)
 
 
 def test_crowd_becomes_ignore_not_background_or_dropped():
-    ds = coco128(categories=["person"], others="background", image_ids=[315])
+    ds = sample(categories=["person"], others="background", image_ids=[315])
     _, t = ds[0]
     # image 315: a person crowd [45, 169, 527, 121] and an umbrella crowd (other category)
     assert rows(t["ignore_boxes"]) == rows(torch.tensor([[45.0, 169.0, 572.0, 290.0]]))
@@ -132,20 +132,20 @@ def test_crowd_becomes_ignore_not_background_or_dropped():
 
 
 @pytest.mark.parametrize("others", ["ignore", "background", "drop_images"])
-def test_others_policy(others, coco128_json):
-    ds = coco128(categories=["person"], others=others)
+def test_others_policy(others, sample_json):
+    ds = sample(categories=["person"], others=others)
     anns = {}
-    for a in coco128_json["annotations"]:
+    for a in sample_json["annotations"]:
         anns.setdefault(a["image_id"], []).append(a)
     clean = [
         i["id"]
-        for i in coco128_json["images"]
+        for i in sample_json["images"]
         if all(a["category_id"] == 1 for a in anns.get(i["id"], []))
     ]
     if others == "drop_images":
-        assert ds.image_ids == clean and 0 < len(clean) < 128
+        assert ds.image_ids == clean and clean == [250, 508]  # no other category: the empty images
     else:
-        assert len(ds) == 128
+        assert len(ds) == 8
     for img_id in ds.image_ids:
         t = ds.target(ds.image_ids.index(img_id))
         a = anns.get(img_id, [])
@@ -161,42 +161,42 @@ def test_empty_images_kept_unless_drop_empty(full):
     for img_id in (250, 508):  # no annotation at all
         assert img_id in full.image_ids
         assert full.target(full.image_ids.index(img_id))["boxes"].shape == (0, 4)
-    ds = coco128(drop_empty=True)
-    assert len(ds) == 126 and 250 not in ds.image_ids and 508 not in ds.image_ids
-    person = coco128(categories=["person"], drop_empty=True)
+    ds = sample(drop_empty=True)
+    assert len(ds) == 6 and 250 not in ds.image_ids and 508 not in ds.image_ids
+    person = sample(categories=["person"], drop_empty=True)
     assert all(len(person.target(person.image_ids.index(i))["boxes"]) > 0 for i in person.image_ids)
-    assert len(person) < 126
+    assert person.image_ids == [49, 149, 315]  # the images with a person
 
 
 def test_max_images_seeded_pick_and_image_id_list(tmp_path, full):
     a, b, c = (
-        coco128(max_images=10, seed=1),
-        coco128(max_images=10, seed=1),
-        coco128(max_images=10, seed=2),
+        sample(max_images=4, seed=1),
+        sample(max_images=4, seed=1),
+        sample(max_images=4, seed=2),
     )
     assert a.image_ids == b.image_ids != c.image_ids
-    assert len(a) == 10 and set(a.image_ids) <= set(full.image_ids)
+    assert len(a) == 4 and set(a.image_ids) <= set(full.image_ids)
     assert a.image_ids == sorted(a.image_ids, key=full.image_ids.index)  # dataset order kept
-    assert len(coco128(max_images=1000)) == 128
-    assert coco128(image_ids=[315, 9]).image_ids == [315, 9]
+    assert len(sample(max_images=1000)) == 8
+    assert sample(image_ids=[315, 9]).image_ids == [315, 9]
     f = tmp_path / "ids.txt"
     f.write_text("315  # a crowd image\n9, 25\n")
-    assert coco128(image_ids=str(f)).image_ids == [315, 9, 25]
+    assert sample(image_ids=str(f)).image_ids == [315, 9, 25]
     f.write_text("[30, 9]")
-    assert coco128(image_ids=f).image_ids == [30, 9]
+    assert sample(image_ids=f).image_ids == [30, 9]
 
 
-def test_min_box_size_drops_with_one_counting_warning(coco128_json):
-    ds_all = coco128(image_ids=[9])
+def test_min_box_size_drops_with_one_counting_warning(sample_json):
+    ds_all = sample(image_ids=[9])
     n_small = sum(
         1
-        for a in coco128_json["annotations"]
+        for a in sample_json["annotations"]
         if a["image_id"] == 9 and min(a["bbox"][2], a["bbox"][3]) < 50
     )
     assert n_small == 2  # hand check: two oranges are under 50 px high (46.53, 46.67)
     with warnings.catch_warnings(record=True) as w:
         warnings.simplefilter("always")
-        ds = coco128(image_ids=[9], min_box_size=50)
+        ds = sample(image_ids=[9], min_box_size=50)
     msgs = [str(x.message) for x in w if "min_box_size" in str(x.message)]
     assert len(msgs) == 1 and "dropped 2 boxes" in msgs[0]
     assert (
@@ -205,8 +205,8 @@ def test_min_box_size_drops_with_one_counting_warning(coco128_json):
     )
 
 
-def test_coco_object_keeps_original_annotations_for_cocoeval(coco128_json):
-    ds = coco128(categories=["person"], others="background", max_images=5)
-    assert len(ds.coco.dataset["annotations"]) == len(coco128_json["annotations"])
-    assert sum(a["iscrowd"] for a in ds.coco.dataset["annotations"]) == 10
+def test_coco_object_keeps_original_annotations_for_cocoeval(sample_json):
+    ds = sample(categories=["person"], others="background", max_images=5)
+    assert len(ds.coco.dataset["annotations"]) == len(sample_json["annotations"])
+    assert sum(a["iscrowd"] for a in ds.coco.dataset["annotations"]) == 3  # 149: 1, 315: 2
     assert np.isin(ds.image_ids, ds.coco.getImgIds()).all()

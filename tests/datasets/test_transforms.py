@@ -18,7 +18,7 @@ from datasets.transforms import (
     remove_degenerate,
 )
 
-from .conftest import COCO128_IMAGES, COCO128_JSON
+from .conftest import SAMPLE_IMAGES, SAMPLE_JSON
 
 
 def make_target(boxes, ignore=((0.0, 0.0, 4.0, 4.0),)):
@@ -101,9 +101,9 @@ def test_normalize_and_build_transforms():
 
 
 def test_resize_and_flip_move_boxes_with_the_pixels():
-    """A real coco128 image with one box painted out: after resize + flip, the painted
+    """A real COCO sample image with one box painted out: after resize + flip, the painted
     pixels' extent equals the transformed box (to a pixel)."""
-    ds = CocoDetection(COCO128_IMAGES, COCO128_JSON, image_ids=[9])
+    ds = CocoDetection(SAMPLE_IMAGES, SAMPLE_JSON, image_ids=[9])
     image, target = ds[0]
     x1, y1, x2, y2 = target["boxes"][4].round().int().tolist()  # an orange, 76 x 47 px
     image[:, y1:y2, x1:x2] = torch.tensor([1.0, 0.0, 1.0]).view(
@@ -141,9 +141,9 @@ def test_collate_pads_records_sizes_and_drops_none():
         collate([a], size_divisible=0)
 
 
-def test_dataloader_on_coco128():
+def test_dataloader_on_the_coco_sample():
     ds = CocoDetection(
-        COCO128_IMAGES, COCO128_JSON, max_images=4, transforms=build_transforms(True, 256, 427)
+        SAMPLE_IMAGES, SAMPLE_JSON, max_images=4, transforms=build_transforms(True, 256, 427)
     )
     images, targets = next(
         iter(DataLoader(ds, batch_size=4, collate_fn=partial(collate, size_divisible=128)))

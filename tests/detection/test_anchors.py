@@ -8,7 +8,7 @@ from detection.anchors import AnchorGenerator
 
 def test_hand_computed_single_level():
     gen = AnchorGenerator(sizes=(32,), strides=(8,), scales=(1.0,), aspect_ratios=(0.5, 1.0))
-    a = gen.gen([(2, 2)])
+    a = gen.grid_anchors([(2, 2)])
     # ratio 0.5 (h/w): w = 32 / sqrt(.5) = 45.25 -> half 22.6 -> 23, h = 32 * sqrt(.5) -> half 11
     base = torch.tensor([[-23.0, -11.0, 23.0, 11.0], [-16.0, -16.0, 16.0, 16.0]])
     shifts = torch.tensor([[0.0, 0], [8, 0], [0, 8], [8, 8]])  # row-major: (y=0,x=0), (0,1), (1,0)
@@ -19,13 +19,13 @@ def test_hand_computed_single_level():
 
 def test_offset_centres_anchors_in_cells():
     gen = AnchorGenerator(sizes=(16,), strides=(8,), scales=(1.0,), aspect_ratios=(1.0,), offset=0.5)
-    assert torch.equal(gen.gen([(1, 1)]), torch.tensor([[-4.0, -4.0, 12.0, 12.0]]))
+    assert torch.equal(gen.grid_anchors([(1, 1)]), torch.tensor([[-4.0, -4.0, 12.0, 12.0]]))
 
 
 def test_level_major_order_and_counts():
     gen = AnchorGenerator()
     feats = [(8, 10), (4, 5), (2, 3), (1, 2), (1, 1)]
-    a = gen.gen(feats)
+    a = gen.grid_anchors(feats)
     counts = gen.num_anchors_per_level(feats)
     assert len(a) == sum(counts) == 9 * (80 + 20 + 6 + 2 + 1)
     # the first anchor of each level has that level's size: widths grow level by level
@@ -44,7 +44,7 @@ def test_matches_torchvision_retinanet_anchors():
     images = ImageList(torch.zeros(1, 3, h, w), [(h, w)])
     fmaps = [torch.zeros(1, 1, fh, fw) for fh, fw in feats]
     theirs = tv(images, fmaps)[0]
-    ours = AnchorGenerator().gen(feats)
+    ours = AnchorGenerator().grid_anchors(feats)
     assert ours.shape == theirs.shape
     diff = (ours - theirs).abs()
     # the truncation costs at most 1 px per side once rounded
@@ -57,12 +57,12 @@ def test_matches_torchvision_retinanet_anchors():
 def test_cache_per_size_and_device():
     gen = AnchorGenerator()
     f = [(4, 4), (2, 2), (1, 1), (1, 1), (1, 1)]
-    assert gen.gen(f) is gen.gen(f)
-    assert gen.gen(f) is not gen.gen([(8, 8), (4, 4), (2, 2), (1, 1), (1, 1)])
+    assert gen.grid_anchors(f) is gen.grid_anchors(f)
+    assert gen.grid_anchors(f) is not gen.grid_anchors([(8, 8), (4, 4), (2, 2), (1, 1), (1, 1)])
 
 
 def test_bad_input_names_what_was_expected():
     with pytest.raises(ValueError, match="one entry per pyramid level"):
         AnchorGenerator(sizes=(32, 64), strides=(8,))
     with pytest.raises(ValueError, match="expected 5"):
-        AnchorGenerator().gen([(4, 4)])
+        AnchorGenerator().grid_anchors([(4, 4)])

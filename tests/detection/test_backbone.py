@@ -13,6 +13,21 @@ from detection.backbone import ResNetFPN, TinyBackbone
 STRIDES = (8, 16, 32, 64, 128)
 
 
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    """depth -> a local file of torchvision resnet weights (random: nothing is downloaded)."""
+    root = tmp_path_factory.mktemp("weights")
+
+    def path(depth):
+        file = root / f"resnet{depth}.pth"
+        if not file.exists():
+            torch.manual_seed(depth)
+            torch.save({18: resnet18, 34: resnet34, 50: resnet50}[depth]().state_dict(), file)
+        return file
+
+    return path
+
+
 def _check_pyramid(maps, n, channels, h, w):
     assert len(maps) == 5
     for p, s in zip(maps, STRIDES):
@@ -20,9 +35,11 @@ def _check_pyramid(maps, n, channels, h, w):
 
 
 @pytest.mark.parametrize("depth,c5", [(18, 512), (50, 2048)])
-def test_resnet_fpn_shapes_strides_and_equality_with_torchvision(depth, c5):
+def test_resnet_fpn_shapes_strides_and_equality_with_torchvision(depth, c5, weights):
     torch.manual_seed(0)
-    ours = ResNetFPN(depth=depth).eval()
+    # with weights, BatchNorm is frozen by default, as in torchvision's pretrained detectors
+    ours = ResNetFPN(depth=depth, weights=weights(depth), trainable_layers=3).eval()
+    assert isinstance(ours.body.bn1, FrozenBatchNorm2d)
     assert ours.strides == STRIDES and ours.out_channels == 256
     x = torch.randn(1, 3, 256, 320)
     with torch.no_grad():
@@ -44,9 +61,9 @@ def test_resnet_fpn_shapes_strides_and_equality_with_torchvision(depth, c5):
     assert any(k.startswith("body.layer2") for k in trainable)
 
 
-def test_trainable_layers_counts_from_layer4():
+def test_trainable_layers_counts_from_layer4(weights):
     def frozen_prefixes(n):
-        m = ResNetFPN(depth=18, trainable_layers=n)
+        m = ResNetFPN(depth=18, weights=weights(18), trainable_layers=n)
         return {k.split(".")[1] for k, p in m.named_parameters() if k.startswith("body.") and not p.requires_grad}
 
     assert frozen_prefixes(0) == {"conv1", "layer1", "layer2", "layer3", "layer4"}
@@ -65,9 +82,9 @@ def _randomize_bn_buffers(module):
             m.running_var.uniform_(0.5, 2.0)
 
 
-def test_frozen_bn_is_frozen_in_training():
+def test_frozen_bn_is_frozen_in_training(weights):
     torch.manual_seed(0)
-    model = ResNetFPN(depth=18, frozen_bn=True, trainable_layers=5)
+    model = ResNetFPN(depth=18, weights=weights(18), frozen_bn=True, trainable_layers=5)
     _randomize_bn_buffers(model)
     norms = [m for m in model.body.modules() if isinstance(m, (nn.BatchNorm2d, FrozenBatchNorm2d))]
     assert norms and all(isinstance(m, FrozenBatchNorm2d) for m in norms)
@@ -88,6 +105,12 @@ def test_frozen_bn_is_frozen_in_training():
         assert torch.equal(after[k], v), k
     # the convs did train, so the check above could have seen a change
     assert model.body.conv1.weight.grad is not None
+
+
+def test_frozen_bn_follows_the_weights_and_needs_them():
+    assert isinstance(ResNetFPN(depth=18).body.bn1, nn.BatchNorm2d)  # random init: BN learns
+    with pytest.raises(ValueError, match="model.backbone.frozen_bn=true.*needs pretrained weights"):
+        ResNetFPN(depth=18, frozen_bn=True)
 
 
 def test_unfrozen_bn_updates_statistics():

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 from pycocotools.cocoeval import COCOeval
 
-from detection.evaluation import STAT_NAMES, coco_evaluate, write_json_atomic
-from tests.conftest import COCO128_ANNOTATIONS
+from detection.evaluation import STAT_NAMES, coco_evaluate
+from detection.run_folder import write_json_atomic
+from tests.conftest import COCO_SAMPLE_ANNOTATIONS
 
-ANNOTATIONS = COCO128_ANNOTATIONS  # the coco_gt fixture (tests/conftest.py) loads it
+ANNOTATIONS = COCO_SAMPLE_ANNOTATIONS  # the coco_gt fixture (tests/conftest.py) loads it
 
 
 
@@ -55,7 +56,7 @@ def cocoeval_directly(coco, results_file, img_ids=None, cat_ids=None):
 
 
 def test_ground_truth_as_detections_gives_ap_1(coco_gt):
-    assert sum(a["iscrowd"] for a in coco_gt.dataset["annotations"]) == 10  # crowd regions are ignored
+    assert sum(a["iscrowd"] for a in coco_gt.dataset["annotations"]) == 3  # crowd regions are ignored
     result = coco_evaluate(coco_gt, gt_as_detections(coco_gt), verbose=False)
     for name in ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR100"):
         assert result[name] == 1.0, name
@@ -65,7 +66,7 @@ def test_ground_truth_as_detections_gives_ap_1(coco_gt):
     # (a mean of 101 ones over IoU thresholds may round to 1 - 2e-16)
     assert {coco_gt.cats[c]["name"] for c in used} == {k for k, v in per_cat.items() if v == pytest.approx(1.0)}
     assert {coco_gt.cats[c]["name"] for c in set(coco_gt.cats) - used} == {k for k, v in per_cat.items() if v == -1.0}
-    assert len(used) == 71
+    assert len(used) == 13  # of the 80 listed
     # a detection on a crowd region is neither a true nor a false positive
     assert coco_evaluate(coco_gt, gt_as_detections(coco_gt, crowd=True), verbose=False)["AP"] == 1.0
 
@@ -81,7 +82,7 @@ def test_equals_cocoeval_on_a_results_file(coco_gt, tmp_path):
 
     # per-category AP is what COCOeval gives when run on that category alone
     per_cat = result["per_category"]
-    for cat_id in [1, 3, 62, 11]:  # 11 is listed in coco128 but has no box
+    for cat_id in [1, 3, 62, 11]:  # 11 is listed but has no box
         assert per_cat[coco_gt.cats[cat_id]["name"]] == pytest.approx(cocoeval_directly(coco_gt, path, cat_ids=[cat_id])[0])
     assert per_cat[coco_gt.cats[11]["name"]] == -1.0
     # and AP is their mean over categories with ground truth
@@ -106,7 +107,7 @@ def test_does_not_modify_detections_and_accepts_a_path(coco_gt):
 
 def test_empty_detections_give_zeros(coco_gt):
     result = coco_evaluate(coco_gt, [], verbose=False)
-    assert all(result[k] == 0.0 for k in STAT_NAMES)  # coco128 has gt in every area range
+    assert all(result[k] == 0.0 for k in STAT_NAMES)  # the sample has gt in every area range
     assert {v for v in result["per_category"].values()} == {0.0, -1.0}
 
 

@@ -104,7 +104,7 @@ def _scene(seed, num_gt, anchors, hw=(256, 320)):
 @pytest.mark.parametrize("seed", range(6))
 def test_identical_to_torchvision_matcher_on_random_scenes(seed):
     feats = [(32, 40), (16, 20), (8, 10), (4, 5), (2, 3)]
-    anchors = AnchorGenerator().gen(feats)
+    anchors = AnchorGenerator().grid_anchors(feats)
     boxes, gl = _scene(seed, [1, 3, 10, 40, 100, 200][seed], anchors)
     labels, idx = Matcher()(anchors, boxes, gl, K)
     tv = tv_utils.Matcher(0.5, 0.4, True)(box_iou(boxes, anchors))
@@ -117,7 +117,7 @@ def test_identical_to_torchvision_matcher_on_random_scenes(seed):
 
 
 def test_batch_equals_per_image_and_chunking_changes_nothing(monkeypatch):
-    anchors = AnchorGenerator().gen([(16, 16), (8, 8), (4, 4), (2, 2), (1, 1)])
+    anchors = AnchorGenerator().grid_anchors([(16, 16), (8, 8), (4, 4), (2, 2), (1, 1)])
     scenes = [_scene(s, n, anchors, (128, 128)) for s, n in [(0, 5), (1, 0), (2, 30)]]
     ignores = [torch.tensor([[10.0, 10, 60, 60]]), torch.tensor([[0.0, 0, 128, 20]]), torch.zeros(0, 4)]
     m = Matcher()

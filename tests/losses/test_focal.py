@@ -7,6 +7,7 @@ from torchvision.ops import sigmoid_focal_loss as tv_focal
 
 import losses._fused as fused
 from losses.focal import FocalLoss, sigmoid_focal_loss
+from losses.reference import sigmoid_focal_loss as log_space_reference
 
 K = 7
 
@@ -25,20 +26,6 @@ def reference(x, labels, gamma, alpha):
     targets = F.one_hot(labels.clamp(min=0), k + 1)[..., :k].to(x.dtype)
     loss = tv_focal(x, targets, alpha=-1 if alpha is None else alpha, gamma=gamma).sum(-1)
     return loss * (labels >= 0)
-
-
-def log_space_reference(x, labels, gamma, alpha):
-    """The focal loss written in log space, so float64 autograd stays finite when saturated.
-
-    With z = x for a 1 target and -x for a 0 target: 1 - p_t = sigmoid(-z), CE = -logsigmoid(z),
-    loss = w_t exp(gamma logsigmoid(-z)) CE. (torchvision's form gives NaN even in float64.)
-    """
-    k = x.shape[-1]
-    t = F.one_hot(labels.clamp(min=0), k + 1)[..., :k].to(x.dtype)
-    z = torch.where(t == 1, x, -x)
-    w = 1.0 if alpha is None else alpha * t + (1 - alpha) * (1 - t)
-    loss = w * torch.exp(gamma * F.logsigmoid(-z)) * -F.logsigmoid(z)
-    return loss.sum(-1) * (labels >= 0)
 
 
 def loss_and_grad(fn, x, labels):

@@ -1,4 +1,4 @@
-"""A fake sweep folder with known numbers, and tiny real checkpoints, for the report tests.
+"""A fake sweep folder with known numbers, for the report tests.
 
 Methods (overrides besides the shared ``experiment=bg_ablation``) and their runs:
   loss=softmax_bg                       seeds 0 1 2 finished, AP 30 32 34
@@ -8,14 +8,12 @@ Methods (overrides besides the shared ``experiment=bg_ablation``) and their runs
 """
 
 import json
+import time
 from pathlib import Path
 
-import torch
-from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from datasets.transforms import build_transforms
-from tests.conftest import compose_config, tiny_overrides
+from detection.run_folder import RunFolder
 
 STATS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 
@@ -29,6 +27,8 @@ def write_run(run_dir: Path, overrides: list[str], seed: int, status: str, ap=No
     loss = next(o.split("=")[1] for o in overrides if o.startswith("loss="))
     (run_dir / "config.yaml").write_text(f"seed: {seed}\nloss:\n  _target_: losses.{loss}.X\nrun_name: s_{loss}\n")
     info = {"status": status, "time": 1.7e9}
+    if status == "running":  # alive: a fresh heartbeat from a process on another machine
+        info.update(host="another-host", pid=1, heartbeat=time.time())
     if seconds is not None:
         info["seconds"] = seconds
     if message is not None:
@@ -51,9 +51,10 @@ def metrics(cls_losses, bg_shares, num_fg, speeds, easy=0.5, box=0.25):
             for i, (c, b, f, s) in enumerate(zip(cls_losses, bg_shares, num_fg, speeds))]
 
 
-def make_sweep(root: Path, checkpoints: dict[str, Path] | None = None) -> Path:
-    """The fake sweep of the module docstring under ``root``; ``checkpoints[loss]`` (if given)
-    is copied into the first seed of that loss's plain method."""
+def make_sweep(root: Path, anchor_losses: dict[str, tuple] | None = None) -> Path:
+    """The fake sweep of the module docstring under ``root``; ``anchor_losses[loss]`` (if given,
+    a pair of fg and bg loss tensors) is saved as anchor_losses.pt by the first seed of that
+    loss's plain method."""
     exp = "experiment=bg_ablation"
     sweep = root / "sweep"
     sweep.mkdir(parents=True)
@@ -78,28 +79,6 @@ def make_sweep(root: Path, checkpoints: dict[str, Path] | None = None) -> Path:
     for num, (loss, extra, seed, status, kw) in enumerate(jobs):
         overrides = [exp, f"loss={loss}", *extra, f"seed={seed}"]
         run = write_run(sweep / f"{num}_synthetic_{loss}", overrides, seed, status, **kw)
-        if checkpoints and loss in checkpoints and seed == 0 and not extra:
-            (run / "checkpoints").mkdir()
-            (run / "checkpoints" / "last.pt").write_bytes(checkpoints[loss].read_bytes())
+        if anchor_losses and loss in anchor_losses and seed == 0 and not extra:
+            RunFolder(run).save_anchor_losses(*anchor_losses[loss])
     return sweep
-
-
-def tiny_checkpoint(path: Path, cache_dir, loss: str, seed: int = 0) -> Path:
-    """A checkpoint in train.py's format of a tiny model with random (non-initial) weights,
-    built from the composed project config as train.py builds it."""
-    import train  # noqa: F401 - registers the ${loss_name:} resolver used by run_name
-
-    cfg = compose_config(tiny_overrides(cache_dir) + [f"loss={loss}"])
-    ds = instantiate(cfg.dataset.val, transforms=build_transforms(False, cfg.dataset.min_size, cfg.dataset.max_size))
-    model = instantiate(cfg.model, num_classes=ds.num_classes, cls_loss=instantiate(cfg.loss))
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():  # weights and BN statistics a fresh model would not have
-        for name, t in model.state_dict().items():
-            if torch.is_tensor(t) and t.is_floating_point():
-                t.add_(0.05 * torch.randn(t.shape, generator=g))
-                if name.endswith("running_var"):
-                    t.abs_().add_(0.5)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"model": model.state_dict(), "optimizer": {}, "scaler": {}, "iter": 0,
-                "config": OmegaConf.to_container(cfg, resolve=True)}, path)
-    return path

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from pycocotools.cocoeval import COCOeval
 
-from tests.conftest import COCO128_ANNOTATIONS
+from tests.conftest import COCO_SAMPLE_ANNOTATIONS
 
 ROOT = Path(__file__).resolve().parents[2]
-ANNOTATIONS = COCO128_ANNOTATIONS  # the coco_gt fixture (tests/conftest.py) loads it
+ANNOTATIONS = COCO_SAMPLE_ANNOTATIONS  # the coco_gt fixture (tests/conftest.py) loads it
 NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 
 
@@ -45,7 +45,7 @@ def cocoeval_stats(coco, results, img_ids=None):
 
 
 def run_tool(*args):
-    return subprocess.run([sys.executable, "tools/evaluate.py", *map(str, args)], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "tools.evaluate", *map(str, args)], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
 
 

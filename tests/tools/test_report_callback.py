@@ -22,7 +22,7 @@ def sweep_config(sweep_dir):
 
 def test_writes_the_report_of_the_sweep(tmp_path, caplog):
     sweep = make_sweep(tmp_path)
-    callback = instantiate({"_target_": TARGET, "cdf_images": 2, "device": "cpu"})  # as Hydra builds it
+    callback = instantiate({"_target_": TARGET})  # as Hydra builds it
     assert isinstance(callback, Callback)
     with caplog.at_level(logging.INFO, logger="anchorbg.report"):
         callback.on_multirun_end(sweep_config(sweep))
@@ -34,7 +34,7 @@ def test_writes_the_report_of_the_sweep(tmp_path, caplog):
 
 def test_out_folder(tmp_path):
     sweep = make_sweep(tmp_path)
-    ReportCallback(out=str(tmp_path / "out"), cdf_images=2).on_multirun_end(sweep_config(sweep))
+    ReportCallback(out=str(tmp_path / "out")).on_multirun_end(sweep_config(sweep))
     assert (tmp_path / "out" / "report.md").is_file() and not (sweep / "report.md").exists()
 
 
@@ -64,8 +64,7 @@ def test_a_real_multirun_ends_with_its_report(tmp_path, synthetic_cache):
     sweep = tmp_path / "multirun"
     overrides = [o for o in tiny_overrides(synthetic_cache) if not o.startswith("schedule.max_iters")]
     cmd = [sys.executable, "train.py", "-m", *overrides, "schedule.max_iters=2", "loss=focal,softmax_bg",
-           f"hydra.sweep.dir={sweep}", f"++hydra.callbacks.report._target_={TARGET}",
-           "++hydra.callbacks.report.cdf_images=2"]
+           f"hydra.sweep.dir={sweep}", f"++hydra.callbacks.report._target_={TARGET}", "loss_cdf_images=2"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -1,0 +1,301 @@
+"""The run folder: what one run of train.py writes, defined once.
+
+``train.py`` writes a run through ``RunFolder``; ``tools/report.py`` reads runs back through it.
+No other module spells these names::
+
+    <run>/config.yaml              the fully resolved config that ran
+    <run>/.hydra/overrides.yaml    Hydra's copy of the command-line overrides
+    <run>/train.log                the log (Hydra's job logging, configs/hydra/job_logging)
+    <run>/metrics.jsonl            one JSON object per logged step, with its "iter"
+    <run>/tb/                      TensorBoard events of the same numbers
+    <run>/checkpoints/last.pt      model, optimizer, scaler, iteration, config (atomic)
+    <run>/checkpoints/previous.pt  the checkpoint before it (a fallback if last.pt is damaged)
+    <run>/eval.json                COCOeval's 12 stats by name and AP per category
+    <run>/detections.json          the detections in COCO results format
+    <run>/anchor_losses.pt         per-anchor classification losses of the foreground and
+                                   background anchors of the first val images (Figure 4)
+    <run>/status.json              running | finished | diverged | failed, with the pid, host
+                                   and heartbeat of the process running it, the wall seconds
+                                   of every session so far, the code version, a message
+
+A run whose status.json says running but whose process is gone (same host) reads as
+``killed``, one whose heartbeat stopped long ago (another host) as ``interrupted``:
+``effective_status``.
+Every file is replaced atomically (a temporary file in the same folder, fsync, rename): a
+crash or a reader never sees half a file. metrics.jsonl is appended line by line; a reader
+skips a last line cut short by a kill.
+"""
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+STATUSES = ("running", "finished", "diverged", "failed")
+HEARTBEAT_EVERY = 10.0  # seconds between heartbeats of a running run
+STALE_AFTER = 600.0  # a heartbeat this old (and no process to ask) means the run is not running
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write_json_atomic(path, obj) -> None:
+    """Writes ``obj`` as JSON to ``path`` through a temporary file and ``os.replace``."""
+    _write_atomic(path, lambda f: f.write(json.dumps(obj, indent=2).encode()))
+
+
+def save_atomic(state: dict, path) -> None:
+    """``torch.save`` to ``path`` through a temporary file and ``os.replace``."""
+    _write_atomic(path, lambda f: torch.save(state, f))
+
+
+def _write_atomic(path, write, keep_previous=None) -> None:
+    """``write(file)`` to a temporary file, then rename it to ``path`` (first renaming the
+    old ``path``, if any, to ``keep_previous``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        if keep_previous is not None and path.exists():
+            os.replace(path, keep_previous)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        raise
+
+
+def resolve_checkpoint(spec, run_dir) -> Path:
+    """``true`` -> this run's last.pt; a run folder -> its last.pt; a file -> itself."""
+    path = Path(run_dir) if spec is True else Path(str(spec))
+    if path.is_dir():
+        path = RunFolder(path).checkpoint
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"checkpoint {path} does not exist (resume/checkpoint expects a .pt file or a run "
+            "folder holding checkpoints/last.pt; to resume in place, run with "
+            "hydra.run.dir=<that run folder> resume=true)"
+        )
+    return path
+
+
+def code_version() -> str | None:
+    """The repository's git commit, "+dirty" with uncommitted changes; None outside git."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if head.returncode != 0:
+        return None
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
+def _process_start(pid: int) -> str | None:
+    """The start time of process ``pid`` (from /proc; tells a live run from a reused pid)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _alive(pid: int, start: str | None) -> bool:
+    if Path("/proc").is_dir():
+        return _process_start(pid) is not None and (start is None or _process_start(pid) == start)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def effective_status(status: dict | None, now: float | None = None) -> str | None:
+    """The status of a run as it is now: status.json's, except that a "running" run whose
+    process is gone (same host) is "killed", and one whose heartbeat is older than
+    STALE_AFTER seconds (a process we cannot ask) is "interrupted"."""
+    if status is None or status["status"] != "running":
+        return None if status is None else status["status"]
+    if status.get("host") == socket.gethostname() and "pid" in status:
+        return "running" if _alive(status["pid"], status.get("pid_start")) else "killed"
+    beat = status.get("heartbeat", status.get("time", 0))
+    return "running" if (time.time() if now is None else now) - beat <= STALE_AFTER else "interrupted"
+
+
+def load_checkpoint(path, map_location="cpu") -> dict:
+    """A checkpoint written by ``RunFolder.save_checkpoint``, with errors naming the file."""
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as e:  # a clear message instead of a pickle traceback
+        raise RuntimeError(f"checkpoint {path} could not be read: {e}") from e
+    if not isinstance(state, dict) or "model" not in state:
+        raise ValueError(f"checkpoint {path} holds no 'model' entry: not an anchorbg checkpoint")
+    return state
+
+
+class RunFolder:
+    """Paths and readers/writers of one run folder (see the module docstring)."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.config = self.path / "config.yaml"
+        self.overrides = self.path / ".hydra" / "overrides.yaml"
+        self.log = self.path / "train.log"
+        self.metrics = self.path / "metrics.jsonl"
+        self.tb = self.path / "tb"
+        self.checkpoint = self.path / "checkpoints" / "last.pt"
+        self.previous_checkpoint = self.path / "checkpoints" / "previous.pt"
+        self.eval = self.path / "eval.json"
+        self.detections = self.path / "detections.json"
+        self.anchor_losses = self.path / "anchor_losses.pt"
+        self.status = self.path / "status.json"
+
+    def __repr__(self) -> str:
+        return f"RunFolder({str(self.path)!r})"
+
+    # --- writing (train.py, rank 0) ---
+    def write_config(self, yaml_text: str) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.config.write_text(yaml_text)
+
+    def write_status(self, status: str, **info) -> None:
+        if status not in STATUSES:
+            raise ValueError(f"run status {status!r}: expected one of {STATUSES}")
+        write_json_atomic(self.status, {"status": status, "time": time.time(), **info})
+
+    def save_checkpoint(self, state: dict) -> None:
+        """last.pt, atomically; the checkpoint it replaces becomes previous.pt."""
+        _write_atomic(self.checkpoint, lambda f: torch.save(state, f), keep_previous=self.previous_checkpoint)
+
+    def append_metrics(self, record: dict) -> None:
+        with self.metrics.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def truncate_metrics(self, last_iter: int) -> None:
+        """On resume: drop the lines logged after the checkpoint (they will be logged again)."""
+        rows, _ = self.read_metrics()
+        self.metrics.write_text("".join(json.dumps(r) + "\n" for r in rows if r["iter"] <= last_iter))
+
+    def write_eval(self, stats: dict, detections: list[dict]) -> None:
+        write_json_atomic(self.detections, detections)
+        write_json_atomic(self.eval, stats)
+
+    def save_anchor_losses(self, fg, bg) -> None:
+        save_atomic({"fg": fg, "bg": bg}, self.anchor_losses)
+
+    # --- reading (tools/report.py, resume) ---
+    def read_metrics(self) -> tuple[list[dict], list[int]]:
+        """(rows with an int "iter", 1-based numbers of unreadable lines); none when missing."""
+        rows, bad = [], []
+        text = self.metrics.read_text() if self.metrics.is_file() else ""
+        for i, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError:
+                row = None
+            if isinstance(row, dict) and isinstance(row.get("iter"), int):
+                rows.append(row)
+            else:  # e.g. a last line cut short when the job was killed while writing it
+                bad.append(i)
+        return rows, bad
+
+    def read_status(self) -> dict | None:
+        """status.json as a dict (None when missing); ValueError when it is not a run status."""
+        status = self._read(self.status, json.loads)
+        if status is not None and not (isinstance(status, dict) and status.get("status") in STATUSES):
+            raise ValueError(f"{str(status)[:60]}: expected a dict with status in {STATUSES}")
+        return status
+
+    def read_config(self) -> dict | None:
+        return self._read(self.config, yaml.safe_load)
+
+    def read_overrides(self) -> list[str] | None:
+        overrides = self._read(self.overrides, yaml.safe_load)
+        if overrides is not None and not isinstance(overrides, list):
+            raise ValueError(f"expected a list of overrides, got {str(overrides)[:80]}")
+        return None if overrides is None else [str(o) for o in overrides]
+
+    def read_eval(self) -> dict | None:
+        return self._read(self.eval, json.loads)
+
+    def load_anchor_losses(self) -> dict | None:
+        """{"fg": Tensor[P], "bg": Tensor[Q]} float32, or None when the run wrote none."""
+        if not self.anchor_losses.is_file():
+            return None
+        return torch.load(self.anchor_losses, map_location="cpu", weights_only=True)
+
+    @staticmethod
+    def _read(path: Path, parse):
+        return parse(path.read_text()) if path.is_file() else None
+
+
+class StatusWriter:
+    """status.json of the run this process executes: "running" with a heartbeat, then how it
+    ended. ``seconds`` counts the wall time of every session of the run: a resumed run starts
+    from what its earlier sessions spent (``base_seconds``)."""
+
+    def __init__(self, folder: RunFolder, base_seconds: float = 0.0, enabled: bool = True):
+        self.folder, self.base, self.enabled = folder, float(base_seconds), enabled
+        self.t0 = self.last_beat = time.time()
+        self.info = {"pid": os.getpid(), "pid_start": _process_start(os.getpid()), "host": socket.gethostname(),
+                     "code": code_version()}
+
+    @property
+    def seconds(self) -> float:
+        return self.base + time.time() - self.t0
+
+    def _write(self, status: str, **info) -> None:
+        if self.enabled:
+            self.folder.write_status(status, **self.info, heartbeat=time.time(), seconds=round(self.seconds, 1), **info)
+
+    def running(self, **info) -> None:
+        self._write("running", **info)
+
+    def heartbeat(self, **info) -> None:
+        """"running" again, at most every HEARTBEAT_EVERY seconds (cheap to call every step)."""
+        if time.time() - self.last_beat >= HEARTBEAT_EVERY:
+            self.last_beat = time.time()
+            self._write("running", **info)
+
+    def end(self, status: str, **info) -> None:
+        self._write(status, **info)
+
+
+class MetricsWriter:
+    """The run's numbers to metrics.jsonl and TensorBoard; opened once per run (rank 0).
+
+    ``log({"iter": 40, "loss": 0.3, ...})`` appends the line and adds every other number as
+    the scalar ``train/<key>`` at step 40; ``scalars("eval", {"AP": .5}, 40)`` adds
+    TensorBoard scalars only.
+    """
+
+    def __init__(self, folder: RunFolder):
+        from torch.utils.tensorboard import SummaryWriter  # tensorboard is slow to import
+
+        self.folder = folder
+        self.tb = SummaryWriter(str(folder.tb))
+
+    def log(self, record: dict) -> None:
+        self.folder.append_metrics(record)
+        self.scalars("train", {k: v for k, v in record.items() if k != "iter"}, record["iter"])
+
+    def scalars(self, prefix: str, values: dict, step: int) -> None:
+        for k, v in values.items():
+            if isinstance(v, (int, float)):
+                self.tb.add_scalar(f"{prefix}/{k}", v, step)
+
+    def close(self) -> None:
+        self.tb.close()

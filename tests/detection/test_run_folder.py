@@ -1,0 +1,113 @@
+import json
+
+import pytest
+import torch
+
+from detection.run_folder import (
+    RunFolder,
+    load_checkpoint,
+    resolve_checkpoint,
+    save_atomic,
+    write_json_atomic,
+)
+
+
+def test_save_is_atomic_and_resolve_finds_last(tmp_path):
+    folder = RunFolder(tmp_path / "run")
+    folder.save_checkpoint({"model": {"w": torch.ones(2)}, "iter": 3})
+    folder.save_checkpoint({"model": {"w": torch.zeros(2)}, "iter": 4})  # replaces, leaves no temp file
+    path = tmp_path / "run" / "checkpoints" / "last.pt"
+    assert folder.checkpoint == path and sorted(p.name for p in path.parent.iterdir()) == ["last.pt", "previous.pt"]
+    assert resolve_checkpoint(tmp_path / "run", tmp_path) == path
+    assert resolve_checkpoint(True, tmp_path / "run") == path
+    assert load_checkpoint(path)["iter"] == 4
+
+
+def test_a_failed_write_keeps_the_old_file_and_no_temp(tmp_path):
+    path = tmp_path / "x.pt"
+    save_atomic({"model": 1}, path)
+
+    class Unpicklable:
+        def __reduce__(self):
+            raise RuntimeError("cannot pickle")
+
+    with pytest.raises(RuntimeError, match="cannot pickle"):
+        save_atomic({"model": Unpicklable()}, path)
+    assert [p.name for p in tmp_path.iterdir()] == ["x.pt"] and load_checkpoint(path)["model"] == 1
+    write_json_atomic(tmp_path / "a.json", {"b": [1, 2]})
+    assert json.loads((tmp_path / "a.json").read_text()) == {"b": [1, 2]}
+
+
+def test_bad_checkpoints_are_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.pt does not exist"):
+        resolve_checkpoint(tmp_path / "missing.pt", tmp_path)
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(RuntimeError, match="junk.pt could not be read"):
+        load_checkpoint(junk)
+    torch.save({"weights": 1}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="no 'model' entry"):
+        load_checkpoint(tmp_path / "other.pt")
+
+
+def test_metrics_status_and_readers(tmp_path):
+    folder = RunFolder(tmp_path)
+    assert folder.read_metrics() == ([], []) and folder.read_status() is None and folder.read_eval() is None
+    for it in (2, 4, 6):
+        folder.append_metrics({"iter": it, "loss": it / 10})
+    with folder.metrics.open("a") as f:
+        f.write('{"iter": 8, "lo')  # a line cut short by a kill
+    rows, bad = folder.read_metrics()
+    assert [r["iter"] for r in rows] == [2, 4, 6] and bad == [4]
+    folder.truncate_metrics(4)  # resuming from the checkpoint of iteration 4
+    assert folder.metrics.read_text() == '{"iter": 2, "loss": 0.2}\n{"iter": 4, "loss": 0.4}\n'
+
+    folder.write_status("finished", seconds=3.5)
+    status = folder.read_status()
+    assert status["status"] == "finished" and status["seconds"] == 3.5 and status["time"] > 0
+    with pytest.raises(ValueError, match="run status 'done'"):
+        folder.write_status("done")
+    folder.status.write_text('{"status": "exploded"}')
+    with pytest.raises(ValueError, match="exploded"):
+        folder.read_status()
+
+    folder.overrides.parent.mkdir()
+    folder.overrides.write_text("- loss=focal\n- seed=1\n")
+    assert folder.read_overrides() == ["loss=focal", "seed=1"]
+    folder.save_anchor_losses(torch.tensor([1.0, 2.0]), torch.zeros(3))
+    losses = folder.load_anchor_losses()
+    assert losses["fg"].tolist() == [1.0, 2.0] and losses["bg"].tolist() == [0.0] * 3
+
+
+def test_effective_status_tells_a_killed_run_from_a_live_one(tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from detection.run_folder import STALE_AFTER, StatusWriter, effective_status
+
+    folder = RunFolder(tmp_path)
+    writer = StatusWriter(folder, base_seconds=100.0)
+    writer.running()
+    status = folder.read_status()
+    assert status["pid"] == os.getpid() and status["host"] == socket.gethostname()
+    assert effective_status(status) == "running"  # this process is alive
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    assert effective_status({**status, "pid": int(dead.stdout)}) == "killed"
+    assert effective_status({**status, "pid_start": "0"}) == "killed"  # the pid now belongs to another process
+    other = {"status": "running", "host": "elsewhere", "pid": 1, "heartbeat": 1000.0}
+    assert effective_status(other, now=1000.0 + STALE_AFTER) == "running"
+    assert effective_status(other, now=1001.0 + STALE_AFTER) == "interrupted"
+    assert effective_status({"status": "diverged"}) == "diverged" and effective_status(None) is None
+    writer.end("finished", AP=0.5)
+    status = folder.read_status()
+    assert status["status"] == "finished" and status["AP"] == 0.5 and status["seconds"] >= 100.0  # earlier sessions
+
+
+def test_save_checkpoint_keeps_the_previous_one(tmp_path):
+    folder = RunFolder(tmp_path)
+    folder.save_checkpoint({"model": {}, "iter": 3})
+    assert not folder.previous_checkpoint.exists()
+    folder.save_checkpoint({"model": {}, "iter": 6})
+    assert load_checkpoint(folder.checkpoint)["iter"] == 6 and load_checkpoint(folder.previous_checkpoint)["iter"] == 3
