@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: setup test test-all demo bench lint clean
+.PHONY: setup test test-all demo ablation bench lint clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,13 @@ test-all: setup
 
 demo: setup
 	$(PY) train.py
+
+# The fair background ablation, from nothing to OUT/report.md (tools/ablation.py). A rerun
+# continues where it stopped. QUICK=1: the whole protocol in miniature (a few minutes).
+# ARGS: more options and train.py overrides, e.g. ARGS=--dry-run or ARGS="dataset=coco_sample".
+OUT ?= multirun/ablation$(if $(QUICK),_quick)
+ablation: setup
+	$(PY) -m tools.ablation --out $(OUT) $(if $(QUICK),--quick) $(ARGS)
 
 lint: setup
 	$(PY) -m pip install ruff

@@ -17,6 +17,7 @@ import math
 import sys
 import time
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import hydra
@@ -50,10 +51,8 @@ class NonFiniteLossError(RuntimeError):
 @hydra.main(config_path="configs", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    if cfg.dry_run:  # list what a sweep would launch, train nothing
-        overrides = " ".join(HydraConfig.get().overrides.task)
-        print(f"dry run: job {HydraConfig.get().job.num}: {overrides or '(no overrides)'} -> {run_dir}")
-        return None
+    if cfg.dry_run:  # list what a sweep would launch and what it would cost; train nothing
+        return dry_run(cfg, run_dir)
     if ddp.env_rank() > 0:
         # Under torchrun every process starts Hydra; only rank 0 logs to the run folder.
         ddp.quiet_logging()
@@ -65,7 +64,8 @@ def main(cfg: DictConfig) -> float | None:
             return (folder.read_eval() or {}).get("AP")
         cfg.resume = action == "resume"
     previous = read_status_or_none(folder) if cfg.resume is True else None
-    status = StatusWriter(folder, base_seconds=(previous or {}).get("seconds") or 0.0, enabled=ddp.env_rank() == 0)
+    status = StatusWriter(folder, base_seconds=(previous or {}).get("seconds") or 0.0, enabled=ddp.env_rank() == 0,
+                          device=build.device_name(build.pick_device(cfg.device)))
     status.running()
     try:
         stats = run(cfg, run_dir, status.heartbeat)
@@ -80,6 +80,20 @@ def main(cfg: DictConfig) -> float | None:
         raise
     status.end("finished", AP=None if stats is None else stats["AP"])
     return None if stats is None else stats["AP"]  # the sweep's objective
+
+
+def dry_run(cfg, run_dir: Path) -> float:
+    """Prints the job (its overrides, its run folder) and its estimated training time at the
+    images/s its model measures here (``build.speed``: no data is read); returns the seconds
+    (the sweep's report callback adds them up)."""
+    overrides = " ".join(HydraConfig.get().overrides.task)
+    speed = build.speed(cfg)
+    est = build.estimate(cfg, speed)
+    print(f"dry run: job {HydraConfig.get().job.num}: {overrides or '(no overrides)'} -> {run_dir}\n"
+          f"  ~{build.duration(est.seconds)} of training ({est.train_images} images at {speed.train:.1f}/s measured on "
+          f"{build.device_name(build.pick_device(cfg.device))}) + {est.evaluations} evaluation(s) at "
+          f"{speed.eval:.1f} images/s", flush=True)
+    return est.seconds
 
 
 def sweep_job_action(cfg, folder: RunFolder) -> str:
@@ -164,8 +178,9 @@ def run(cfg: DictConfig, run_dir: Path, heartbeat=lambda **info: None) -> dict |
 
         end_iter = start_iter
         if not cfg.eval_only:
+            evaluate_now = partial(evaluate, cfg, rt, model, val_ds, folder, writer, final=False)
             end_iter = train(cfg, rt, model, optimizer, scaler, train_ds, folder, writer, start_iter, counts,
-                             heartbeat)
+                             heartbeat, evaluate_now)
             if not (cfg.eval_at_end and end_iter == cfg.schedule.max_iters):
                 return None
         return evaluate(cfg, rt, model, val_ds, folder, writer, end_iter)
@@ -229,8 +244,9 @@ def checkpoints_to_resume(spec, folder: RunFolder) -> list[Path]:
 
 
 def train(cfg, rt: build.Runtime, model, optimizer, scaler, ds, folder: RunFolder, writer, start_iter: int,
-          counts: DataCounts, heartbeat) -> int:
-    """The training loop from ``start_iter``; returns the iteration it stopped at."""
+          counts: DataCounts, heartbeat, evaluate_now) -> int:
+    """The training loop from ``start_iter``; returns the iteration it stopped at.
+    ``evaluate_now(iteration)`` every ``schedule.eval_every`` iterations (an AP curve)."""
     s = cfg.schedule
     net = model
     if rt.world > 1:
@@ -245,7 +261,7 @@ def train(cfg, rt: build.Runtime, model, optimizer, scaler, ds, folder: RunFolde
         folder.truncate_metrics(start_iter)
     last_good = f"{folder.checkpoint} (iteration {start_iter})" if cfg.resume else "none yet"
     bar = progress_bar(total=s.max_iters, initial=start_iter, desc="train")
-    t_log, images_seen = time.perf_counter(), 0
+    t_log, images_seen, steps, clipped = time.perf_counter(), 0, 0, 0
     net.train()
     for it in range(start_iter, end_iter):
         batch = next(batches)
@@ -265,6 +281,8 @@ def train(cfg, rt: build.Runtime, model, optimizer, scaler, ds, folder: RunFolde
             raise NonFiniteLossError(f"{e} at iteration {it}; the weights were not updated with it. "
                                      f"Last good checkpoint: {last_good}") from None
         images_seen += len(images) * rt.world
+        steps += 1
+        clipped += cfg.optim.clip_grad_norm is not None and float(grad_norm) > cfg.optim.clip_grad_norm
         bar.update(1)
         heartbeat(iteration=it + 1)
 
@@ -272,9 +290,10 @@ def train(cfg, rt: build.Runtime, model, optimizer, scaler, ds, folder: RunFolde
             stats = ddp.mean_over_ranks({k: v for k, v in out.items() if torch.is_tensor(v)})
             seconds, t_log = time.perf_counter() - t_log, time.perf_counter()
             record = {"iter": it + 1, "lr": lr, **{k: round(float(v.detach()), 6) for k, v in stats.items()},
-                      "grad_norm": round(float(grad_norm), 4), "images_per_s": round(images_seen / seconds, 2),
+                      "grad_norm": round(float(grad_norm), 4), "clipped_share": round(clipped / steps, 4),
+                      "images_per_s": round(images_seen / seconds, 2),
                       **total_over_ranks(asdict(counts))}
-            images_seen = 0
+            images_seen, steps, clipped = 0, 0, 0
             bar.set_postfix(loss=f"{record['loss']:.4f}", img_s=f"{record['images_per_s']:.1f}")
             log_step(record, s.max_iters, writer)
         if (it + 1) % s.checkpoint_every == 0 or it + 1 == end_iter:
@@ -283,6 +302,9 @@ def train(cfg, rt: build.Runtime, model, optimizer, scaler, ds, folder: RunFolde
                                         "scaler": scaler.state_dict(), "iter": it + 1, "data_counts": asdict(counts),
                                         "config": OmegaConf.to_container(cfg, resolve=True)})
             last_good = f"{folder.checkpoint} (iteration {it + 1})"
+        if s.eval_every and (it + 1) % s.eval_every == 0 and it + 1 < s.max_iters:
+            evaluate_now(it + 1)
+            net.train()
     bar.close()
     return end_iter
 
@@ -326,9 +348,12 @@ def log_step(record: dict, max_iters: int, writer: MetricsWriter | None) -> None
 
 
 @torch.no_grad()
-def evaluate(cfg, rt: build.Runtime, model, ds, folder: RunFolder, writer, iteration: int) -> dict | None:
-    """Detections on every image of ``ds`` (sharded over ranks); COCO AP, the detections and
-    the per-anchor losses of the first ``loss_cdf_images`` images written on rank 0."""
+def evaluate(cfg, rt: build.Runtime, model, ds, folder: RunFolder, writer, iteration: int,
+             final: bool = True) -> dict | None:
+    """Detections on every image of ``ds`` (sharded over ranks); COCO AP on rank 0, as a
+    point of the AP curve in metrics.jsonl (``{"iter": i, "eval": {...}}``) and TensorBoard.
+    ``final``: also eval.json, detections.json and the per-anchor losses of the first
+    ``loss_cdf_images`` images (anchor_losses.pt)."""
     model.eval()
     detections = []
     for batch in progress_bar(build.eval_shard(cfg, ds, rt), desc="eval", leave=False):
@@ -342,10 +367,14 @@ def evaluate(cfg, rt: build.Runtime, model, ds, folder: RunFolder, writer, itera
     detections = ddp.all_gather_list(detections)
     if rt.rank != 0:
         return None
-    stats = coco_evaluate(ds.coco, detections, image_ids=ds.image_ids, cat_ids=ds.cat_ids)
-    folder.write_eval(stats, detections)
-    folder.save_anchor_losses(*anchor_losses(cfg, rt, model, ds, cfg.loss_cdf_images))
-    writer.scalars("eval", {k: stats[k] for k in ("AP", "AP50", "AP75")}, iteration)
+    stats = coco_evaluate(ds.coco, detections, image_ids=ds.image_ids, cat_ids=ds.cat_ids, verbose=final)
+    curve = {k: stats[k] for k in ("AP", "AP50", "AP75", "APs", "APm", "APl")}
+    if not cfg.eval_only:
+        folder.append_metrics({"iter": iteration, "eval": curve})
+    writer.scalars("eval", curve, iteration)
+    if final:
+        folder.write_eval(stats, detections)
+        folder.save_anchor_losses(*anchor_losses(cfg, rt, model, ds, cfg.loss_cdf_images))
     log.info("COCO AP %.4f  AP50 %.4f  AP75 %.4f  APs %.4f  APm %.4f  APl %.4f  (%d images, %d detections)",
              stats["AP"], stats["AP50"], stats["AP75"], stats["APs"], stats["APm"], stats["APl"],
              len(ds), len(detections))

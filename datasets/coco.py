@@ -64,7 +64,8 @@ class CocoDetection(Dataset):
 
     Attributes: ``num_classes`` (K), ``class_names``, ``cat_ids`` (COCO category id of each
     label), ``image_ids`` (selected, dataset order), ``coco`` (pycocotools COCO holding the
-    file's original annotations, for COCOeval), ``skipped`` (images skipped in this process).
+    file's original annotations, for COCOeval), ``skipped`` (images skipped in this process),
+    ``cached_mb`` (decoded images held in memory by ``cache_images``).
     """
 
     def __init__(
@@ -108,6 +109,7 @@ class CocoDetection(Dataset):
         self.on_bad_image = on_bad_image
         self.transforms = transforms
         self.skipped = 0
+        self._pixels = None  # cache_images(): all images, uint8, one buffer
 
         cats = sorted(self.coco.dataset["categories"], key=lambda c: c["id"])
         chosen = cats if categories is None else self._pick_categories(cats, categories)
@@ -244,7 +246,46 @@ class CocoDetection(Dataset):
             "orig_size": (info["height"], info["width"]),
         }
 
-    def __getitem__(self, index):
+    def cache_images(self, max_mb: float) -> bool:
+        """Decodes every image once and keeps them in memory (uint8, one buffer) when they take
+        at most ``max_mb`` MiB; returns whether they are held.
+
+        Items then read their pixels from memory: the same decoder made them, so items are
+        equal to uncached ones. The size comes from the annotations' widths and heights,
+        so a dataset over the limit is never decoded here (it keeps reading the files). A bad
+        image raises now under ``on_bad_image="error"``; under ``"skip"`` its item is
+        skipped (and warned about) each time it is read, as without the cache. Call it
+        before a DataLoader starts its workers: forked workers share the buffer.
+        """
+        if isinstance(max_mb, bool) or not isinstance(max_mb, (int, float)) or not max_mb >= 0:
+            raise ValueError(f"cache_images(max_mb={max_mb!r}): expected a number of MiB >= 0")
+        if self._pixels is not None:
+            return True
+        sizes = [3 * self.coco.imgs[i]["height"] * self.coco.imgs[i]["width"] for i in self.image_ids]
+        if sum(sizes) > max_mb * 2**20:
+            return False
+        pixels = torch.empty(sum(sizes), dtype=torch.uint8)
+        offsets, bad, offset = [], {}, 0
+        for index, size in enumerate(sizes):
+            offsets.append(offset)
+            try:
+                pixels[offset : offset + size] = self._read(index).reshape(-1)
+            except (FileNotFoundError, ValueError) as e:
+                if self.on_bad_image == "error":
+                    raise
+                bad[index] = str(e)
+            offset += size
+        self._pixels, self._offsets, self._bad = pixels, offsets, bad
+        return True
+
+    @property
+    def cached_mb(self) -> float:
+        """MiB of decoded images held in memory (0: none, items read the files)."""
+        return 0.0 if self._pixels is None else self._pixels.numel() / 2**20
+
+    def _read(self, index):
+        """The image of item ``index`` from its file, uint8 Tensor[3, H, W], checked against
+        the annotated size; raises FileNotFoundError or ValueError naming the file."""
         img_id = self.image_ids[index]
         info = self.coco.imgs[img_id]
         path = self.images_dir / info["file_name"]
@@ -257,15 +298,33 @@ class CocoDetection(Dataset):
                 )
         except (OSError, RuntimeError, ValueError) as e:
             message = f"bad image file {path} (image id {img_id}): {e}"
+            raise (FileNotFoundError if isinstance(e, FileNotFoundError) else ValueError)(
+                message
+            ) from e
+        return image
+
+    def _image(self, index):
+        """uint8 Tensor[3, H, W] of item ``index``: a view of the cache, or read from its file."""
+        if self._pixels is None:
+            return self._read(index)
+        if index in self._bad:
+            raise ValueError(self._bad[index])
+        info = self.coco.imgs[self.image_ids[index]]
+        h, w = info["height"], info["width"]
+        offset = self._offsets[index]
+        return self._pixels[offset : offset + 3 * h * w].view(3, h, w)
+
+    def __getitem__(self, index):
+        try:
+            image = self._image(index)
+        except (FileNotFoundError, ValueError) as e:
             if self.on_bad_image == "error":
-                raise (FileNotFoundError if isinstance(e, FileNotFoundError) else ValueError)(
-                    message
-                ) from e
+                raise
             self.skipped += 1
-            warnings.warn(f"skipped {message}", stacklevel=2)
+            warnings.warn(f"skipped {e}", stacklevel=2)
             return None
         target = self.target(index)
-        image = image.float().div_(255)
+        image = image.float().div_(255)  # a new tensor: the transforms never touch the cache
         if self.transforms is not None:
             image, target = self.transforms(image, target)
         return image, target

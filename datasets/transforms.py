@@ -96,7 +96,8 @@ class Normalize:
         self.std = torch.as_tensor(std, dtype=torch.float32).view(-1, 1, 1)
 
     def __call__(self, image: Tensor, target: dict):
-        return (image - self.mean) / self.std, target
+        # One new tensor, divided in place: the same values as (image - mean) / std.
+        return image.sub(self.mean).div_(self.std), target
 
 
 class Compose:
@@ -120,14 +121,15 @@ def build_transforms(train: bool, min_size: int, max_size: int, flip_prob: float
     return Compose(steps)
 
 
-def collate(batch, size_divisible: int = 128):
+def collate(batch, size_divisible: int = 128, channels_last: bool = False):
     """list of (image Tensor[3, H, W], target) -> (images Tensor[N, 3, Hp, Wp], targets).
 
     Images are zero-padded at the bottom and right to the batch's largest height and width,
     rounded up to a multiple of ``size_divisible`` (so every FPN level has whole cells);
     each target gets ``size`` = (h, w) of its unpadded image. ``None`` items (images skipped
-    as bad) are dropped; a batch with none left gives ``None``. Use as a DataLoader
-    ``collate_fn`` through ``functools.partial(collate, size_divisible=...)``.
+    as bad) are dropped; a batch with none left gives ``None``. ``channels_last``: the batch
+    is laid out NHWC (the same values), so a channels-last model needs no copy to convert it.
+    Use as a DataLoader ``collate_fn`` through ``functools.partial(collate, size_divisible=...)``.
     """
     if not (isinstance(size_divisible, int) and size_divisible >= 1):
         raise ValueError(f"collate(size_divisible={size_divisible!r}): expected an int >= 1")
@@ -137,7 +139,11 @@ def collate(batch, size_divisible: int = 128):
     d = size_divisible
     hp = -(-max(img.shape[-2] for img, _ in batch) // d) * d
     wp = -(-max(img.shape[-1] for img, _ in batch) // d) * d
-    images = batch[0][0].new_zeros((len(batch), batch[0][0].shape[0], hp, wp))
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    first = batch[0][0]
+    images = torch.empty(
+        (len(batch), first.shape[0], hp, wp), dtype=first.dtype, device=first.device, memory_format=layout
+    ).zero_()
     targets = []
     for i, (img, target) in enumerate(batch):
         h, w = img.shape[-2:]

@@ -9,6 +9,8 @@ Importing this module registers the resolvers the configs use (``${loss_name:...
 ``${focal_paper_alpha:...}``).
 """
 
+import random
+import time
 from functools import partial
 from pathlib import Path
 from typing import NamedTuple
@@ -19,6 +21,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, Subset
 
+from datasets.loading import hold_images, worker_count
 from datasets.sampler import SeededItems, StreamSampler, shard
 from datasets.transforms import build_transforms, collate
 from detection import distributed as ddp
@@ -74,6 +77,13 @@ def pick_device(spec: str, local_rank: int = 0) -> torch.device:
     return device
 
 
+def device_name(device: torch.device) -> str:
+    """``"cpu (2 threads)"`` or the card's name (``"NVIDIA H200"``): what a run's time was spent on."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{device.type} ({torch.get_num_threads()} threads)"
+
+
 def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype (None: full precision). fp16 also needs a GradScaler."""
     if amp == "off" or (amp == "auto" and device.type != "cuda"):
@@ -88,11 +98,12 @@ def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if amp == "bf16" else torch.float16
 
 
-def dataset(cfg: DictConfig, split: str, augment: bool):
-    """``split`` ("train" | "val") of ``cfg.dataset``; ``augment`` adds the random flip."""
+def dataset(cfg: DictConfig, split: str, augment: bool, **overrides):
+    """``split`` ("train" | "val") of ``cfg.dataset``; ``augment`` adds the random flip;
+    ``overrides`` replace the split's keys (e.g. ``image_ids``)."""
     d = cfg.dataset
     check_files(d, split)
-    return instantiate(d[split], transforms=build_transforms(augment, d.min_size, d.max_size))
+    return instantiate(d[split], transforms=build_transforms(augment, d.min_size, d.max_size), **overrides)
 
 
 def check_files(d: DictConfig, split: str) -> None:
@@ -115,14 +126,39 @@ def check_files(d: DictConfig, split: str) -> None:
 
 
 def datasets(cfg: DictConfig):
-    """(train set with augmentation, val set), checked to share their categories."""
-    train_ds, val_ds = dataset(cfg, "train", augment=True), dataset(cfg, "val", augment=False)
+    """(train set with augmentation, evaluation set), checked to share their categories.
+
+    ``eval_split=val``: the whole training set, and the val set. ``eval_split=tune``: a
+    tuning split carved from the training images (``tune_fraction`` of them, drawn by
+    ``tune_seed``) is held out and evaluated on, the rest trained on: settings are chosen
+    without ever looking at val.
+    """
+    if cfg.eval_split not in ("val", "tune"):
+        raise ValueError(f"eval_split={cfg.eval_split!r}: expected val or tune")
+    if cfg.eval_split == "val":
+        train_ds, val_ds = dataset(cfg, "train", augment=True), dataset(cfg, "val", augment=False)
+    else:
+        ids = dataset(cfg, "train", augment=False).image_ids
+        tune = set(tuning_ids(ids, cfg.tune_fraction, cfg.tune_seed))
+        train_ds = dataset(cfg, "train", augment=True, image_ids=[i for i in ids if i not in tune])
+        val_ds = dataset(cfg, "train", augment=False, image_ids=[i for i in ids if i in tune])
     if val_ds.cat_ids != train_ds.cat_ids:
         raise ValueError(
             f"dataset {cfg.dataset.name}: train and val select different categories ({train_ds.class_names} vs "
             f"{val_ds.class_names}); set dataset.categories explicitly"
         )
     return train_ds, val_ds
+
+
+def tuning_ids(image_ids: list[int], fraction: float, seed: int) -> list[int]:
+    """The tuning split: ``round(fraction * n)`` of the ``n`` training image ids (at least one,
+    and one short of all), drawn by ``seed`` from the sorted ids, returned sorted."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"tune_fraction={fraction!r}: expected a fraction in (0, 1)")
+    if len(image_ids) < 2:
+        raise ValueError(f"eval_split=tune needs at least 2 training images, got {len(image_ids)}")
+    n = min(max(1, round(fraction * len(image_ids))), len(image_ids) - 1)
+    return sorted(random.Random(seed).sample(sorted(image_ids), n))
 
 
 def model(cfg: DictConfig, num_classes: int):
@@ -145,25 +181,134 @@ def lr_schedule(cfg: DictConfig):
 
 def train_loader(cfg: DictConfig, ds, start_iter: int, rt: Runtime) -> DataLoader:
     """This rank's share of the seeded sample stream, from iteration ``start_iter`` on: a
-    resumed run sees exactly the batches (and flips) of the uninterrupted one."""
+    resumed run sees exactly the batches (and flips) of the uninterrupted one. Images are
+    decoded once and held in memory when they fit in ``cache_images_mb``."""
+
     s = cfg.schedule
     if s.batch_size % rt.world:
         raise ValueError(f"schedule.batch_size={s.batch_size} must be divisible by the {rt.world} processes")
+    workers = worker_count(cfg.num_workers, rt.device.type)
+    hold_images(ds, cfg.cache_images_mb)  # before the workers start: they share the memory
     return DataLoader(
-        SeededItems(ds), batch_size=s.batch_size // rt.world, num_workers=cfg.num_workers,
-        collate_fn=partial(collate, size_divisible=cfg.dataset.size_divisible),
+        SeededItems(ds), batch_size=s.batch_size // rt.world, num_workers=workers,
+        collate_fn=partial(collate, size_divisible=cfg.dataset.size_divisible, channels_last=cfg.channels_last),
         sampler=StreamSampler(len(ds), cfg.seed, start_iter * s.batch_size, rt.rank, rt.world),
         pin_memory=rt.device.type == "cuda", persistent_workers=False,
     )
 
 
 def eval_loader(cfg: DictConfig, ds, indices=None) -> DataLoader:
-    """``ds`` (or its ``indices``) in order, in batches of ``schedule.eval_batch_size``."""
+    """``ds`` (or its ``indices``) in order, in batches of ``schedule.eval_batch_size``;
+    images held in memory as for ``train_loader`` (repeated evaluations decode them once)."""
+
+    workers = worker_count(cfg.num_workers, pick_device(cfg.device).type)
+    hold_images(ds, cfg.cache_images_mb)
     return DataLoader(Subset(ds, list(range(len(ds))) if indices is None else list(indices)),
-                      batch_size=cfg.schedule.eval_batch_size, num_workers=cfg.num_workers,
-                      collate_fn=partial(collate, size_divisible=cfg.dataset.size_divisible))
+                      batch_size=cfg.schedule.eval_batch_size, num_workers=workers,
+                      collate_fn=partial(collate, size_divisible=cfg.dataset.size_divisible,
+                                         channels_last=cfg.channels_last))
 
 
 def eval_shard(cfg: DictConfig, ds, rt: Runtime) -> DataLoader:
     """This rank's share of ``ds`` for evaluation: every world-th image."""
     return eval_loader(cfg, ds, shard(len(ds), rt.rank, rt.world))
+
+
+class Speed(NamedTuple):
+    train: float  # training images/s: forward, loss, backward, SGD step
+    eval: float  # evaluation images/s: forward and post-processing
+
+
+_speeds: dict[str, Speed] = {}
+
+
+def speed(cfg: DictConfig, steps: int = 3, warmup: int = 1) -> Speed:
+    """Images/s of ``cfg``'s model at its batch sizes on this machine: a few training steps and
+    evaluation batches on random images of the dataset's size (``min_size`` high, 4:3 up to
+    ``max_size``) with 8 random boxes each, so no data is read. The real loop runs at ~0.94
+    of the training figure (benchmarks/bench_loop.py). Measured once per process for what
+    sets the speed (model, image size, batch sizes, device, precision, memory format)."""
+    s, d = cfg.schedule, cfg.dataset
+    key = "\n".join([OmegaConf.to_yaml(cfg.model), str((d.min_size, d.max_size, d.size_divisible, s.batch_size,
+                                                         s.eval_batch_size, cfg.device, cfg.amp, cfg.channels_last))])
+    if key in _speeds:
+        return _speeds[key]
+    device = pick_device(cfg.device)
+    amp = amp_dtype(cfg.amp, device)
+    generator = torch.Generator().manual_seed(0)
+    div = d.size_divisible
+    h, w = d.min_size, min(d.max_size, round(d.min_size * 4 / 3))
+    h, w = -(-h // div) * div, -(-w // div) * div
+    net = instantiate(cfg.model, num_classes=2, cls_loss=instantiate(cfg.loss)).to(device)
+    memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    net = net.to(memory_format=memory_format)
+    opt = optimizer(cfg, net)
+    for group in opt.param_groups:  # the steps of a run's start: its warmup learning rate
+        group["lr"] = lr_schedule(cfg)(0)
+
+    def batch(n):
+        images = torch.rand(n, 3, h, w, generator=generator).to(device).contiguous(memory_format=memory_format)
+        xy = torch.rand(n, 8, 2, generator=generator) * torch.tensor([w, h]) * 0.7
+        wh = (torch.rand(n, 8, 2, generator=generator) * 0.25 + 0.05) * torch.tensor([w, h])
+        targets = [{"boxes": torch.cat([xy[i], xy[i] + wh[i]], 1).to(device),
+                    "labels": torch.randint(2, (8,), generator=generator).to(device),
+                    "ignore_boxes": torch.zeros(0, 4, device=device), "size": (h, w), "orig_size": (h, w)}
+                   for i in range(n)]
+        return images, targets
+
+    def timed(fn, batch_size, n) -> float:
+        held = [batch(batch_size) for _ in range(warmup + n)]
+        for images, targets in held[:warmup]:
+            fn(images, targets)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t0 = time.perf_counter()
+        for images, targets in held[warmup:]:
+            fn(images, targets)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return n * batch_size / (time.perf_counter() - t0)
+
+    def train_step(images, targets):
+        with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+            loss = net(images, targets)["loss"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    @torch.no_grad()
+    def eval_step(images, targets):
+        with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+            net(images, targets)
+
+    net.train()
+    train_ips = timed(train_step, s.batch_size, steps)
+    net.eval()
+    _speeds[key] = Speed(train_ips, timed(eval_step, s.eval_batch_size, max(1, steps // 2)))
+    return _speeds[key]
+
+
+class Estimate(NamedTuple):
+    train_images: int
+    evaluations: int
+    seconds: float  # the training's; evaluations come on top
+
+
+def estimate(cfg: DictConfig, speed: Speed, start_iter: int = 0) -> Estimate:
+    """The training time of a run of ``cfg`` from ``start_iter`` at ``speed``, and how many
+    evaluations it makes (every ``schedule.eval_every`` and at the end)."""
+    s = cfg.schedule
+    iters = max(0, s.max_iters - start_iter) if not cfg.eval_only else 0
+    evals = int(cfg.eval_only or cfg.eval_at_end)
+    if s.eval_every and not cfg.eval_only:
+        evals += len([i for i in range(start_iter + 1, s.max_iters) if i % s.eval_every == 0])
+    return Estimate(iters * s.batch_size, evals, iters * s.batch_size / speed.train)
+
+
+def duration(seconds: float) -> str:
+    """``3725`` -> ``"1 h 02 min"``; under an hour ``"12 min"``, under a minute ``"40 s"``."""
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"

@@ -6,24 +6,26 @@ import torch
 from torch import Tensor, nn
 
 
-def _subnet(in_channels: int, width: int, num_convs: int, norm: str | None, out_channels: int) -> nn.Sequential:
-    """num_convs x (conv3x3 [+ GroupNorm] + ReLU), then a conv3x3 to out_channels."""
+def _tower(in_channels: int, width: int, num_convs: int, norm: str | None) -> list[nn.Module]:
+    """num_convs x (conv3x3 [+ GroupNorm] + ReLU)."""
     layers: list[nn.Module] = []
     for i in range(num_convs):
         # A conv followed by GroupNorm needs no bias: the norm's shift replaces it.
-        layers.append(nn.Conv2d(in_channels if i == 0 else width, width, 3, padding=1, bias=norm is None))
+        layers.append(_conv(in_channels if i == 0 else width, width, bias=norm is None))
         if norm == "gn":
             # 32 groups as in the paper's GN variant; narrow heads use the largest divisor of 32.
             layers.append(nn.GroupNorm(math.gcd(32, width), width))
         layers.append(nn.ReLU(inplace=True))
-    layers.append(nn.Conv2d(width if num_convs else in_channels, out_channels, 3, padding=1))
-    for m in layers:
-        # RetinaNet paper, section 4.1: all new conv layers N(0, 0.01), bias 0.
-        if isinstance(m, nn.Conv2d):
-            nn.init.normal_(m.weight, std=0.01)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-    return nn.Sequential(*layers)
+    return layers
+
+
+def _conv(in_channels: int, out_channels: int, bias: bool = True) -> nn.Conv2d:
+    """conv3x3 initialized as the RetinaNet paper's new layers (section 4.1): N(0, 0.01), bias 0."""
+    conv = nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=bias)
+    nn.init.normal_(conv.weight, std=0.01)
+    if bias:
+        nn.init.zeros_(conv.bias)
+    return conv
 
 
 def _flatten(x: Tensor, per_anchor: int) -> Tensor:
@@ -71,8 +73,14 @@ class RetinaHead(nn.Module):
             )
         self.num_anchors = num_anchors
         self.num_logits = num_logits
-        self.cls_subnet = _subnet(in_channels, width, num_convs, norm, num_anchors * num_logits)
-        self.box_subnet = _subnet(in_channels, width, num_convs, norm, num_anchors * 4)
+        out_width = width if num_convs else in_channels
+        # Paired runs: the class output conv, whose size depends on the loss (K or K+1 logits),
+        # draws its random weights last, so under one seed every loss starts from the same
+        # weights everywhere else (backbone, both towers, box output).
+        cls_tower = _tower(in_channels, width, num_convs, norm)
+        box_layers = _tower(in_channels, width, num_convs, norm) + [_conv(out_width, num_anchors * 4)]
+        self.cls_subnet = nn.Sequential(*cls_tower, _conv(out_width, num_anchors * num_logits))
+        self.box_subnet = nn.Sequential(*box_layers)
         if prior_init and init_bias is not None:
             init_bias = torch.as_tensor(init_bias, dtype=torch.float32)
             if init_bias.shape != (num_logits,):

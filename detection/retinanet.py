@@ -34,6 +34,9 @@ class RetinaNet(nn.Module):
             the RetinaNet defaults.
         score_thresh, topk_candidates, nms_thresh, detections_per_img: inference, per the
             paper: per level the top 1000 scores above 0.05, NMS at 0.5, 100 per image.
+        one_class_per_anchor: inference keeps only each anchor's top class (a control: the
+            paper's sigmoid heads may emit several classes per anchor, a softmax's probabilities
+            compete).
 
     ``forward(images, targets)`` in training mode returns a dict of losses and statistics;
     in eval mode ``forward(images, targets)`` returns one dict per image with ``boxes``
@@ -45,7 +48,8 @@ class RetinaNet(nn.Module):
                  head_width: int = 256, head_norm=None, prior_prob: float = 0.01,
                  prior_init: bool = True, anchor_generator=None, matcher=None, box_loss=None,
                  normalizer=None, box_coder=None, score_thresh: float = 0.05,
-                 topk_candidates: int = 1000, nms_thresh: float = 0.5, detections_per_img: int = 100):
+                 topk_candidates: int = 1000, nms_thresh: float = 0.5, detections_per_img: int = 100,
+                 one_class_per_anchor: bool = False):
         super().__init__()
         self.num_classes = num_classes
         self.cls_loss = cls_loss
@@ -70,6 +74,7 @@ class RetinaNet(nn.Module):
         self.topk_candidates = topk_candidates
         self.nms_thresh = nms_thresh
         self.detections_per_img = detections_per_img
+        self.one_class_per_anchor = one_class_per_anchor
 
     # The normalizer's EMA is training state: keep it in the state_dict so that a resumed
     # run divides by exactly what the uninterrupted run would have.
@@ -159,6 +164,8 @@ class RetinaNet(nn.Module):
         start = 0
         for count in per_level:
             scores = self.cls_loss.scores(cls_logits[:, start:start + count].float())  # (N, R_l, K)
+            if self.one_class_per_anchor:
+                scores = torch.where(scores == scores.amax(-1, keepdim=True), scores, 0.0)
             scores = scores.reshape(n, -1)  # (N, R_l * K)
             top, idx = scores.topk(min(self.topk_candidates, scores.shape[1]), dim=1)  # (N, T)
             img, col = (top > self.score_thresh).nonzero(as_tuple=True)

@@ -27,10 +27,10 @@ skips a last line cut short by a kill.
 """
 
 import contextlib
+import hashlib
 import json
 import os
 import socket
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -88,17 +88,20 @@ def resolve_checkpoint(spec, run_dir) -> Path:
     return path
 
 
-def code_version() -> str | None:
-    """The repository's git commit, "+dirty" with uncommitted changes; None outside git."""
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                               capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if head.returncode != 0:
-        return None
-    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+# The code that decides a run's numbers: a run folder written by other code is "another version"
+# (tools/, tests and docs can change under a study without that).
+RUN_CODE = ("train.py", "detection", "losses", "datasets", "configs")
+
+
+def code_version() -> str:
+    """A hash of the .py and .yaml files of RUN_CODE, their paths and contents."""
+    h = hashlib.sha256()
+    for top in RUN_CODE:
+        path = ROOT / top
+        for f in sorted(path.rglob("*")) if path.is_dir() else [path]:
+            if f.suffix in (".py", ".yaml") and f.is_file() and "__pycache__" not in f.parts:
+                h.update(str(f.relative_to(ROOT)).encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
 
 
 def _process_start(pid: int) -> str | None:
@@ -247,11 +250,11 @@ class StatusWriter:
     ended. ``seconds`` counts the wall time of every session of the run: a resumed run starts
     from what its earlier sessions spent (``base_seconds``)."""
 
-    def __init__(self, folder: RunFolder, base_seconds: float = 0.0, enabled: bool = True):
+    def __init__(self, folder: RunFolder, base_seconds: float = 0.0, enabled: bool = True, device: str | None = None):
         self.folder, self.base, self.enabled = folder, float(base_seconds), enabled
         self.t0 = self.last_beat = time.time()
         self.info = {"pid": os.getpid(), "pid_start": _process_start(os.getpid()), "host": socket.gethostname(),
-                     "code": code_version()}
+                     "code": code_version(), "device": device}
 
     @property
     def seconds(self) -> float:

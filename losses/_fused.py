@@ -1,4 +1,5 @@
-"""Helpers shared by the fused classification losses: input checks and chunking.
+"""Helpers shared by the classification losses: the input check (the plain versions in
+``losses.reference`` use it too) and the fused versions' chunking.
 
 The fused losses walk the logits in row chunks. On CPU this is what makes them fast: a
 chunk of a few MiB stays in cache through the dozen elementwise passes, and the

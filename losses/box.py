@@ -23,8 +23,10 @@ class BoxLoss:
     Args:
         kind: "smooth_l1" | "l1" | "giou".
         beta: smooth L1 transition point (quadratic below beta, linear above); 0 is L1.
-            0.1 is detectron2's RetinaNet value; torchvision's RetinaNet uses plain L1 (its
-            RetinaNetRegressionHead's default ``_loss_type = "l1"``).
+            0.1 is detectron2's RetinaNet value. torchvision's RetinaNet uses plain L1
+            (``RetinaNetRegressionHead._loss_type = "l1"``, which its ``_box_loss`` computes
+            with ``F.l1_loss``; ``retinanet_resnet50_fpn_v2`` sets "giou"). torchvision's
+            smooth L1 with beta 1/9 is its RPN's and Fast R-CNN box head's, not RetinaNet's.
     """
 
     def __init__(self, kind: str = "smooth_l1", beta: float = 0.1):

@@ -86,31 +86,45 @@ class SoftmaxBgLoss:
 
     Args:
         bg_weight: weight of the background anchors' loss (foreground anchors weigh 1).
+        prior: how ``init_bias`` reads the prior probability: "total" (all foreground classes
+            together start at the prior, each at prior / K) or "per_class" (each class starts at
+            the prior, as every class of the sigmoid losses does: a control of the comparison).
         fused: True computes with the fused Function above; False with the plain autograd
             version (``losses.reference``): the same numbers, more time and memory.
     """
 
-    def __init__(self, bg_weight: float = 1.0, fused: bool = True):
+    def __init__(self, bg_weight: float = 1.0, prior: str = "total", fused: bool = True):
         _check_bg_weight(bg_weight)
+        if prior not in ("total", "per_class"):
+            raise ValueError(f"softmax_bg loss: prior must be 'total' or 'per_class', got {prior!r}")
         self.bg_weight = float(bg_weight)
+        self.prior = prior
         self.fused = bool(fused)
 
     def num_logits(self, num_classes: int) -> int:
         return num_classes + 1
 
     def init_bias(self, num_classes: int, prior: float) -> Tensor:
-        """Tensor[K+1] float32: 0 for the K classes, b for background, p(background) = 1 - prior.
+        """Tensor[K+1] float32: 0 for the K classes, b for the background logit.
 
-        With foreground logits 0 and background logit b,
-        p(bg) = e^b / (K + e^b) = 1 - prior  <=>  prior e^b = (1 - prior) K
-        <=>  b = log(K (1 - prior) / prior); each class then has p = prior / K.
+        With foreground logits 0 and background logit b, each class has p = 1 / (K + e^b).
+        prior="total": p(bg) = e^b / (K + e^b) = 1 - prior  <=>  b = log(K (1 - prior) / prior);
+        each class then has p = prior / K.
+        prior="per_class": 1 / (K + e^b) = prior  <=>  b = log(1 / prior - K), which needs
+        K * prior < 1 (the classes are exclusive: their probabilities add up).
         """
         if not isinstance(num_classes, int) or num_classes < 1:
             raise ValueError(f"init_bias: num_classes must be an int >= 1, got {num_classes!r}")
         if not 0 < prior < 1:
             raise ValueError(f"init_bias: prior must be in (0, 1), got {prior!r}")
         bias = torch.zeros(num_classes + 1, dtype=torch.float32)
-        bias[-1] = math.log(num_classes * (1 - prior) / prior)
+        if self.prior == "total":
+            bias[-1] = math.log(num_classes * (1 - prior) / prior)
+        elif num_classes * prior < 1:
+            bias[-1] = math.log(1 / prior - num_classes)
+        else:
+            raise ValueError(f"softmax_bg loss.prior=per_class: {num_classes} classes at prior {prior} each add up "
+                             f"to {num_classes * prior:.3g} >= 1; use a prior below {1 / num_classes:.4g}")
         return bias
 
     def scores(self, logits: Tensor) -> Tensor:
@@ -123,4 +137,5 @@ class SoftmaxBgLoss:
         return loss_fn(logits, labels, self.bg_weight)
 
     def __repr__(self) -> str:
-        return f"SoftmaxBgLoss(bg_weight={self.bg_weight}{'' if self.fused else ', fused=False'})"
+        extra = ("" if self.prior == "total" else f", prior={self.prior!r}") + ("" if self.fused else ", fused=False")
+        return f"SoftmaxBgLoss(bg_weight={self.bg_weight}{extra})"

@@ -2,6 +2,7 @@
 
 import inspect
 import itertools
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -89,6 +90,9 @@ def _launched_jobs(tmp_path, *args) -> list[dict]:
     for f in sorted(Path(tmp_path).glob("*/.hydra/overrides.yaml")):
         jobs.append(dict(o.split("=", 1) for o in yaml.safe_load(f.read_text())))
     assert out.stdout.count("dry run: job") == len(jobs)
+    # each job's estimated training time, and their sum when the sweep ends
+    assert out.stdout.count(" of training (") == len(jobs)
+    assert re.search(rf"dry run: {len(jobs)} jobs, ~[\d hmins]+ of training in all", out.stdout + out.stderr)
     return jobs
 
 
@@ -123,7 +127,7 @@ def test_sweep_grids_are_the_papers(tmp_path):
 
 def test_imbalance_sweep_crosses_losses_with_the_sparser_datasets(tmp_path):
     jobs = _launched_jobs(tmp_path, "experiment=imbalance_sweep")
-    datasets = ["synthetic", "synthetic_bg200", "synthetic_bg800", "synthetic_bg2000"]
+    datasets = ["synthetic", "synthetic_fg1to520", "synthetic_fg1to1400", "synthetic_fg1to3500"]
     assert sorted((j["loss"], j["dataset"]) for j in jobs) == sorted(
         itertools.product(["bce_alpha", "focal", "softmax_bg"], datasets))
     sizes = [compose_config([f"dataset={d}"]).dataset.generator.image_size for d in datasets]

@@ -25,10 +25,13 @@ def _run(tmp_path, name, synthetic_cache, extra=()):
 
 def _check_artifacts(run_dir, max_iters=6):
     assert (run_dir / "config.yaml").is_file()
-    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    lines = [r for r in rows if "eval" not in r]
     assert [r["iter"] for r in lines] == list(range(2, max_iters + 1, 2))
+    ev = json.loads((run_dir / "eval.json").read_text())
+    assert [r for r in rows if "eval" in r] == [{"iter": max_iters, "eval": {k: ev[k] for k in STATS[:6]}}]
     for key in ["loss", "loss_cls", "loss_box", "lr", "num_fg", "num_bg", "num_ignore", "fg_share",
-                "bg_share", "easy_bg_share", "grad_norm", "images_per_s"]:
+                "bg_share", "easy_bg_share", "grad_norm", "clipped_share", "images_per_s"]:
         assert all(key in r for r in lines), key
     assert all(abs(r["fg_share"] + r["bg_share"] - 1) < 1e-4 for r in lines)
     assert any(p.name.startswith("events.out.tfevents") for p in (run_dir / "tb").iterdir())

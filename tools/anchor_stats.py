@@ -1,7 +1,7 @@
 """Anchor statistics of a dataset config: foreground / background / ignore anchors per image.
 
     python -m tools.anchor_stats                                  # the default dataset
-    python -m tools.anchor_stats dataset=synthetic_bg2000 --images 200
+    python -m tools.anchor_stats dataset=synthetic_fg1to3500 --images 2000   # all its train images
     python -m tools.anchor_stats dataset=coco128 model.matcher.ignore_ioa_thresh=0.7
 
 Takes the same overrides as train.py, builds the training set (without flips) and the

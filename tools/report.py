@@ -19,9 +19,18 @@ import yaml
 
 from tools.report_cdf import hardest_share
 from tools.report_plots import plot_ap, plot_curves, plot_focal_loss, plot_loss_cdf
-from tools.report_runs import STATS, Run, groups_of, load_runs, mean_std, run_values
+from tools.report_runs import (
+    STATS,
+    Run,
+    bg_per_fg,
+    cost,
+    groups_of,
+    load_runs,
+    mean_std,
+    run_values,
+)
 
-TRAIN = ("loss_cls", "loss_box", "bg_share", "easy_bg_share", "num_fg", "train_s", "images_per_s")
+TRAIN = ("loss_cls", "loss_box", "bg_share", "easy_bg_share", "num_fg", "bg_per_fg", "train_s", "images_per_s")
 PLOTS = {"ap": "AP per method", "curves": "Training curves", "loss_cdf": "Loss over anchors (Figure 4)",
          "focal_loss": "Focal loss against p_t (Figure 1)"}
 
@@ -86,12 +95,22 @@ def loss_samples(groups):
     return samples, problems
 
 
-def _cell(row: dict, k: str, fmt: str, scale: float = 1.0) -> str:
+def _cell(row: dict, k: str, fmt: str, scale: float = 1.0, prefix: str = "") -> str:
     mean, std, n = row[f"{k}_mean"], row[f"{k}_std"], row[f"{k}_n"]
     if mean is None:
         return "–"
-    text = f"{mean * scale:{fmt}}" + ("" if std is None else f" ± {std * scale:{fmt}}")
+    text = f"{prefix}{mean * scale:{fmt}}" + ("" if std is None else f" ± {std * scale:{fmt}}")
     return text + ("" if n == row["n"] else f" (n={n})")
+
+
+def cost_section(runs: list[Run]) -> list[str]:
+    """``## Cost``: the runs' time per device (CPU or the card) and their training images/s."""
+    md = ["## Cost", "", "Wall time of every run (all its sessions, evaluations included) on what it ran on; "
+          "the training images it saw and images/s over that time.", ""]
+    md += _table(["device", "runs", "time", "training images", "images/s"],
+                 [[c["device"], c["runs"], f"{c['seconds'] / 3600:.2f} h", c["images"],
+                   "–" if c["images_per_s"] is None else f"{c['images_per_s']:.1f}"] for c in cost(runs)])
+    return md + [""]
 
 
 def _table(header: list[str], lines: list[list]) -> list[str]:
@@ -127,12 +146,15 @@ def render_markdown(sweep_dir, runs, shared, rows, samples, problems, seconds) -
     md += ["", "## Training", "",
            "Losses and loss shares of the last logged iteration; background share: the part of the "
            "classification loss from background anchors, easy background: from background anchors "
-           "already scored < 0.5; fg anchors per image averaged over training; images/s: median of the log.", ""]
+           "already scored < 0.5; fg anchors per image averaged over training; fg:bg anchors: the measured "
+           "imbalance, 1 foreground anchor per that many background ones over each run's log (mean over "
+           "seeds); images/s: median of the log.", ""]
     md += _table(["method", "n", "cls loss", "box loss", "bg share (%)", "easy bg share (%)", "fg anchors / img",
-                  "train time (s)", "images/s"],
+                  "fg:bg anchors", "train time (s)", "images/s"],
                  [[r["method"], r["n"], _cell(r, "loss_cls", ".4g"), _cell(r, "loss_box", ".4g"),
                    _cell(r, "bg_share", ".1f", 100), _cell(r, "easy_bg_share", ".1f", 100), _cell(r, "num_fg", ".1f"),
-                   _cell(r, "train_s", ".0f"), _cell(r, "images_per_s", ".1f")] for r in rows])
+                   _cell(r, "bg_per_fg", ".0f", prefix="1:"), _cell(r, "train_s", ".0f"),
+                   _cell(r, "images_per_s", ".1f")] for r in rows])
     md += ["", "## Plots", ""]
     for name, title in PLOTS.items():
         md += [f"### {title}", "", f"![{title}](plots/{name}.png)", ""]
@@ -148,18 +170,23 @@ def render_markdown(sweep_dir, runs, shared, rows, samples, problems, seconds) -
                           for label, (fg, bg, run) in samples.items()])
             md += [""] + [f"- not drawn: {p}" for p in problems] + [""] * bool(problems)
     md += ["## Runs", ""]
-    md += _table(["run", "method", "seed", "status", "AP (%)", "last iter", "time (s)", "notes"],
+    md += _table(["run", "method", "seed", "status", "AP (%)", "fg:bg anchors", "last iter", "time (s)", "notes"],
                  [[r.name, r.group, "–" if r.seed is None else r.seed,
                    r.status if r.status == "finished" else f"**{r.status}**",
-                   f"{100 * r.eval['AP']:.1f}" if r.eval else "–", r.last_iter or "–",
+                   f"{100 * r.eval['AP']:.1f}" if r.eval else "–", _ratio(bg_per_fg(r.metrics)), r.last_iter or "–",
                    "–" if r.seconds is None else f"{r.seconds:.0f}",
                    "; ".join(([r.message[:160]] if r.message else []) + r.notes) or ""] for r in runs])
-    md += ["", f"_Written by `python -m tools.report` in {seconds:.1f} s._", ""]
+    md += [""] + cost_section(runs)
+    md += [f"_Written by `python -m tools.report` in {seconds:.1f} s._", ""]
     return "\n".join(md)
 
 
 def _pct(x):
     return "–" if x is None else f"{100 * x:.1f}%"
+
+
+def _ratio(x):
+    return "–" if x is None else f"1:{x:.0f}"
 
 
 def write_csv(rows: list[dict], path) -> None:

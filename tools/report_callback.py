@@ -7,13 +7,15 @@ configs/config.yaml enables it for every sweep::
         report:
           _target_: tools.report_callback.ReportCallback
 
-Multiruns started with ``dry_run=true`` get no report: they trained nothing.
+Multiruns started with ``dry_run=true`` get no report (they trained nothing) but the sum of
+their jobs' estimated times.
 """
 
 import logging
 from pathlib import Path
 from typing import Any
 
+from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
@@ -30,12 +32,21 @@ class ReportCallback(Callback):
 
     def __init__(self, out: str | None = None):
         self.out = out
+        self.estimates: list[float] = []  # dry run: each job's estimated seconds
+
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        if config.get("dry_run") and job_return.status == JobStatus.COMPLETED:
+            self.estimates.append(float(job_return.return_value))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = None
         try:
             if config.get("dry_run"):  # train.py trained nothing: there is nothing to report
-                log.info("dry run: no sweep report")
+                from detection.build import duration
+
+                log.info("dry run: %d jobs, ~%s of training in all on this machine, one after another (evaluations "
+                         "on top); no sweep report",
+                         len(self.estimates), duration(sum(self.estimates)))
                 return
             sweep_dir = Path(config.hydra.sweep.dir)
             # Imported here so that even a broken import (matplotlib missing, say) is logged

@@ -61,6 +61,18 @@ def plot_curves(curves: dict[str, tuple[list, list, list]], path) -> None:
     _save(fig, path)
 
 
+def plot_ap_curves(curves: dict[str, dict[int, float]], path) -> None:
+    """AP against iteration per method: ``label -> {iteration: AP (%), mean over seeds}``."""
+    fig = Figure(figsize=(7, 4))
+    ax = fig.add_subplot()
+    for label, curve in curves.items():
+        ax.plot(list(curve), list(curve.values()), label=label, marker="o" if len(curve) < 3 else ".")
+    ax.set(xlabel="iteration", ylabel="COCO AP (%)", title="AP against iteration (mean over seeds)")
+    if curves:
+        ax.legend(fontsize=8)
+    _save(fig, path)
+
+
 def plot_loss_cdf(samples: dict[str, tuple], path, max_points: int = 2000) -> None:
     """Figure 4: ``label -> (fg losses, bg losses)`` as cumulative normalized loss curves."""
     fig = Figure(figsize=(11, 4))

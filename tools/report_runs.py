@@ -33,12 +33,14 @@ class Run:
     name: str  # path relative to the sweep folder
     status: str = "unknown"  # running | finished | diverged | failed | killed | interrupted | unknown
     seconds: float | None = None
+    device: str | None = None  # what the seconds were spent on ("cpu (2 threads)", a card's name)
     message: str | None = None
     seed: int | None = None
     overrides: list[str] | None = None
     config: dict | None = None
     eval: dict | None = None
-    metrics: list[dict] = field(default_factory=list)
+    metrics: list[dict] = field(default_factory=list)  # training lines of metrics.jsonl
+    curve: list[dict] = field(default_factory=list)  # its evaluation lines: {"iter", "eval": {"AP", ...}}
     notes: list[str] = field(default_factory=list)
     group: str = ""
 
@@ -89,6 +91,7 @@ def load_run(run_dir: Path, sweep_dir: Path) -> Run:
     status = _read(folder.read_status, "status.json", run)
     if status is not None:  # "running" with no live process: killed or interrupted
         run.status, run.seconds, run.message = effective_status(status), status.get("seconds"), status.get("message")
+        run.device = status.get("device")
     elif not folder.status.is_file():
         run.notes.append("no status.json")
     run.overrides = _read(folder.read_overrides, ".hydra/overrides.yaml", run)
@@ -109,7 +112,9 @@ def load_run(run_dir: Path, sweep_dir: Path) -> Run:
         run.notes.append(f"eval.json: expected numbers for {', '.join(STATS)}")
     elif run.status == "finished":
         run.notes.append("no eval.json")
-    run.metrics, bad = folder.read_metrics()
+    rows, bad = folder.read_metrics()
+    run.metrics = [r for r in rows if "eval" not in r]
+    run.curve = [r for r in rows if isinstance(r.get("eval"), dict)]
     if bad:
         run.notes.append(f"metrics.jsonl: {len(bad)} unreadable line(s) skipped (line {bad[0]}...)")
     return run
@@ -172,11 +177,25 @@ def groups_of(runs: list[Run]) -> dict[str, list[Run]]:
     return {g: sorted(rs, key=lambda r: (r.seed is None, r.seed or 0, _natural(r.name))) for g, rs in groups.items()}
 
 
+def bg_per_fg(metrics: list[dict]) -> float | None:
+    """Measured background anchors per foreground anchor over training lines of metrics.jsonl.
+
+    Total ``num_bg`` over total ``num_fg`` of the lines that log both (each a per-image mean of
+    one logged step), so steps count equally. None without such lines or without any
+    foreground anchor. Example: lines (fg 10, bg 1000) and (fg 30, bg 2000) give 3000 / 40 = 75,
+    shown as "1:75".
+    """
+    both = [m for m in metrics if m.get("num_fg") is not None and m.get("num_bg") is not None]
+    fg = sum(m["num_fg"] for m in both)
+    return sum(m["num_bg"] for m in both) / fg if fg > 0 else None
+
+
 def run_values(run: Run) -> dict[str, float | None]:
     """The numbers the report averages over seeds, for one run (None where it has none).
 
     AP stats in percent (COCOeval's -1, "undefined", is None); the losses and loss shares of
-    the last metrics line; #fg anchors per image averaged over the log; wall seconds from
+    the last metrics line; #fg anchors per image averaged over the log; background anchors per
+    foreground anchor over the log (``bg_per_fg``); wall seconds from
     status.json; the median images/s of the log (robust to a slow first interval).
     """
     ev, last = run.eval or {}, run.metrics[-1] if run.metrics else {}
@@ -185,6 +204,7 @@ def run_values(run: Run) -> dict[str, float | None]:
         values[k] = last.get(k)
     fg = [m["num_fg"] for m in run.metrics if "num_fg" in m]
     values["num_fg"] = statistics.fmean(fg) if fg else None
+    values["bg_per_fg"] = bg_per_fg(run.metrics)
     values["train_s"] = run.seconds
     speed = [m["images_per_s"] for m in run.metrics if "images_per_s" in m]
     values["images_per_s"] = statistics.median(speed) if speed else None
@@ -197,3 +217,19 @@ def mean_std(values) -> tuple[float | None, float | None, int]:
     if not xs:
         return None, None, 0
     return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else None), len(xs)
+
+
+def cost(runs: list[Run]) -> list[dict]:
+    """What the runs cost, per device they ran on: {device, runs, seconds (wall time of every
+    session of every run), images (training images seen: last logged iteration x batch), images_per_s}."""
+    by_device: dict[str, dict] = {}
+    for run in runs:
+        if run.seconds is None:
+            continue
+        row = by_device.setdefault(run.device or "unknown device", {"runs": 0, "seconds": 0.0, "images": 0})
+        row["runs"] += 1
+        row["seconds"] += run.seconds
+        batch = ((run.config or {}).get("schedule") or {}).get("batch_size") or 0
+        row["images"] += (run.last_iter or 0) * batch
+    return [{"device": d, **r, "images_per_s": r["images"] / r["seconds"] if r["seconds"] else None}
+            for d, r in by_device.items()]

@@ -4,6 +4,7 @@ import torch.nn.functional as F
 
 from losses.bce_alpha import AlphaBCELoss
 from losses.focal import sigmoid_focal_loss
+from tests.losses.conftest import loss_and_grad
 
 K = 5
 
@@ -13,13 +14,6 @@ def batch(dtype=torch.float64):
     x = (torch.randn(2, 200, K, generator=g) * 4).to(dtype)
     labels = torch.randint(-1, K + 1, (2, 200), generator=g)
     return x, labels
-
-
-def loss_and_grad(fn, x, labels):
-    x = x.detach().clone().requires_grad_()
-    loss = fn(x, labels)
-    loss.sum().backward()
-    return loss.detach(), x.grad
 
 
 @pytest.mark.parametrize("alpha", [0.75, 0.25, None])

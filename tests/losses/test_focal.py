@@ -6,8 +6,9 @@ import torch.nn.functional as F
 from torchvision.ops import sigmoid_focal_loss as tv_focal
 
 import losses._fused as fused
+from losses import reference
 from losses.focal import FocalLoss, sigmoid_focal_loss
-from losses.reference import sigmoid_focal_loss as log_space_reference
+from tests.losses.conftest import loss_and_grad
 
 K = 7
 
@@ -20,7 +21,7 @@ def random_batch(n=2, r=300, k=K, scale=4.0, seed=0):
     return x, labels
 
 
-def reference(x, labels, gamma, alpha):
+def torchvision(x, labels, gamma, alpha):
     """torchvision on the one-hot targets, summed over classes, 0 for ignored anchors."""
     k = x.shape[-1]
     targets = F.one_hot(labels.clamp(min=0), k + 1)[..., :k].to(x.dtype)
@@ -28,21 +29,11 @@ def reference(x, labels, gamma, alpha):
     return loss * (labels >= 0)
 
 
-def loss_and_grad(fn, x, labels):
-    x = x.detach().clone().requires_grad_()
-    loss = fn(x, labels)
-    # A non-uniform upstream gradient, so the backward's scaling per anchor is tested too.
-    weights = torch.linspace(0.5, 2.0, loss.numel(), dtype=loss.dtype).view_as(loss)
-    (loss * weights).sum().backward()
-    return loss.detach(), x.grad
-
-
 @pytest.mark.parametrize("alpha", [None, 0.25, 0.75])
 @pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0, 5.0])
 def test_equals_torchvision(gamma, alpha):
     x, labels = random_batch()
-    ref_loss, ref_grad = loss_and_grad(lambda z, y: reference(z, y, gamma, alpha), x, labels)
-    torch.testing.assert_close(log_space_reference(x, labels, gamma, alpha), ref_loss)  # used below
+    ref_loss, ref_grad = loss_and_grad(lambda z, y: torchvision(z, y, gamma, alpha), x, labels)
     # float64 in, float64 out: the same function up to rounding.
     loss, grad = loss_and_grad(FocalLoss(gamma, alpha), x, labels)
     torch.testing.assert_close(loss, ref_loss, rtol=1e-12, atol=1e-12)
@@ -81,7 +72,7 @@ def test_saturated_logits_are_finite(gamma, alpha):
     labels = torch.tensor([0, 1, 4, 0, -1, 3])  # right, wrong, background, ..., ignored
     loss, grad = loss_and_grad(FocalLoss(gamma, alpha), x, labels)
     assert loss.isfinite().all() and grad.isfinite().all()
-    ref_loss, ref_grad = loss_and_grad(lambda z, y: log_space_reference(z, y, gamma, alpha),
+    ref_loss, ref_grad = loss_and_grad(lambda z, y: reference.sigmoid_focal_loss(z, y, gamma, alpha),
                                        x.double(), labels)
     torch.testing.assert_close(loss.double(), ref_loss, rtol=1e-6, atol=1e-5)
     torch.testing.assert_close(grad.double(), ref_grad, rtol=1e-6, atol=1e-6)
@@ -102,7 +93,7 @@ def test_all_ignored_and_all_background(fill):
     x, _ = random_batch()
     labels = torch.full(x.shape[:-1], fill)
     loss, grad = loss_and_grad(FocalLoss(), x, labels)
-    ref_loss, ref_grad = loss_and_grad(lambda z, y: reference(z, y, 2.0, 0.25), x, labels)
+    ref_loss, ref_grad = loss_and_grad(lambda z, y: torchvision(z, y, 2.0, 0.25), x, labels)
     torch.testing.assert_close(loss, ref_loss, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(grad, ref_grad, rtol=1e-12, atol=1e-12)
     assert (loss == 0).all() == (fill == -1)

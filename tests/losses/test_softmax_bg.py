@@ -6,6 +6,7 @@ import torch.nn.functional as F
 
 import losses._fused as fused
 from losses.softmax_bg import SoftmaxBgLoss, softmax_bg_loss
+from tests.losses.conftest import loss_and_grad
 
 K = 6
 
@@ -15,14 +16,6 @@ def batch(r=300, scale=4.0, dtype=torch.float64, seed=0):
     x = (torch.randn(2, r, K + 1, generator=g) * scale).to(dtype)
     labels = torch.randint(-1, K + 1, (2, r), generator=g)
     return x, labels
-
-
-def loss_and_grad(fn, x, labels):
-    x = x.detach().clone().requires_grad_()
-    loss = fn(x, labels)
-    weights = torch.linspace(0.5, 2.0, loss.numel(), dtype=loss.dtype).view_as(loss)
-    (loss * weights).sum().backward()
-    return loss.detach(), x.grad
 
 
 def cross_entropy(bg_weight):

@@ -4,6 +4,7 @@ import csv
 import math
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -12,11 +13,12 @@ import torch
 from losses.focal import sigmoid_focal_loss
 from tests.conftest import ROOT
 from tests.tools.sweep_fixtures import make_sweep, write_run
+from tools.ablation_report import imbalance
 from tools.report import main as report_main
 from tools.report import write_report
 from tools.report_cdf import cumulative_loss, hardest_share
 from tools.report_plots import focal_loss_of_pt
-from tools.report_runs import assign_groups, load_run, mean_std, run_values
+from tools.report_runs import assign_groups, bg_per_fg, load_run, mean_std, run_values
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -59,6 +61,10 @@ def test_means_and_sample_stds(report):
     assert num(sm["easy_bg_share_mean"]) == 0.5 and num(sm["easy_bg_share_std"]) == 0.0
     assert num(sm["loss_box_mean"]) == 0.25
     assert num(sm["num_fg_mean"]) == 25.0 and num(sm["num_fg_std"]) == 10.0  # per-run means 15, 25, 35
+    # 1000 bg anchors per line over 10+20+15, 20+30+25, 30+40+35 fg: 3000/45, 3000/75, 3000/105
+    ratios = [3000 / 45, 3000 / 75, 3000 / 105]
+    assert num(sm["bg_per_fg_mean"]) == pytest.approx(sum(ratios) / 3)
+    assert num(sm["bg_per_fg_std"]) == pytest.approx(mean_std(ratios)[1])
     assert num(sm["train_s_mean"]) == 110.0 and num(sm["train_s_std"]) == 10.0
     # medians of [1, 5, 6], [7, 5, 6], [4, 5, 9] are all 5 or 6: mean 16/3
     assert num(sm["images_per_s_mean"]) == pytest.approx(16 / 3)
@@ -79,7 +85,12 @@ def test_markdown_flags_and_lists_every_run(report):
     assert "excluded from the AP means" in md
     assert "| loss=softmax_bg | 3 | 32.0 ± 2.0 | 52.0 ± 2.0 | 22.0 ± 2.0 | – | 32.0 ± 2.0 | 32.0 ± 2.0 | 0 |" in md
     assert "| loss=focal | 1 | 40.0 | 60.0 | 30.0 | – | 40.0 | 40.0 | **1/3** | 8_synthetic_focal: running |" in md
+    training = md.split("## Training")[1].split("## Plots")[0]
+    assert "| fg:bg anchors |" in training and "| 25.0 ± 10.0 | 1:45 ± 20 |" in training  # 45.1 ± 19.5
+    assert "| 6.0 ± 1.4 | 1:171 ± 40 |" in training  # bce_alpha: 2000/10 and 2000/14
     runs_table = md.split("## Runs")[1]
+    assert "| 0_synthetic_softmax_bg | loss=softmax_bg | 0 | finished | 30.0 | 1:67 |" in runs_table
+    assert "| **failed** | – | – |" in runs_table  # no metrics: no ratio
     for d in sorted(p.name for p in sweep.iterdir() if p.is_dir() and p.name != "plots"):
         assert f"| {d} |" in runs_table, d
     assert "| **diverged** |" in runs_table and "non-finite loss at iteration 14" in runs_table
@@ -126,6 +137,21 @@ def test_figure1_curve_is_the_projects_focal_loss():
         ref = sigmoid_focal_loss(logits, torch.zeros(5, dtype=torch.long), gamma=gamma, alpha=None)
         np.testing.assert_allclose(focal_loss_of_pt(p_t, gamma), ref.numpy(), rtol=1e-9)
     assert focal_loss_of_pt(np.array([0.5]), 0)[0] == pytest.approx(math.log(2))
+
+
+def test_bg_per_fg_by_hand():
+    lines = [{"iter": 10, "num_fg": 10.0, "num_bg": 1000.0}, {"iter": 20, "num_fg": 30.0, "num_bg": 2000.0}]
+    assert bg_per_fg(lines) == 3000 / 40 == 75.0  # totals, not the mean of 100 and 66.7
+    # a step without foreground still counts its background; a line without num_bg (an older
+    # log) or an evaluation line is left out
+    more = [*lines, {"iter": 30, "num_fg": 0.0, "num_bg": 500.0}, {"iter": 40, "num_fg": 5.0},
+            {"iter": 40, "eval": {"AP": 0.3}}]
+    assert bg_per_fg(more) == 3500 / 40
+    assert bg_per_fg([]) is None and bg_per_fg([{"num_fg": 0.0, "num_bg": 9.0}]) is None
+    assert bg_per_fg([{"iter": 1, "loss": 1.0}]) is None
+    # the fair ablation's report pools its runs' lines through the same helper
+    runs = [SimpleNamespace(metrics=lines[:1]), SimpleNamespace(metrics=lines[1:])]
+    assert imbalance(runs) == 75.0 and imbalance([]) is None
 
 
 def test_mean_std():
@@ -178,3 +204,20 @@ def test_cli(tmp_path):
     (tmp_path / "empty" / "plots").mkdir(parents=True)
     with pytest.raises(SystemExit, match=r"no run folders in .*empty"):
         report_main([str(tmp_path / "empty")])
+
+
+def test_cost_sums_each_devices_time_and_images(tmp_path):
+    from tools.report import cost_section
+    from tools.report_runs import Run, cost
+
+    def run(name, seconds, device, iters, batch=8):
+        return Run(dir=tmp_path / name, name=name, seconds=seconds, device=device,
+                   config={"schedule": {"batch_size": batch}}, metrics=[{"iter": iters}])
+
+    runs = [run("a", 100.0, "cpu (2 threads)", 1000), run("b", 300.0, "cpu (2 threads)", 3000, batch=4),
+            run("c", 36.0, "NVIDIA H200", 1800, batch=16), Run(dir=tmp_path / "d", name="d")]  # d: no status
+    assert cost(runs) == [
+        {"device": "cpu (2 threads)", "runs": 2, "seconds": 400.0, "images": 8000 + 12000, "images_per_s": 50.0},
+        {"device": "NVIDIA H200", "runs": 1, "seconds": 36.0, "images": 28800, "images_per_s": 800.0}]
+    md = "\n".join(cost_section(runs))
+    assert "| cpu (2 threads) | 2 | 0.11 h | 20000 | 50.0 |" in md and "| NVIDIA H200 | 1 | 0.01 h | 28800 | 800.0 |" in md
