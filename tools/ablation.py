@@ -239,9 +239,8 @@ def dry_run(study: Study, stages) -> int:
                 est = build.estimate(cfg, build.speed(cfg))
                 print(f"    job: {job[-1]}  (~{build.duration(est.seconds)} of training, {est.evaluations} evaluations)")
                 total, seconds, evals = total + 1, seconds + est.seconds, evals + est.evaluations
-    print(f"{total} training/evaluation jobs: ~{build.duration(seconds)} of training on this machine "
-          f"({build.device_name(build.pick_device(build.config().device))}, one job after another; images/s "
-          f"measured here by build.speed) and {evals} evaluations on top")
+    print(f"{total} training/evaluation jobs: ~{build.duration(seconds)} of training on this machine (one job "
+          f"after another; images/s measured here by build.speed) and {evals} evaluations on top")
     return total
 
 

@@ -6,7 +6,7 @@
 
 Takes the same overrides as train.py, builds the training set (without flips) and the
 model's anchors and matcher as a run would, and prints the mean counts and the
-background:foreground ratio: the number that decides how hard the background problem is for a
+foreground:background ratio: the number that decides how hard the background problem is for a
 one-stage detector.
 """
 
@@ -14,19 +14,17 @@ import argparse
 
 import torch
 
-from datasets.transforms import collate
 from detection import build
 
 
-def anchor_stats(cfg, max_images: int = 100, batch_size: int = 16) -> dict:
+def anchor_stats(cfg, max_images: int = 100) -> dict:
     """Mean #fg, #bg, #ignore anchors per image over the first ``max_images`` training images."""
     ds = build.dataset(cfg, "train", augment=False)
     model = build.model(cfg, ds.num_classes)
     k = ds.num_classes
     totals = torch.zeros(3, dtype=torch.float64)
     n = min(max_images, len(ds))
-    for start in range(0, n, batch_size):
-        batch = collate([ds[i] for i in range(start, min(n, start + batch_size))], cfg.dataset.size_divisible)
+    for batch in build.eval_loader(cfg, ds, range(n)):  # batched and padded as a run's are
         if batch is None:
             continue
         images, targets = batch
@@ -48,8 +46,9 @@ def main(argv=None):
     args = p.parse_args(argv)
     cfg = build.config(args.overrides)
     s = anchor_stats(cfg, args.images)
-    print(f"{cfg.dataset.name}: {s['images']} images, {s['anchors']:.0f} anchors/image: "
-          f"fg {s['fg']:.1f}  bg {s['bg']:.1f}  ignore {s['ignore']:.1f}  -> background:foreground 1:{s['bg_per_fg']:.0f}")
+    print(f"{' '.join(args.overrides) or 'the default config'}: {s['images']} training images, "
+          f"{s['anchors']:.0f} anchors/image: fg {s['fg']:.1f}  bg {s['bg']:.1f}  ignore {s['ignore']:.1f}"
+          f"  -> foreground:background 1:{s['bg_per_fg']:.0f}")
     return s
 
 

@@ -13,7 +13,7 @@ def _stats(dataset, cache, images=16, **gen):
     # An image depends only on (seed, split, index): a short train split holds the full one's first images.
     overrides = [f"dataset={dataset}", f"dataset.cache_dir={cache}", f"dataset.generator.num_train={images}",
                  "dataset.generator.num_val=2"] + [f"dataset.generator.{k}={v}" for k, v in gen.items()]
-    return anchor_stats(compose_config(overrides), max_images=images, batch_size=8)
+    return anchor_stats(compose_config(overrides), max_images=images)
 
 
 def test_counts_add_up(tmp_path):
