@@ -88,18 +88,19 @@ def resolve_checkpoint(spec, run_dir) -> Path:
     return path
 
 
-# The code that decides a run's numbers: a run folder written by other code is "another version"
-# (tools/, tests and docs can change under a study without that).
-RUN_CODE = ("train.py", "detection", "losses", "datasets", "configs")
+# The code that decides a run's numbers: a run folder written by other code is "another version".
+# tools/, tests and docs can change under a study without that, and so can configs/: what they
+# give a run is its resolved config, which run folders keep and compare key by key.
+RUN_CODE = ("train.py", "detection", "losses", "datasets")
 
 
 def code_version() -> str:
-    """A hash of the .py and .yaml files of RUN_CODE, their paths and contents."""
+    """A hash of the .py files of RUN_CODE, their paths and contents."""
     h = hashlib.sha256()
     for top in RUN_CODE:
         path = ROOT / top
         for f in sorted(path.rglob("*")) if path.is_dir() else [path]:
-            if f.suffix in (".py", ".yaml") and f.is_file() and "__pycache__" not in f.parts:
+            if f.suffix == ".py" and f.is_file() and "__pycache__" not in f.parts:
                 h.update(str(f.relative_to(ROOT)).encode() + b"\0" + f.read_bytes() + b"\0")
     return h.hexdigest()[:16]
 

@@ -29,6 +29,7 @@ from tools.report_runs import (
     mean_std,
     run_values,
 )
+from tools.stats import summary
 
 TRAIN = ("loss_cls", "loss_box", "bg_share", "easy_bg_share", "num_fg", "bg_per_fg", "train_s", "images_per_s")
 PLOTS = {"ap": "AP per method", "curves": "Training curves", "loss_cdf": "Loss over anchors (Figure 4)",
@@ -49,6 +50,8 @@ def summarize(groups: dict[str, list[Run]]) -> list[dict]:
                "not_counted": "; ".join(f"{r.name}: {r.status}" for r in others)}
         for k in STATS + TRAIN:
             row[f"{k}_mean"], row[f"{k}_std"], row[f"{k}_n"] = mean_std(v[k] for v in values)
+        ap = summary(v["AP"] for v in values)  # the t interval of the mean AP over the seeds
+        row["AP_lo"], row["AP_hi"] = ap["lo"], ap["hi"]
         rows.append(row)
     return rows
 
@@ -135,12 +138,14 @@ def render_markdown(sweep_dir, runs, shared, rows, samples, problems, seconds) -
         md.append(f"Common to all runs: `{', '.join(shared)}`.")
     md += [f"{len(runs)} runs in {len(rows)} methods: " + ", ".join(f"{n} {s}" for s, n in counts.items()) + ".",
            "A method is the runs' overrides except the seed; each number is the mean ± sample std over the "
-           "method's **finished** seeds (n; n=1 shows no std, \"(n=k)\" where fewer runs had the value).",
+           "method's **finished** seeds (n; n=1 shows no std, \"(n=k)\" where fewer runs had the value); "
+           "AP 95% CI: the t interval of the mean AP (n >= 2).",
            "**Diverged runs are flagged and excluded from the AP means (and all other means)**; running, "
            "failed and incomplete runs are not counted either and are listed under Runs.", ""]
     md += ["## Accuracy (COCO AP, %)", ""]
-    md += _table(["method", "n", *STATS, "diverged", "not counted"],
+    md += _table(["method", "n", *STATS, "AP 95% CI", "diverged", "not counted"],
                  [[r["method"], r["n"], *(_cell(r, k, ".1f") for k in STATS),
+                   "–" if r["AP_lo"] is None else f"[{r['AP_lo']:.1f}, {r['AP_hi']:.1f}]",
                    f"**{r['diverged']}/{r['runs']}**" if r["diverged"] else "0", r["not_counted"] or "–"]
                   for r in rows])
     md += ["", "## Training", "",
@@ -192,7 +197,7 @@ def _ratio(x):
 def write_csv(rows: list[dict], path) -> None:
     fields = ["method", "runs", "n", "seeds", "diverged", "not_counted"]
     for k in STATS + TRAIN:
-        fields += [f"{k}_mean", f"{k}_std"] + ([f"{k}_n"] if k in STATS else [])
+        fields += [f"{k}_mean", f"{k}_std"] + ([f"{k}_n"] if k in STATS else []) + (["AP_lo", "AP_hi"] if k == "AP" else [])
     with open(path, "w", newline="") as f:
         w = csv.DictWriter(f, fields, extrasaction="ignore")
         w.writeheader()

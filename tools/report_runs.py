@@ -6,7 +6,6 @@ half-finished included: whatever a run folder lacks or holds unreadably becomes 
 that run, never an exception, so the report lists every run.
 """
 
-import math
 import os
 import re
 import statistics
@@ -16,6 +15,7 @@ from pathlib import Path
 import yaml
 
 from detection.run_folder import RunFolder, effective_status
+from tools.stats import summary
 
 STATS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 # Not run folders, and never holding one: what train.py writes inside a run, and the report.
@@ -213,10 +213,8 @@ def run_values(run: Run) -> dict[str, float | None]:
 
 def mean_std(values) -> tuple[float | None, float | None, int]:
     """(mean, sample std, n) over the finite values; std is None for n < 2, mean for n = 0."""
-    xs = [float(v) for v in values if v is not None and math.isfinite(v)]
-    if not xs:
-        return None, None, 0
-    return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else None), len(xs)
+    s = summary(values)
+    return s["mean"], s["std"], s["n"]
 
 
 def cost(runs: list[Run]) -> list[dict]:

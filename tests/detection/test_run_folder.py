@@ -116,15 +116,16 @@ def test_save_checkpoint_keeps_the_previous_one(tmp_path):
 def test_the_code_version_follows_the_code_that_decides_a_run(tmp_path, monkeypatch):
     from detection import run_folder
 
-    for f in ("train.py", "detection/a.py", "configs/x.yaml", "tools/report.py", "README.md"):
+    for f in ("train.py", "detection/a.py", "losses/l.py", "configs/x.yaml", "tools/report.py", "README.md"):
         (tmp_path / f).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / f).write_text("1")
     monkeypatch.setattr(run_folder, "ROOT", tmp_path)
     version = run_folder.code_version()
     (tmp_path / "tools" / "report.py").write_text("2")  # a tool or a doc: the same runs
     (tmp_path / "README.md").write_text("2")
+    (tmp_path / "configs" / "x.yaml").write_text("2")  # a config: compared as the resolved config instead
     assert run_folder.code_version() == version
-    (tmp_path / "configs" / "x.yaml").write_text("2")  # a config: another version
+    (tmp_path / "losses" / "l.py").write_text("2")  # the code of a run: another version
     changed = run_folder.code_version()
     assert changed != version
     (tmp_path / "detection" / "a.py").rename(tmp_path / "detection" / "b.py")  # a moved file too

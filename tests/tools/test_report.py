@@ -69,6 +69,8 @@ def test_means_and_sample_stds(report):
     # medians of [1, 5, 6], [7, 5, 6], [4, 5, 9] are all 5 or 6: mean 16/3
     assert num(sm["images_per_s_mean"]) == pytest.approx(16 / 3)
 
+    assert num(sm["AP_lo"]) == pytest.approx(32 - 4.302653 * 2 / math.sqrt(3), abs=1e-5)
+    assert num(sm["AP_hi"]) == pytest.approx(32 + 4.302653 * 2 / math.sqrt(3), abs=1e-5)
     assert bce["n"] == "2" and num(bce["AP_mean"]) == pytest.approx(26.0)
     assert num(bce["AP_std"]) == pytest.approx(math.sqrt(2))  # sample std (n - 1), not population (1.0)
     assert bce["not_counted"] == "5_synthetic_bce_alpha: failed" and bce["diverged"] == "0"
@@ -83,8 +85,9 @@ def test_means_and_sample_stds(report):
 def test_markdown_flags_and_lists_every_run(report):
     sweep, md, _ = report
     assert "excluded from the AP means" in md
-    assert "| loss=softmax_bg | 3 | 32.0 ± 2.0 | 52.0 ± 2.0 | 22.0 ± 2.0 | – | 32.0 ± 2.0 | 32.0 ± 2.0 | 0 |" in md
-    assert "| loss=focal | 1 | 40.0 | 60.0 | 30.0 | – | 40.0 | 40.0 | **1/3** | 8_synthetic_focal: running |" in md
+    # AP 95% CI: 32 ± t(.975, 2) 4.303 x 2 / sqrt(3) = 32 ± 4.97
+    assert "| loss=softmax_bg | 3 | 32.0 ± 2.0 | 52.0 ± 2.0 | 22.0 ± 2.0 | – | 32.0 ± 2.0 | 32.0 ± 2.0 | [27.0, 37.0] | 0 |" in md
+    assert "| loss=focal | 1 | 40.0 | 60.0 | 30.0 | – | 40.0 | 40.0 | – | **1/3** | 8_synthetic_focal: running |" in md
     training = md.split("## Training")[1].split("## Plots")[0]
     assert "| fg:bg anchors |" in training and "| 25.0 ± 10.0 | 1:45 ± 20 |" in training  # 45.1 ± 19.5
     assert "| 6.0 ± 1.4 | 1:171 ± 40 |" in training  # bce_alpha: 2000/10 and 2000/14
