@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: setup test test-all demo ablation bench lint clean
+.PHONY: setup test test-all demo ablation followups bench lint clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,13 @@ demo: setup
 OUT ?= multirun/ablation$(if $(QUICK),_quick)
 ablation: setup
 	$(PY) -m tools.ablation --out $(OUT) $(if $(QUICK),--quick) $(ARGS)
+
+# The studies that build on the ablation (tools/followups.py, configs/study/followups.yaml): each
+# method at the ablation's choice; sweep folders under FOLLOWUPS, reports copied to
+# benchmarks/results/<study>/ (not with QUICK=1). ARGS: e.g. "--study alpha_sweep" or --dry-run.
+FOLLOWUPS ?= multirun/followups$(if $(QUICK),_quick)
+followups: setup
+	$(PY) -m tools.followups --ablation $(OUT) --out $(FOLLOWUPS) $(if $(QUICK),--quick,--results benchmarks/results) $(ARGS)
 
 lint: setup
 	$(PY) -m pip install ruff

@@ -23,6 +23,7 @@ resumed (train.py's sweep resumption). ``--quick`` runs the whole protocol in mi
 """
 
 import argparse
+import itertools
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -36,29 +37,39 @@ from tools.report_runs import load_runs
 
 STUDY = CONFIGS / "study" / "bg_ablation.yaml"
 STAGES = ("tune", "select", "final", "controls", "report")
+GROUPS = {p.name for p in CONFIGS.iterdir() if p.is_dir()}  # config groups: dataset, loss, model, ...
 
 
 @dataclass
 class Sweep:
-    """One train.py multirun: ``fixed`` overrides for every job, ``key`` swept over ``values``;
-    its jobs' folders are named ``<key's last part><value>`` inside ``dir``."""
+    """One train.py multirun: ``fixed`` overrides for every job; ``key`` swept over ``values``
+    (within every combination of ``grid``, more keys swept). Its jobs' folders inside ``dir``
+    are named by the swept values: ``<key's last part><value>`` (``lr0.05``, ``seed3``), a
+    config group by its choice (``synthetic_fg1to520``), joined by ``_``."""
 
     dir: Path
     fixed: list[str]
     key: str
     values: list
     label: str = field(default="")
+    grid: dict = field(default_factory=dict)
+
+    def swept(self) -> dict:
+        return {**self.grid, self.key: self.values}
 
     def jobs(self) -> list[list[str]]:
-        return [[*self.fixed, f"{self.key}={v}"] for v in self.values]
+        keys, lists = zip(*self.swept().items())
+        return [[*self.fixed, *(f"{k}={v}" for k, v in zip(keys, combo))] for combo in itertools.product(*lists)]
 
     def command(self) -> list[str]:
-        name = self.key.split(".")[-1]
-        return [sys.executable, "train.py", "-m", *self.fixed, f"{self.key}={','.join(map(str, self.values))}",
-                f"hydra.sweep.dir={self.dir}", f"hydra.sweep.subdir={name}${{{self.key}}}"]
+        subdir = "_".join(f"${{hydra:runtime.choices.{k}}}" if "." not in k and k in GROUPS
+                          else f"{k.split('.')[-1]}${{{k}}}" for k in self.swept())
+        return [sys.executable, "train.py", "-m", *self.fixed,
+                *(f"{k}={','.join(map(str, vs))}" for k, vs in self.swept().items()),
+                f"hydra.sweep.dir={self.dir}", f"hydra.sweep.subdir={subdir}"]
 
     def run(self) -> None:
-        print(f"== {self.label or self.dir}: {len(self.values)} jobs", flush=True)
+        print(f"== {self.label or self.dir}: {len(self.jobs())} jobs", flush=True)
         subprocess.run(self.command(), check=True)
 
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import yaml
 
-from tools.report import _table, cost_section
+from tools.report import cost_section
 from tools.report_plots import plot_ap_curves
-from tools.report_runs import bg_per_fg, load_runs
+from tools.report_runs import bg_per_fg, load_runs, markdown_table
 from tools.stats import pairwise_verdicts, summary
 
 FLAT = 1.0  # AP points: a curve whose last quarter adds less than this has flattened
@@ -75,7 +75,7 @@ def write_report(study) -> Path:
            "[95% t confidence interval].", ""]
     rows = [[m, ", ".join(f"{k}={v}" for k, v in chosen.get(m, {}).items()) or "–", summary(aps[m].values())["n"],
              _ci(summary(aps[m].values()))] for m in methods]
-    md += _table(["method", "setting", "n", "AP"], rows) + [""]
+    md += markdown_table(["method", "setting", "n", "AP"], rows) + [""]
     md += [f"- {v['verdict']}" for v in verdicts] + [""]
     md += ["A difference counts only where its paired 95% interval excludes 0; otherwise: no difference "
            "resolved at this number of seeds.", ""]
@@ -83,7 +83,7 @@ def write_report(study) -> Path:
     md += ["## Selection on the tuning split", "",
            "Every candidate's AP on the tuning split (carved from the training images; val is never used "
            "to choose). **Bold**: chosen. The alpha pass runs at the learning rate chosen first.", ""]
-    md += _table(["method", "key", "value", "tuning AP (%)", "status"],
+    md += markdown_table(["method", "key", "value", "tuning AP (%)", "status"],
                  [[c["method"], c["key"], f"**{c['value']}**" if c.get("chosen") else c["value"],
                    "–" if c["AP"] is None else f"{100 * c['AP']:.1f}", c["status"]]
                   for c in selection.get("candidates", [])]) + [""]
@@ -95,7 +95,7 @@ def write_report(study) -> Path:
     md += ["## Convergence", "", "![AP against iteration](plots/ap_curve.png)", "",
            f"Criterion: a method has converged when its mean AP gained less than {FLAT:.0f} AP over the last "
            "quarter of training.", ""]
-    md += _table(["method", "AP at 3/4", "AP at the end", "gain", "converged"],
+    md += markdown_table(["method", "AP at 3/4", "AP at the end", "gain", "converged"],
                  [[m, *(("–",) * 4)] if c["gain"] is None else
                   [m, f"{c['curve'][c['from']]:.1f} (iter {c['from']})", f"{c['curve'][c['to']]:.1f} (iter {c['to']})",
                    f"{c['gain']:+.1f}", "yes" if c["gain"] < FLAT else "**no**"] for m, c in conv.items()]) + [""]
@@ -104,11 +104,11 @@ def write_report(study) -> Path:
     md += ["## Imbalance and clipping", "",
            "Measured over each method's training logs: background anchors per foreground anchor, and the "
            "share of steps whose gradient norm was clipped (optim.clip_grad_norm).", ""]
-    md += _table(["method", "fg:bg anchors", "clipped steps"],
+    md += markdown_table(["method", "fg:bg anchors", "clipped steps"],
                  [[m, _ratio(imbalance(final[m][1])), _pct(clipped_share(final[m][1]))] for m in methods]) + [""]
     md += cost_section(study_runs(out))
     md += ["## Final runs", ""]
-    md += _table(["method", "run", "seed", "status", "AP (%)"],
+    md += markdown_table(["method", "run", "seed", "status", "AP (%)"],
                  [[m, r.name, r.seed, r.status, f"{100 * r.eval['AP']:.1f}" if r.eval else "–"]
                   for m in methods for r in final[m][1]]) + [""]
     (out / "report.md").write_text("\n".join(md))
@@ -131,7 +131,7 @@ def controls_section(study, aps: dict) -> list[str]:
             continue
         changes = {m: pairwise_verdicts({"control": under[m], "final": aps[m]})[0] for m in under}
         md += [f"### {name}", ""]
-        md += _table(["method", "AP", "change vs final"],
+        md += markdown_table(["method", "AP", "change vs final"],
                      [[m, _ci(summary(under[m].values())),
                        "–" if c["mean"] is None else f"{c['mean']:+.1f}" +
                        ("" if c["lo"] is None else f" [{c['lo']:+.1f}, {c['hi']:+.1f}]")] for m, c in changes.items()])

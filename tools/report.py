@@ -4,8 +4,10 @@
 
 Reads the run folders only (detection/run_folder.py): it builds no model and loads no data.
 Runs are grouped by their overrides except the seed (a "method"); each method gets mean ± sample std
-over its finished seeds. Diverged runs are flagged and left out of the means; running, failed
-and incomplete runs are listed with their status. Also written when a sweep ends by
+and the 95% t interval over its finished seeds. Sweeps of the paper's Table 1a/1b settings get the
+paper's AP beside ours with the rank correlation (tools/report_paper.py); sweeps over datasets,
+AP against their measured imbalance (tools/report_imbalance.py). Diverged runs are flagged and
+left out of the means; running, failed and incomplete runs are listed with their status. Also written when a sweep ends by
 ``tools.report_callback.ReportCallback``.
 """
 
@@ -18,6 +20,8 @@ from pathlib import Path
 import yaml
 
 from tools.report_cdf import hardest_share
+from tools.report_imbalance import imbalance_section
+from tools.report_paper import paper_section
 from tools.report_plots import plot_ap, plot_curves, plot_focal_loss, plot_loss_cdf
 from tools.report_runs import (
     STATS,
@@ -26,6 +30,7 @@ from tools.report_runs import (
     cost,
     groups_of,
     load_runs,
+    markdown_table,
     mean_std,
     run_values,
 )
@@ -110,15 +115,10 @@ def cost_section(runs: list[Run]) -> list[str]:
     """``## Cost``: the runs' time per device (CPU or the card) and their training images/s."""
     md = ["## Cost", "", "Wall time of every run (all its sessions, evaluations included) on what it ran on; "
           "the training images it saw and images/s over that time.", ""]
-    md += _table(["device", "runs", "time", "training images", "images/s"],
+    md += markdown_table(["device", "runs", "time", "training images", "images/s"],
                  [[c["device"], c["runs"], f"{c['seconds'] / 3600:.2f} h", c["images"],
                    "–" if c["images_per_s"] is None else f"{c['images_per_s']:.1f}"] for c in cost(runs)])
     return md + [""]
-
-
-def _table(header: list[str], lines: list[list]) -> list[str]:
-    esc = [[str(c).replace("|", "\\|").replace("\n", " ") for c in line] for line in lines]
-    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(c) + " |" for c in esc]
 
 
 def _sweep_overrides(sweep_dir: Path) -> list[str] | None:
@@ -128,7 +128,9 @@ def _sweep_overrides(sweep_dir: Path) -> list[str] | None:
         return None
 
 
-def render_markdown(sweep_dir, runs, shared, rows, samples, problems, seconds) -> str:
+def render_markdown(sweep_dir, runs, shared, rows, samples, problems, seconds, studies=()) -> str:
+    """``studies``: the lines of the sections a study's runs call for (the paper's tables, AP
+    against imbalance), placed after the accuracy table."""
     counts = {s: sum(r.status == s for r in runs) for s in dict.fromkeys(r.status for r in runs)}
     md = [f"# Report: `{sweep_dir}`", ""]
     swept = _sweep_overrides(Path(sweep_dir))
@@ -143,18 +145,19 @@ def render_markdown(sweep_dir, runs, shared, rows, samples, problems, seconds) -
            "**Diverged runs are flagged and excluded from the AP means (and all other means)**; running, "
            "failed and incomplete runs are not counted either and are listed under Runs.", ""]
     md += ["## Accuracy (COCO AP, %)", ""]
-    md += _table(["method", "n", *STATS, "AP 95% CI", "diverged", "not counted"],
+    md += markdown_table(["method", "n", *STATS, "AP 95% CI", "diverged", "not counted"],
                  [[r["method"], r["n"], *(_cell(r, k, ".1f") for k in STATS),
                    "–" if r["AP_lo"] is None else f"[{r['AP_lo']:.1f}, {r['AP_hi']:.1f}]",
                    f"**{r['diverged']}/{r['runs']}**" if r["diverged"] else "0", r["not_counted"] or "–"]
                   for r in rows])
+    md += ["", *studies]
     md += ["", "## Training", "",
            "Losses and loss shares of the last logged iteration; background share: the part of the "
            "classification loss from background anchors, easy background: from background anchors "
            "already scored < 0.5; fg anchors per image averaged over training; fg:bg anchors: the measured "
            "imbalance, 1 foreground anchor per that many background ones over each run's log (mean over "
            "seeds); images/s: median of the log.", ""]
-    md += _table(["method", "n", "cls loss", "box loss", "bg share (%)", "easy bg share (%)", "fg anchors / img",
+    md += markdown_table(["method", "n", "cls loss", "box loss", "bg share (%)", "easy bg share (%)", "fg anchors / img",
                   "fg:bg anchors", "train time (s)", "images/s"],
                  [[r["method"], r["n"], _cell(r, "loss_cls", ".4g"), _cell(r, "loss_box", ".4g"),
                    _cell(r, "bg_share", ".1f", 100), _cell(r, "easy_bg_share", ".1f", 100), _cell(r, "num_fg", ".1f"),
@@ -168,14 +171,14 @@ def render_markdown(sweep_dir, runs, shared, rows, samples, problems, seconds) -
                    "images (config `loss_cdf_images`): anchors sorted "
                    "by classification loss, cumulative loss normalized to 1. Share of the loss held by the "
                    "hardest anchors:", ""]
-            md += _table(["method", "run", "fg anchors", "bg anchors", "hardest 10% fg", "hardest 1% bg",
+            md += markdown_table(["method", "run", "fg anchors", "bg anchors", "hardest 10% fg", "hardest 1% bg",
                           "hardest 10% bg"],
                          [[label, run.name, len(fg), len(bg), *(_pct(hardest_share(x, f)) for x, f in
                                                                  ((fg, .1), (bg, .01), (bg, .1)))]
                           for label, (fg, bg, run) in samples.items()])
             md += [""] + [f"- not drawn: {p}" for p in problems] + [""] * bool(problems)
     md += ["## Runs", ""]
-    md += _table(["run", "method", "seed", "status", "AP (%)", "fg:bg anchors", "last iter", "time (s)", "notes"],
+    md += markdown_table(["run", "method", "seed", "status", "AP (%)", "fg:bg anchors", "last iter", "time (s)", "notes"],
                  [[r.name, r.group, "–" if r.seed is None else r.seed,
                    r.status if r.status == "finished" else f"**{r.status}**",
                    f"{100 * r.eval['AP']:.1f}" if r.eval else "–", _ratio(bg_per_fg(r.metrics)), r.last_iter or "–",
@@ -225,7 +228,8 @@ def write_report(sweep_dir, out=None) -> Path:
     plot_focal_loss(plots / "focal_loss.png")
     write_csv(rows, out / "report.csv")
     md = out / "report.md"
-    md.write_text(render_markdown(sweep_dir, runs, shared, rows, samples, problems, time.perf_counter() - t0))
+    studies = paper_section(groups) + imbalance_section(runs, plots)
+    md.write_text(render_markdown(sweep_dir, runs, shared, rows, samples, problems, time.perf_counter() - t0, studies))
     return md
 
 

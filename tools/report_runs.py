@@ -133,11 +133,12 @@ def load_runs(sweep_dir) -> tuple[list[Run], list[str]]:
     return runs, assign_groups(runs)
 
 
-def _flatten(d: dict, prefix: str = "") -> dict:
+def flatten(d: dict, prefix: str = "") -> dict:
+    """A nested config dict as {"a.b.c": value}."""
     out = {}
     for k, v in d.items():
         if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
+            out.update(flatten(v, f"{prefix}{k}."))
         else:
             out[f"{prefix}{k}"] = v
     return out
@@ -154,7 +155,7 @@ def assign_groups(runs: list[Run]) -> list[str]:
     if all(r.overrides is not None for r in runs):
         items = [[o for o in r.overrides if _seed_of(o) is None] for r in runs]
     else:
-        flat = [_flatten(r.config) if r.config else None for r in runs]
+        flat = [flatten(r.config) if r.config else None for r in runs]
         keys = sorted({k for f in flat if f for k in f} - {"seed", "run_name"})
         varying = [k for k in keys if len({repr(f.get(k, "<unset>")) for f in flat if f}) > 1]
         items = [[f"{k}={f[k]}" for k in varying if k in f] if f else None for f in flat]
@@ -231,3 +232,9 @@ def cost(runs: list[Run]) -> list[dict]:
         row["images"] += (run.last_iter or 0) * batch
     return [{"device": d, **r, "images_per_s": r["images"] / r["seconds"] if r["seconds"] else None}
             for d, r in by_device.items()]
+
+
+def markdown_table(header: list[str], lines: list[list]) -> list[str]:
+    """A markdown table's lines; ``|`` and newlines inside cells are escaped."""
+    esc = [[str(c).replace("|", "\\|").replace("\n", " ") for c in line] for line in lines]
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(c) + " |" for c in esc]

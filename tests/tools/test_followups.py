@@ -1,0 +1,91 @@
+"""The follow-up studies' driver (tools/followups.py): settings carried from the ablation's
+selection, the sweeps each study launches, the imbalance study's lr per level, and one
+study in miniature ending in its report."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+from tests.tools.sweep_fixtures import write_run
+from tools.followups import Followups
+
+CHOSEN = {"softmax_bg": {"optim.lr": 0.025}, "bce_alpha": {"optim.lr": 0.05, "loss.alpha": 0.9},
+          "focal": {"optim.lr": 0.1, "loss.alpha": 0.5}}
+
+
+@pytest.fixture
+def ablation(tmp_path):
+    out = tmp_path / "ablation"
+    out.mkdir()
+    (out / "selection.yaml").write_text(yaml.safe_dump({"chosen": CHOSEN, "candidates": []}))
+    return out
+
+
+def test_each_study_keeps_the_chosen_setting_but_what_it_sweeps_or_drops(tmp_path, ablation):
+    f = Followups(tmp_path / "f", ablation)
+    assert f.setting("alpha_sweep", "bce_alpha") == ["optim.lr=0.05"]  # alpha is swept
+    assert f.setting("gamma_sweep", "focal") == ["optim.lr=0.1"]  # alpha follows gamma (the paper's)
+    assert "loss.alpha='${focal_paper_alpha:${loss.gamma}}'" in f.base("gamma_sweep", "focal")
+    assert sorted(f.setting("prior_init", "focal")) == ["loss.alpha=0.5", "optim.lr=0.1"]
+    [alpha] = f.sweeps("alpha_sweep")
+    jobs = alpha.jobs()
+    assert len(jobs) == 7 * len(f.seeds)
+    assert all("optim.lr=0.05" in j and "loss=bce_alpha" in j for j in jobs)
+    assert sorted({j[-2] for j in jobs}) == sorted(f"loss.alpha={a}" for a in (0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 0.999))
+    assert alpha.command()[-1] == "hydra.sweep.subdir=alpha${loss.alpha}_seed${seed}"
+
+
+def test_the_imbalance_study_tunes_at_the_sparse_extreme_and_carries_settings_to_the_middle(tmp_path, ablation):
+    f = Followups(tmp_path / "f", ablation)
+    tunes = f.tune_sweeps("imbalance_sweep")
+    assert [t.values for t in tunes] == [[0.0125, 0.025, 0.05], [0.025, 0.05, 0.1], [0.05, 0.1, 0.2]]
+    assert all("dataset=synthetic_fg1to3500" in t.fixed and "eval_split=tune" in t.fixed for t in tunes)
+    for t, best in zip(tunes, (0.0125, 0.1, 0.1)):  # fake tuning runs: `best` has the highest AP
+        for lr in t.values:
+            run = write_run(t.dir / f"lr{lr}", ["loss=x"], 0, "finished", ap=0.4 if lr == best else 0.2)
+            (run / "config.yaml").write_text(yaml.safe_dump({"seed": 0, "optim": {"lr": lr}}))
+    lrs = f.level_lrs("imbalance_sweep")
+    # log ratios: 1:522 is nearer 1:154 (dense: the ablation's lr), 1:1375 nearer 1:3475 (sparse: tuned)
+    assert [lrs[("softmax_bg", level)] for level in f.studies["imbalance_sweep"]["levels"]] == [0.025, 0.025, 0.0125, 0.0125]
+    assert [lrs[("focal", level)] for level in f.studies["imbalance_sweep"]["levels"]] == [0.1, 0.1, 0.1, 0.1]
+    sweeps = f.sweeps("imbalance_sweep", lrs)
+    assert len(sweeps) == 3 * 4
+    assert sweeps[2].fixed[-2:] == ["dataset=synthetic_fg1to1400", "optim.lr=0.0125"]  # the last override wins
+
+
+def test_without_a_selection_the_error_names_the_command_that_makes_one(tmp_path):
+    out = tmp_path / "nothing"
+    done = subprocess.run([sys.executable, "-m", "tools.followups", "--ablation", str(out), "--out", str(tmp_path / "f"),
+                           "--study", "alpha_sweep"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and "no selection at" in done.stderr and "--stage select" in done.stderr
+
+
+MINI = """
+seeds: [0]
+common: [schedule.max_iters=2]
+studies:
+  alpha_sweep:
+    methods: [bce_alpha]
+    grid: {loss.alpha: [0.25, 0.5, 0.75]}
+quick:
+  seeds: [0, 1]
+"""
+
+
+def test_a_study_in_miniature_ends_in_its_report_with_the_papers_table(tmp_path, ablation, synthetic_cache):
+    spec = tmp_path / "mini.yaml"
+    spec.write_text(MINI)
+    out, results = tmp_path / "f", tmp_path / "results"
+    cmd = [sys.executable, "-m", "tools.followups", "--ablation", str(ablation), "--out", str(out), "--quick",
+           "--spec", str(spec), "--results", str(results), f"dataset.cache_dir={synthetic_cache}"]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env={**os.environ})
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    runs = sorted(p.name for p in (out / "alpha_sweep" / "bce_alpha").iterdir() if p.name.startswith("alpha"))
+    assert runs == [f"alpha{a}_seed{s}" for a in (0.25, 0.5, 0.75) for s in (0, 1)]
+    md = (results / "alpha_sweep" / "report.md").read_text()
+    assert "## Against the paper (Table 1a)" in md
+    assert (results / "alpha_sweep" / "report.csv").is_file() and (results / "alpha_sweep" / "plots" / "ap.png").is_file()

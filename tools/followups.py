@@ -1,0 +1,182 @@
+"""The studies that build on the fair ablation: ``make followups``.
+
+    python -m tools.followups --ablation ABLATION_OUT --out OUT [--study NAME ...] [--quick]
+                              [--dry-run] [--results DIR] [OVERRIDE ...]
+
+configs/study/followups.yaml says what each study sweeps. Every method runs at the setting the
+ablation chose on its tuning split (ABLATION_OUT/selection.yaml) except the keys a study
+sweeps or drops; the common schedule and the seeds are the file's. Each study is one folder
+OUT/<study>/ of train.py multiruns (one per method, or per method and level) and gets the
+sweep report of tools/report.py, whose study sections (the paper's Table 1a/1b beside ours,
+AP against measured imbalance) appear where its runs call for them. ``--results DIR`` copies
+each report (report.md, report.csv, plots/) to DIR/<study>/.
+
+``imbalance_sweep`` first tunes each method's lr again at the sparse extreme
+(``tune_at``: factors of the chosen lr, trained and evaluated on that dataset's tuning split)
+and gives each level the setting of the extreme nearer to it in log measured ratio.
+
+Rerunning the command continues where it stopped (train.py's sweep resumption).
+"""
+
+import argparse
+import math
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from detection.build import CONFIGS
+from tools.ablation import STUDY, Study, Sweep, choose, merge
+
+FOLLOWUPS = CONFIGS / "study" / "followups.yaml"
+
+
+class Followups:
+    """The studies of ``spec`` rooted at ``out``, at the settings chosen by the ablation in ``ablation``."""
+
+    def __init__(self, out, ablation, quick: bool = False, spec=FOLLOWUPS, overrides=(), dry: bool = False):
+        self.out, self.quick, self.dry = Path(out).resolve(), quick, dry
+        s = OmegaConf.to_container(OmegaConf.load(spec))
+        self.ablation = Study(ablation, quick=quick)  # its methods, its selection, its quick block
+        self.studies: dict[str, dict] = s["studies"]
+        self.seeds = s["quick"]["seeds"] if quick else s["seeds"]
+        quick_common = OmegaConf.to_container(OmegaConf.load(STUDY))["quick"]["common"] if quick else []
+        self.common = merge(s["common"] + quick_common + list(overrides))
+
+    def chosen(self, method: str) -> dict[str, str]:
+        """The ablation's choice for ``method`` ({"optim.lr": "0.05", ...}); before there is one,
+        in a dry run, placeholders."""
+        if self.dry and not self.ablation.selection_file.is_file():
+            return {"optim.lr": "<chosen>", **({"loss.alpha": "<chosen>"} if method in self.ablation.tune["alpha"] else {})}
+        return dict(o.split("=", 1) for o in self.ablation.selected(method))
+
+    def setting(self, study: str, method: str) -> list[str]:
+        """The ablation's choice for ``method`` without the keys ``study`` sweeps or drops."""
+        spec = self.studies[study]
+        left_out = set(spec.get("grid", {})) | set(spec.get("drop", []))
+        return [f"{k}={v}" for k, v in self.chosen(method).items() if k not in left_out]
+
+    def base(self, study: str, method: str) -> list[str]:
+        return merge([*self.ablation.methods[method], *self.common, *self.studies[study].get("overrides", [])])
+
+    def sweeps(self, study: str, lrs: dict | None = None) -> list[Sweep]:
+        """The study's sweeps: per method its grid x the seeds; ``imbalance_sweep``: per method
+        and level, at that level's lr (``lrs[(method, level)]``, from ``level_lrs``)."""
+        spec, root = self.studies[study], self.out / study
+        if "levels" not in spec:
+            return [Sweep(root / m, [*self.base(study, m), *self.setting(study, m)], "seed", self.seeds,
+                          f"{study}: {m}", grid=spec.get("grid", {})) for m in spec["methods"]]
+        return [Sweep(root / m / level, [*self.base(study, m), *self.setting(study, m), f"dataset={level}",
+                                         *([f"optim.lr={lrs[(m, level)]}"] if lrs else [])],
+                      "seed", self.seeds, f"{study}: {m} on {level}")
+                for m in spec["methods"] for level in spec["levels"]]
+
+    def tune_sweeps(self, study: str) -> list[Sweep]:
+        """``tune_at``: each method's lr again, as factors of its chosen lr, on that level's tuning split."""
+        spec = self.studies[study]
+        if "tune_at" not in spec:
+            return []
+        sweeps = []
+        for m in spec["methods"]:
+            lr = self.chosen(m)["optim.lr"]
+            lrs = [f"<chosen x {f}>" if lr.startswith("<") else round(float(lr) * f, 6) for f in spec["lr_factors"]]
+            sweeps.append(Sweep(self.out / study / "tune" / m,
+                                [*self.base(study, m), *self.setting(study, m), f"dataset={spec['tune_at']}",
+                                 "eval_split=tune", f"seed={self.ablation.tune['seed']}"],
+                                "optim.lr", lrs, f"{study}: tune {m} on {spec['tune_at']}"))
+        return sweeps
+
+    def level_lrs(self, study: str) -> dict:
+        """(method, level) -> lr: the ablation's choice at the dense extreme, the one tuned at
+        ``tune_at`` there, and for a level between them the one of the extreme nearer in log ratio."""
+        spec = self.studies[study]
+        levels, ratios = spec["levels"], spec["ratios"]
+        dense, sparse = levels[0], spec["tune_at"]
+        lrs = {}
+        for m, sweep in zip(spec["methods"], self.tune_sweeps(study)):
+            chosen = float(self.chosen(m)["optim.lr"])
+            tuned, _ = choose(sweep)
+            for level in levels:
+                nearer_sparse = abs(math.log(ratios[level] / ratios[sparse])) < abs(math.log(ratios[level] / ratios[dense]))
+                lrs[(m, level)] = tuned if nearer_sparse else chosen
+        return lrs
+
+    def all_sweeps(self, study: str, dry: bool = False) -> list[Sweep]:
+        if "levels" not in self.studies[study]:
+            return self.sweeps(study)
+        return self.tune_sweeps(study) + self.sweeps(study, None if dry else self.level_lrs(study))
+
+    def run(self, study: str) -> Path:
+        for sweep in self.tune_sweeps(study):
+            sweep.run()
+        for sweep in self.sweeps(study, self.level_lrs(study) if "levels" in self.studies[study] else None):
+            sweep.run()
+        from tools.report import write_report
+
+        return write_report(self.out / study)
+
+
+def copy_report(study_dir: Path, results: Path) -> Path:
+    """report.md, report.csv and plots/ of a study into ``results`` (its folder replaced)."""
+    if results.exists():
+        shutil.rmtree(results)
+    results.mkdir(parents=True)
+    for name in ("report.md", "report.csv"):
+        shutil.copy2(study_dir / name, results / name)
+    shutil.copytree(study_dir / "plots", results / "plots")
+    return results
+
+
+def dry_run(f: Followups, studies) -> int:
+    from detection import build
+
+    total, seconds = 0, 0.0
+    for study in studies:
+        print(f"## {study}")
+        for sweep in f.all_sweeps(study, dry=True):
+            print(f"  {sweep.label} -> {sweep.dir}\n    every job: {' '.join(sweep.fixed)}")
+            for job in sweep.jobs():
+                # settings chosen later are left at their defaults: they do not change the speed
+                cfg = build.config([o for o in job if "<" not in o])
+                est = build.estimate(cfg, build.speed(cfg))
+                print(f"    job: {' '.join(job[len(sweep.fixed):])}  (~{build.duration(est.seconds)} of training)")
+                total, seconds = total + 1, seconds + est.seconds
+    print(f"{total} jobs: ~{build.duration(seconds)} of training on this machine, one after another "
+          "(evaluations on top)")
+    return total
+
+
+def main(argv=None) -> int | None:
+    p = argparse.ArgumentParser(prog="python -m tools.followups", description=__doc__.split("\n")[0])
+    p.add_argument("--ablation", required=True, help="the fair ablation's folder (its selection.yaml)")
+    p.add_argument("--out", required=True, help="where the studies' sweep folders go")
+    p.add_argument("--study", nargs="*", help="which studies (default: all of the file)")
+    p.add_argument("--quick", action="store_true", help="in miniature (the ablation's quick block)")
+    p.add_argument("--dry-run", action="store_true", help="list the jobs and their estimated time, train nothing")
+    p.add_argument("--results", type=Path, help="copy each study's report to RESULTS/<study>/")
+    p.add_argument("--spec", type=Path, default=FOLLOWUPS, help="the studies file")
+    p.add_argument("overrides", nargs="*", help="train.py overrides for every job")
+    args = p.parse_args(argv)
+    f = Followups(args.out, args.ablation, args.quick, args.spec, args.overrides, dry=args.dry_run)
+    studies = args.study or list(f.studies)
+    unknown = [s for s in studies if s not in f.studies]
+    if unknown:
+        p.error(f"unknown study {', '.join(unknown)}: {args.spec} has {', '.join(f.studies)}")
+    try:
+        if args.dry_run:
+            return dry_run(f, studies)
+        for study in studies:
+            report = f.run(study)
+            print(f"wrote {report}" + (f" and {copy_report(report.parent, args.results / study)}" if args.results else ""))
+    except (FileNotFoundError, ValueError) as e:
+        sys.exit(f"tools.followups: error: {e}")
+    except subprocess.CalledProcessError as e:
+        sys.exit(f"tools.followups: error: a sweep failed ({' '.join(map(str, e.cmd[:6]))} ...); "
+                 "rerun the same command to continue")
+    return None
+
+
+if __name__ == "__main__":
+    main()
