@@ -127,8 +127,10 @@ def test_sweep_grids_are_the_papers(tmp_path):
 
 def test_imbalance_sweep_crosses_losses_with_the_sparser_datasets(tmp_path):
     jobs = _launched_jobs(tmp_path, "experiment=imbalance_sweep")
-    datasets = ["synthetic", "synthetic_fg1to520", "synthetic_fg1to1400", "synthetic_fg1to3500"]
+    datasets = ["synthetic", "synthetic_fg1to540", "synthetic_fg1to1500", "synthetic_fg1to3500"]
     assert sorted((j["loss"], j["dataset"]) for j in jobs) == sorted(
         itertools.product(["bce_alpha", "focal", "softmax_bg"], datasets))
-    sizes = [compose_config([f"dataset={d}"]).dataset.generator.image_size for d in datasets]
-    assert sizes == sorted(sizes) and sizes[0] == 192
+    # only the number of objects differs: the same images, object sizes and anchors (and cost)
+    gens = [compose_config([f"dataset={d}"]).dataset.generator for d in datasets]
+    assert {(g.image_size, tuple(g.object_size)) for g in gens} == {(192, (10, 80))}
+    assert [g.empty_fraction for g in gens] == sorted(g.empty_fraction for g in gens)

@@ -45,7 +45,7 @@ class Sweep:
     """One train.py multirun: ``fixed`` overrides for every job; ``key`` swept over ``values``
     (within every combination of ``grid``, more keys swept). Its jobs' folders inside ``dir``
     are named by the swept values: ``<key's last part><value>`` (``lr0.05``, ``seed3``), a
-    config group by its choice (``synthetic_fg1to520``), joined by ``_``."""
+    config group by its choice (``synthetic_fg1to540``), joined by ``_``."""
 
     dir: Path
     fixed: list[str]

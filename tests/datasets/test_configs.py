@@ -29,8 +29,8 @@ def overrides_for(name, tmp_path):
     if name.startswith("synthetic"):  # the imbalance variants too: a few images, not the full 2000
         return [
             f"dataset.cache_dir={tmp_path}",
-            "dataset.generator.num_train=6",
-            "dataset.generator.num_val=3",
+            "dataset.generator.num_train=8",
+            "dataset.generator.num_val=6",  # synthetic_fg1to3500 asks for 70% empty images and a crowd one
         ]
     if name == "coco":  # any COCO-format data: point it at the shipped sample
         return [
@@ -67,7 +67,7 @@ def test_composes_and_instantiates(name, tmp_path):
     if name == "coco":
         assert train.class_names == ["person", "car"] and len(train) == 4 and len(val) == 2
     if name == "synthetic":
-        assert (len(train), len(val), train.num_classes) == (6, 3, 6)
+        assert (len(train), len(val), train.num_classes) == (8, 6, 6)
         assert tuple(image.shape[-2:]) == (192, 192)
 
 

@@ -49,12 +49,12 @@ def test_the_imbalance_study_tunes_at_the_sparse_extreme_and_carries_settings_to
             run = write_run(t.dir / f"lr{lr}", ["loss=x"], 0, "finished", ap=0.4 if lr == best else 0.2)
             (run / "config.yaml").write_text(yaml.safe_dump({"seed": 0, "optim": {"lr": lr}}))
     lrs = f.level_lrs("imbalance_sweep")
-    # log ratios: 1:522 is nearer 1:154 (dense: the ablation's lr), 1:1375 nearer 1:3475 (sparse: tuned)
+    # log ratios: 1:543 is nearer 1:154 (dense: the ablation's lr), 1:1475 nearer 1:3542 (sparse: tuned)
     assert [lrs[("softmax_bg", level)] for level in f.studies["imbalance_sweep"]["levels"]] == [0.025, 0.025, 0.0125, 0.0125]
     assert [lrs[("focal", level)] for level in f.studies["imbalance_sweep"]["levels"]] == [0.1, 0.1, 0.1, 0.1]
     sweeps = f.sweeps("imbalance_sweep", lrs)
     assert len(sweeps) == 3 * 4
-    assert sweeps[2].fixed[-2:] == ["dataset=synthetic_fg1to1400", "optim.lr=0.0125"]  # the last override wins
+    assert sweeps[2].fixed[-2:] == ["dataset=synthetic_fg1to1500", "optim.lr=0.0125"]  # the last override wins
 
 
 def test_without_a_selection_the_error_names_the_command_that_makes_one(tmp_path):
