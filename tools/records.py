@@ -1,0 +1,49 @@
+"""A study's records without its bulk: what a sweep report and a resumed sweep need, small
+enough to commit, so a study can move to another machine between sessions.
+
+    python -m tools.records SRC DST
+
+Copies every file under SRC to DST except checkpoints/, tb/ (TensorBoard), detections.json,
+anchor_losses.pt and plots/ (the report redraws them), keeping the layout. A run copied this
+way reads as what it was (finished, diverged, ...): rerunning its sweep skips it (finished
+runs need no checkpoint), and tools.report and tools.ablation's selection read it. Copied back
+into a sweep folder, the study continues there (``make ablation`` with the same OUT).
+"""
+
+import argparse
+import shutil
+from pathlib import Path
+
+LEFT_OUT_DIRS = {"checkpoints", "tb", "plots", "__pycache__"}
+LEFT_OUT_FILES = {"detections.json", "anchor_losses.pt"}
+
+
+def copy_records(src, dst) -> list[Path]:
+    """Copies the records of ``src`` into ``dst`` (files there are replaced); returns the
+    copied files, relative to ``src``."""
+    src, dst = Path(src), Path(dst)
+    if not src.is_dir():
+        raise FileNotFoundError(f"{src}: no such folder (expected a sweep or study folder)")
+    copied = []
+    for path in sorted(src.rglob("*")):
+        rel = path.relative_to(src)
+        if not path.is_file() or LEFT_OUT_DIRS & set(rel.parts[:-1]) or path.name in LEFT_OUT_FILES:
+            continue
+        (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, dst / rel)
+        copied.append(rel)
+    return copied
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(prog="python -m tools.records", description=__doc__.split("\n")[0])
+    p.add_argument("src", type=Path, help="a sweep or study folder")
+    p.add_argument("dst", type=Path, help="where its records go")
+    args = p.parse_args(argv)
+    copied = copy_records(args.src, args.dst)
+    size = sum((args.dst / f).stat().st_size for f in copied)
+    print(f"copied {len(copied)} files ({size / 2**20:.1f} MiB) from {args.src} to {args.dst}")
+
+
+if __name__ == "__main__":
+    main()
