@@ -7,24 +7,12 @@ AP; by default beside DETECTIONS.json).
 """
 
 import argparse
-import json
 import os
 import sys
 
-from detection.evaluation import check_detections, coco_evaluate, load_coco
+from detection.evaluation import coco_evaluate
 from detection.run_folder import write_json_atomic
-
-
-def load_results(path: str) -> list[dict]:
-    """Reads and validates a COCO results file, with errors naming it."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"detections file not found: {path!r}")
-    try:
-        with open(path) as f:
-            results = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"detections file {path!r} is not valid JSON ({e})") from e
-    return check_detections(results, source=path)
+from tools.coco_files import load_ground_truth, load_results
 
 
 def main(argv=None) -> dict:
@@ -37,13 +25,13 @@ def main(argv=None) -> dict:
 
     out = args.out or os.path.join(os.path.dirname(os.path.abspath(args.detections)), "eval.json")
     try:
-        coco_gt = load_coco(args.annotations)
-        detections = load_results(args.detections)
+        coco_gt = load_ground_truth(args.annotations)  # fills area / iscrowd as training does
+        detections = load_results(args.detections, coco_gt)
     except (FileNotFoundError, ValueError) as e:
         sys.exit(f"tools.evaluate: error: {e}")
     try:
         result = coco_evaluate(coco_gt, detections, image_ids=args.image_ids, verbose=True)
-    except ValueError as e:  # results that do not fit these annotations (ids)
+    except ValueError as e:  # --image-ids not in the annotations
         sys.exit(f"tools.evaluate: error: {args.detections} against {args.annotations}: {e}")
     write_json_atomic(out, result)
     print(f"wrote {out}")

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from tests.conftest import COCO_SAMPLE_ANNOTATIONS
@@ -97,3 +98,21 @@ def test_clear_errors(coco_gt, tmp_path):
     proc = run_tool(ANNOTATIONS, wrong_cat)
     assert proc.returncode != 0 and "wrong_cat.json" in proc.stderr and "category_id=0" in proc.stderr
     assert not (tmp_path / "eval.json").exists()
+
+
+def test_ground_truth_without_area_or_iscrowd_is_filled(coco_gt, results_file, tmp_path, capsys):
+    """Filled as the training path fills them; COCOeval used to die with KeyError: 'area'."""
+    from tools.evaluate import main
+
+    data = json.loads(ANNOTATIONS.read_text())
+    for a in data["annotations"]:
+        del a["area"], a["iscrowd"]
+    bare = tmp_path / "bare.json"
+    bare.write_text(json.dumps(data))
+    result = main([str(bare), str(results_file), "--out", str(tmp_path / "eval.json")])
+    # The sample's crowd boxes become ordinary boxes; their areas become box areas.
+    for a in data["annotations"]:
+        a["iscrowd"], a["area"] = 0, a["bbox"][2] * a["bbox"][3]
+    full = tmp_path / "full.json"
+    full.write_text(json.dumps(data))
+    assert [result[k] for k in NAMES] == cocoeval_stats(COCO(str(full)), results_file)
