@@ -145,18 +145,21 @@ def merge(overrides: list[str]) -> list[str]:
 
 def choose(sweep: Sweep) -> tuple[object, list[dict]]:
     """The value of ``sweep.key`` whose run has the best AP in ``sweep.dir``, and a row
-    {value, AP, status, run} per value of the grid, in its order. Diverged, failed, unfinished
-    or missing runs are rows too, never chosen; with no finished run: a ValueError naming them.
-    Equal APs: the first in the grid."""
+    {value, AP, status, run} per value of the grid, in its order, then per value run beyond it
+    (``extend_lr``). Diverged, failed, unfinished or missing runs are rows too, never chosen;
+    with no finished run: a ValueError naming them. Equal APs: the first in that order."""
     runs, _ = load_runs(sweep.dir) if sweep.dir.is_dir() else ([], [])
-    by_value = {}
+    by_value, found = {}, []
     for run in runs:
         value = run.config
         for part in sweep.key.split("."):
             value = (value or {}).get(part)
         by_value[str(value)] = run
+        found.append(value)
+    grid = [str(v) for v in sweep.values]
+    extended = sorted({v for v in found if str(v) not in grid and v is not None})  # runs beyond the grid (extend)
     rows = []
-    for value in sweep.values:
+    for value in [*sweep.values, *extended]:
         run = by_value.get(str(value))
         ap = run.eval["AP"] if run is not None and run.status == "finished" and run.eval else None
         rows.append({"value": value, "AP": ap, "status": "missing" if run is None else run.status,
@@ -210,10 +213,29 @@ def stage_sweeps(study: Study, stage: str, dry: bool) -> list[Sweep]:
     return []
 
 
+def extend_lr(study: Study, method: str) -> None:
+    """While ``method``'s best lr is at an end of the values tried, try the next one beyond it
+    (x2 or /2), at most ``tune.extend`` times: a choice at the edge of a grid is a guess."""
+    sweep = study.tune_lr(method)
+    for _ in range(study.tune.get("extend", 0)):
+        best, rows = choose(sweep)
+        ap = {r["value"]: r["AP"] for r in rows}
+        tried = sorted(ap)
+        if best not in (tried[0], tried[-1]) or len(tried) < 2:
+            return
+        neighbour = tried[1] if best == tried[0] else tried[-2]
+        if ap[neighbour] is not None and ap[neighbour] >= ap[best]:
+            return  # a tie at the edge (e.g. nothing learned yet) says nothing about beyond it
+        beyond = round(best * 2 if best == tried[-1] else best / 2, 8)
+        Sweep(sweep.dir, sweep.fixed, sweep.key, [beyond], f"tune {method}: learning rate {beyond} "
+              f"(the best, {best}, was at the end of the values tried)").run()
+
+
 def run_stage(study: Study, stage: str) -> None:
     if stage == "tune":
         for m in study.methods:
             study.tune_lr(m).run()
+            extend_lr(study, m)
         for m in study.methods:  # the alpha pass needs this method's best lr
             lr, _ = choose(study.tune_lr(m))
             sweep = study.tune_alpha(m, lr)

@@ -87,6 +87,7 @@ def write_report(study) -> Path:
                  [[c["method"], c["key"], f"**{c['value']}**" if c.get("chosen") else c["value"],
                    "–" if c["AP"] is None else f"{100 * c['AP']:.1f}", c["status"]]
                   for c in selection.get("candidates", [])]) + [""]
+    md += [f"- {line}" for line in edge_choices(selection.get("candidates", []))] + [""]
 
     conv = {m: convergence(final[m][1]) for m in methods}
     plots = out / "plots"
@@ -139,6 +140,21 @@ def controls_section(study, aps: dict) -> list[str]:
             md += [""] + [f"- {v['verdict']}" for v in pairwise_verdicts(under)]
         md += [""]
     return md
+
+
+def edge_choices(candidates: list[dict]) -> list[str]:
+    """A sentence for every choice at an end of its grid (a wider grid might do better)."""
+    grids: dict[tuple, list[dict]] = {}
+    for c in candidates:
+        grids.setdefault((c["method"], c["key"]), []).append(c)
+    lines = []
+    for (method, key), rows in grids.items():
+        values = sorted(r["value"] for r in rows)
+        chosen = [r["value"] for r in rows if r.get("chosen")]
+        if len(values) > 2 and chosen and chosen[0] in (values[0], values[-1]):
+            lines.append(f"{method}: {key}={chosen[0]} is at the {'top' if chosen[0] == values[-1] else 'bottom'} "
+                         f"of its grid ({values[0]} … {values[-1]}): a wider grid might do better")
+    return lines
 
 
 def study_runs(out: Path) -> list:

@@ -6,7 +6,8 @@ Reads the run folders only (detection/run_folder.py): it builds no model and loa
 Runs are grouped by their overrides except the seed (a "method"); each method gets mean ± sample std
 and the 95% t interval over its finished seeds. Sweeps of the paper's Table 1a/1b settings get the
 paper's AP beside ours with the rank correlation (tools/report_paper.py); sweeps over datasets,
-AP against their measured imbalance (tools/report_imbalance.py). Diverged runs are flagged and
+AP against their measured imbalance (tools/report_imbalance.py); runs with an error analysis
+(``<run>/analysis/``), a ``Background errors`` section (tools/report_errors.py). Diverged runs are flagged and
 left out of the means; running, failed and incomplete runs are listed with their status. Also written when a sweep ends by
 ``tools.report_callback.ReportCallback``.
 """
@@ -20,6 +21,7 @@ from pathlib import Path
 import yaml
 
 from tools.report_cdf import hardest_share
+from tools.report_errors import CSV_FIELDS, csv_columns, errors_section, errors_summary
 from tools.report_imbalance import imbalance_section
 from tools.report_paper import paper_section
 from tools.report_plots import plot_ap, plot_curves, plot_focal_loss, plot_loss_cdf
@@ -201,6 +203,7 @@ def write_csv(rows: list[dict], path) -> None:
     fields = ["method", "runs", "n", "seeds", "diverged", "not_counted"]
     for k in STATS + TRAIN:
         fields += [f"{k}_mean", f"{k}_std"] + ([f"{k}_n"] if k in STATS else []) + (["AP_lo", "AP_hi"] if k == "AP" else [])
+    fields += CSV_FIELDS  # the background errors (tools/report_errors.py), empty without analysis/
     with open(path, "w", newline="") as f:
         w = csv.DictWriter(f, fields, extrasaction="ignore")
         w.writeheader()
@@ -216,6 +219,9 @@ def write_report(sweep_dir, out=None) -> Path:
     groups = groups_of(runs)
     runs = [r for rs in groups.values() for r in rs]  # grouped, in job order, for the runs table
     rows = summarize(groups)
+    errors = errors_summary(groups)
+    for row in rows:
+        row.update(csv_columns(errors.get(row["method"])))
     out = Path(out) if out is not None else Path(sweep_dir)
     plots = out / "plots"
     plots.mkdir(parents=True, exist_ok=True)
@@ -228,7 +234,7 @@ def write_report(sweep_dir, out=None) -> Path:
     plot_focal_loss(plots / "focal_loss.png")
     write_csv(rows, out / "report.csv")
     md = out / "report.md"
-    studies = paper_section(groups) + imbalance_section(runs, plots)
+    studies = paper_section(groups) + imbalance_section(runs, plots) + errors_section(groups, plots, errors)
     md.write_text(render_markdown(sweep_dir, runs, shared, rows, samples, problems, time.perf_counter() - t0, studies))
     return md
 

@@ -195,3 +195,39 @@ def check_report(out, methods, seeds, controls):
     rows = (out / "report.csv").read_text().splitlines()
     assert rows[0].startswith("kind,method,a,b,n,mean,std,half_width,lo,hi")
     assert sum(r.startswith("pair,") for r in rows) == len(methods) * (len(methods) - 1) // 2
+
+
+def test_a_choice_at_the_end_of_its_grid_is_flagged():
+    from tools.ablation_report import edge_choices
+
+    rows = [{"method": "focal", "key": "optim.lr", "value": v, "chosen": v == 0.1} for v in (0.0125, 0.025, 0.05, 0.1)]
+    rows += [{"method": "focal", "key": "loss.alpha", "value": v, "chosen": v == 0.25} for v in (0.1, 0.25, 0.5)]
+    rows += [{"method": "bce_alpha", "key": "optim.lr", "value": v, "chosen": v == 0.0125} for v in (0.0125, 0.05, 0.1)]
+    assert edge_choices(rows) == [
+        "focal: optim.lr=0.1 is at the top of its grid (0.0125 … 0.1): a wider grid might do better",
+        "bce_alpha: optim.lr=0.0125 is at the bottom of its grid (0.0125 … 0.1): a wider grid might do better"]
+
+
+def test_the_lr_grid_is_extended_while_the_best_is_at_its_end(tmp_path, monkeypatch):
+    study = Study(tmp_path / "study")
+    study.tune = {**study.tune, "lr": [0.025, 0.05, 0.1], "extend": 2}
+    sweep = study.tune_lr("focal")
+    ap = {0.025: 0.30, 0.05: 0.32, 0.1: 0.35, 0.2: 0.36, 0.4: 0.20}  # rises up to 0.2, then falls
+
+    def fake_run(self):  # writes the finished runs a real sweep would
+        for lr in self.values:
+            run = write_run(self.dir / f"lr{lr}", ["loss=focal"], 0, "finished", ap=ap[lr])
+            (run / "config.yaml").write_text(yaml.safe_dump({"seed": 0, "optim": {"lr": lr}}))
+
+    monkeypatch.setattr(Sweep, "run", fake_run)
+    sweep.run()
+    ablation.extend_lr(study, "focal")
+    value, rows = choose(sweep)
+    assert value == 0.2 and [r["value"] for r in rows] == [0.025, 0.05, 0.1, 0.2, 0.4]  # 0.4 tried, worse: stop
+
+    tie = Study(tmp_path / "tie")
+    tie.tune = {**tie.tune, "lr": [0.025, 0.05, 0.1], "extend": 2}
+    ap.update({0.025: 0.0, 0.05: 0.0, 0.1: 0.0})  # nothing learned: the first of equals is no reason to go on
+    tie.tune_lr("focal").run()
+    ablation.extend_lr(tie, "focal")
+    assert sorted(p.name for p in tie.tune_lr("focal").dir.iterdir()) == ["lr0.025", "lr0.05", "lr0.1"]

@@ -1,0 +1,254 @@
+"""Every finished run's error analysis (tools/analyze.py) in ``<run>/analysis/``.
+
+A Hydra callback, so train.py does not change: when a job ends, a run that finished with a
+final evaluation gets the analysis of its ``detections.json`` against the ground truth of the
+images it was evaluated on (the val set, or the tuning split with ``eval_split=tune``), exactly
+the images and categories ``detection.evaluation.coco_evaluate`` scored, so errors.json's AP50
+is the run's eval.json AP50 (in points). configs/config.yaml enables it for every run, single
+and multirun::
+
+    hydra:
+      callbacks:
+        analysis:
+          _target_: tools.analysis_callback.AnalysisCallback
+          per_class: false     # true: also a bands figure per class (~0.1 s each)
+          score_thresh: 0.3    # the confusion matrix's score threshold
+
+The settings live under ``hydra.callbacks`` rather than in the run's config: they do not
+change what a run computes, and a key added to the run config would make every earlier run
+folder "another configuration" to a rerun sweep. On the command line:
+``hydra.callbacks.analysis.per_class=true``.
+
+``<run>/analysis/`` holds what ``tools.analyze.analyze`` writes (errors.json, bands.json,
+bands_overall.png, confusion.md, confusion.png), and beside it:
+
+- errors.json: ``"images"``, the number of evaluated images (background false positives per
+  image = ``counts["Bkg"] / images``), and ``"split"`` (val | tune);
+- bands.json: ``"overall_area"`` ({band: the band's area, the AP gained by forgiving that
+  error type}; ``"BG"``: the AP lost to background false positives) and ``"pr"``
+  ({"recall": 101 points, "C50": the overall precision at IoU .5}, for overlaid curves).
+
+The folder is written whole (a temporary folder renamed into place): a reader sees the old
+analysis or the new one. Skipped: dry runs, failed or diverged jobs, runs without a final
+evaluation (``eval_at_end=false``, ``schedule.stop_after``), ranks other than 0, and runs whose
+analysis is newer than their detections.json (a rerun sweep keeps it; it also fills in the
+analysis of finished runs that have none). Any error is logged with its traceback, never
+raised: the run's results are on disk, and
+
+    python -m tools.analysis_callback RUN_DIR [RUN_DIR ...] [--per-class] [--score-thresh 0.3]
+
+(re)writes the analysis of finished run folders, e.g. those from before this callback.
+"""
+
+import argparse
+import contextlib
+import io
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from hydra.core.utils import JobReturn, JobStatus
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+log = logging.getLogger("anchorbg.analysis")
+
+ANALYSIS = "analysis"  # the folder inside a run folder
+
+
+def analysis_dir(run_dir) -> Path:
+    return Path(run_dir) / ANALYSIS
+
+
+def skip_reason(run_dir, force: bool = False) -> str | None:
+    """Why the run folder gets no (new) analysis, or None when it should get one."""
+    from detection.run_folder import RunFolder
+
+    folder = RunFolder(run_dir)
+    try:
+        status = folder.read_status()
+    except ValueError as e:
+        return f"status.json unreadable ({e})"
+    if status is None:
+        return "no status.json"
+    if status["status"] != "finished":
+        return f"the run is {status['status']}"
+    if status.get("AP") is None:
+        return "no final evaluation (eval_at_end=false or a stop_after slice)"
+    if not folder.detections.is_file():
+        return "no detections.json"
+    errors = analysis_dir(run_dir) / "errors.json"
+    if not force and errors.is_file() and errors.stat().st_mtime >= folder.detections.stat().st_mtime:
+        return "analysis/ is up to date"
+    return None
+
+
+def evaluated_ground_truth(coco, image_ids, cat_ids):
+    """A pycocotools COCO holding only ``image_ids``, ``cat_ids`` and their annotations: what
+    COCOeval scores with ``params.imgIds = image_ids`` and ``params.catIds = cat_ids``
+    (``detection.evaluation.coco_evaluate``). Annotations of other categories are left out
+    there as here: a detection on such an object is a false positive (TIDE: Bkg)."""
+    from pycocotools.coco import COCO
+
+    images, cats = set(image_ids), set(cat_ids)
+    d = coco.dataset
+    subset = COCO()
+    subset.dataset = {"images": [im for im in d["images"] if im["id"] in images],
+                      "categories": [c for c in d["categories"] if c["id"] in cats],
+                      "annotations": [a for a in d["annotations"] if a["image_id"] in images and a["category_id"] in cats]}
+    with contextlib.redirect_stdout(io.StringIO()):  # "creating index..."
+        subset.createIndex()
+    return subset
+
+
+def c50_curve(coco_gt, detections) -> list[float] | None:
+    """The overall precision at IoU .5 on COCO's 101 recall points (tools/analysis_bands.py's
+    C50 curve: COCOeval, all areas, 100 detections per image and class, the mean over the
+    classes with ground truth); None without any ground truth."""
+    import numpy as np
+    from pycocotools.cocoeval import COCOeval
+
+    if not any(not a.get("iscrowd", 0) for a in coco_gt.dataset["annotations"]):
+        return None
+    if not detections:
+        return [0.0] * 101
+    with contextlib.redirect_stdout(io.StringIO()):
+        dt = coco_gt.loadRes([dict(d) for d in detections])  # loadRes adds keys to the dicts it gets
+        ev = COCOeval(coco_gt, dt, iouType="bbox")
+        p = ev.params
+        p.imgIds, p.catIds = sorted(coco_gt.getImgIds()), sorted(coco_gt.getCatIds())
+        p.iouThrs, p.maxDets = np.array([0.5]), [100]
+        p.areaRng, p.areaRngLbl = [[0.0, 1e10]], ["all"]
+        ev.evaluate()
+        ev.accumulate()
+    precision = ev.eval["precision"][0, :, :, 0, 0]  # (101, K), -1 where a class has no ground truth
+    has_gt = precision[0] > -1
+    return [round(float(v), 6) for v in precision[:, has_gt].mean(axis=1)]
+
+
+def _band_areas(bands: dict) -> dict | None:
+    """{band: ap[band] - ap[band before]} of bands.json's overall APs (None without ground truth)."""
+    ap = bands["overall"]
+    if any(v < 0 for v in ap.values()):
+        return None
+    areas, before = {}, 0.0
+    for b in bands["bands"]:
+        areas[b], before = ap[b] - before, ap[b]
+    return areas
+
+
+def _update_json(path: Path, **extra) -> None:
+    from detection.run_folder import write_json_atomic
+
+    write_json_atomic(path, {**json.loads(path.read_text()), **extra})
+
+
+def analyze_run(run_dir, per_class: bool = False, score_thresh: float = 0.3) -> Path:
+    """Writes ``<run_dir>/analysis/`` for a finished run folder; returns its path.
+
+    The evaluated images come from the run's own resolved config (config.yaml) through
+    ``detection.build.datasets``, as train.py built them; what the analysis prints goes to
+    the log.
+    """
+    from omegaconf import OmegaConf
+
+    from detection import build
+    from detection.run_folder import RunFolder
+    from tools.analyze import analyze
+    from tools.coco_files import load_results
+
+    folder = RunFolder(run_dir)
+    if not folder.config.is_file():
+        raise FileNotFoundError(f"{folder.config} not found: the analysis needs the run's resolved config")
+    cfg = OmegaConf.load(folder.config)
+    eval_ds = build.datasets(cfg)[1]
+    coco_gt = evaluated_ground_truth(eval_ds.coco, eval_ds.image_ids, eval_ds.cat_ids)
+    detections = load_results(folder.detections, coco_gt)
+
+    out = analysis_dir(run_dir)
+    tmp = out.with_name(f".{ANALYSIS}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    printed = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(printed):
+            result = analyze(coco_gt, detections, tmp, per_class=per_class, score_thresh=score_thresh)
+        _update_json(tmp / "errors.json", images=len(eval_ds.image_ids), split=str(cfg.eval_split))
+        _update_json(tmp / "bands.json", overall_area=_band_areas(result["bands"]),
+                     pr={"recall": [round(i / 100, 2) for i in range(101)], "C50": c50_curve(coco_gt, detections)})
+        old = out.with_name(f".{ANALYSIS}.old{os.getpid()}")
+        if out.exists():
+            os.replace(out, old)
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    for line in printed.getvalue().splitlines():
+        log.info("%s", line)
+    return out
+
+
+class AnalysisCallback(Callback):
+    """Writes ``<run>/analysis/`` when a job ends (see the module docstring).
+
+    Args:
+        per_class: also a bands figure per class (bands_<class>.png).
+        score_thresh: the confusion matrix's score threshold.
+    """
+
+    def __init__(self, per_class: bool = False, score_thresh: float = 0.3):
+        self.per_class, self.score_thresh = bool(per_class), float(score_thresh)
+
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        run_dir = None
+        try:
+            if config.get("dry_run"):
+                return
+            from detection.distributed import env_rank
+
+            if env_rank() > 0:  # torchrun: rank 0 wrote the run folder
+                return
+            run_dir = Path(config.hydra.runtime.output_dir)
+            why = "the job failed" if job_return.status != JobStatus.COMPLETED else skip_reason(run_dir)
+            if why is not None:
+                log.info("no error analysis of %s: %s", run_dir, why)
+                return
+            t0 = time.perf_counter()
+            out = analyze_run(run_dir, self.per_class, self.score_thresh)
+            log.info("error analysis: %s (%.1f s)", out, time.perf_counter() - t0)
+        except Exception:
+            log.exception("could not write the error analysis of run %s; `python -m tools.analysis_callback %s` "
+                          "retries it", run_dir, run_dir)
+
+
+def main(argv=None) -> list[Path]:
+    parser = argparse.ArgumentParser(prog="python -m tools.analysis_callback",
+                                     description="(Re)write the error analysis (analysis/) of finished run folders.")
+    parser.add_argument("run_dirs", nargs="+", help="run folders written by train.py")
+    parser.add_argument("--per-class", action="store_true", help="also a bands figure per class")
+    parser.add_argument("--score-thresh", type=float, default=0.3, help="the confusion matrix's score threshold")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    written, failed = [], []
+    for run_dir in args.run_dirs:
+        why = skip_reason(run_dir, force=True)
+        if why is not None:
+            print(f"{run_dir}: skipped: {why}")
+            continue
+        try:
+            written.append(analyze_run(run_dir, args.per_class, args.score_thresh))
+            print(f"wrote {written[-1]}")
+        except (FileNotFoundError, ValueError) as e:
+            failed.append(run_dir)
+            print(f"{run_dir}: error: {e}", file=sys.stderr)
+    if failed:
+        sys.exit(f"tools.analysis_callback: {len(failed)} run(s) not analyzed")
+    return written
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,165 @@
+"""The report's ``## Background errors`` section: where each method's false positives go.
+
+Reads each run's ``analysis/`` (written when the run ended, ``tools/analysis_callback.py``;
+``python -m tools.analysis_callback RUN_DIR`` for older runs) and compares the methods on four
+numbers, each as mean ± sample std [95% t interval] over the method's finished seeds
+(``tools.stats.summary``, as AP in the accuracy table):
+
+    Bkg dAP50        errors.json "Bkg": the AP50 gained by removing only the background false
+                     positives (TIDE: IoU <= 0.1 with every box of any class), AP points
+    FalsePos dAP50   errors.json "FalsePos": the AP50 gained by removing every false positive
+    BG band          bands.json: the area of the COCO-analyze BG band (BG curve minus Oth curve;
+                     IoU .1, class confusions forgiven): the AP lost to background, in points
+    bkg FPs / image  errors.json counts["Bkg"] / "images": TIDE background errors per evaluated
+                     image, among the detections the run kept (score >= model.score_thresh,
+                     at most 100 per image)
+
+and draws each method's mean overall precision-recall curve at IoU .5 (bands.json "pr" C50)
+in ``plots/pr_overlay.png``. Diverged and unfinished runs are never averaged; finished runs
+without an analysis are named. No run with an analysis: no section.
+
+    md_lines = errors_section(groups, out / "plots")
+"""
+
+import json
+import math
+from pathlib import Path
+
+from matplotlib.figure import Figure
+
+from tools.analysis_callback import analysis_dir
+from tools.report_runs import Run, markdown_table
+from tools.stats import summary
+
+PLOT = "pr_overlay.png"
+# key -> column title; the CSV's columns are <key>_mean, _std, _lo, _hi, _n
+VALUES = {"bkg_dap50": "Bkg dAP50", "falsepos_dap50": "FalsePos dAP50", "bg_band": "BG band (AP)",
+          "bkg_per_image": "bkg FPs / image"}
+
+
+def read_analysis(run: Run) -> tuple[dict | None, str | None]:
+    """(the run's values of VALUES plus "c50" (101 precisions or None), None), or (None, why
+    not): no analysis/, or a file unreadable. A value the files do not hold is None."""
+    folder = analysis_dir(run.dir)
+    if not (folder / "errors.json").is_file():
+        return None, "no analysis/"
+    try:
+        errors = json.loads((folder / "errors.json").read_text())
+        bands_path = folder / "bands.json"
+        bands = json.loads(bands_path.read_text()) if bands_path.is_file() else {}
+        images, bkg = errors.get("images"), (errors.get("counts") or {}).get("Bkg")
+        values = {"bkg_dap50": errors.get("Bkg"), "falsepos_dap50": errors.get("FalsePos"),
+                  "bg_band": _bg_area(bands),
+                  "bkg_per_image": bkg / images if images and bkg is not None else None,
+                  "c50": (bands.get("pr") or {}).get("C50")}
+    except (OSError, ValueError, TypeError, AttributeError, KeyError) as e:
+        return None, f"analysis/ unreadable ({type(e).__name__}: {str(e)[:80]})"
+    return values, None
+
+
+def _bg_area(bands: dict) -> float | None:
+    """The BG band's area in AP points: bands.json's "overall_area" (written by the callback),
+    else BG's AP minus the AP of the band before it (a bands.json of ``python -m tools.analyze``)."""
+    area = (bands.get("overall_area") or {}).get("BG")
+    if area is None:
+        order, ap = bands.get("bands") or [], bands.get("overall") or {}
+        if "BG" not in order or order.index("BG") == 0:
+            return None
+        before, bg = ap.get(order[order.index("BG") - 1]), ap.get("BG")
+        if before is None or bg is None or before < 0 or bg < 0:  # -1: no ground truth
+            return None
+        area = bg - before
+    return 100.0 * area
+
+
+def errors_summary(groups: dict[str, list[Run]]) -> dict[str, dict]:
+    """Per method: {"n": finished runs with an analysis, "missing": [(run name, why)] of its
+    finished runs without one, key of VALUES: ``tools.stats.summary`` of the values,
+    "c50": the mean curve over its runs with one (None if none)}."""
+    out = {}
+    for label, runs in groups.items():
+        values, missing = [], []
+        for run in (r for r in runs if r.status == "finished"):
+            v, why = read_analysis(run)
+            if v is None:
+                missing.append((run.name, why))
+            else:
+                values.append(v)
+        row = {"n": len(values), "missing": missing}
+        for k in VALUES:
+            row[k] = summary(v[k] for v in values)
+        curves = [v["c50"] for v in values if isinstance(v["c50"], list) and len(v["c50"]) == 101]
+        row["c50"] = [math.fsum(c[i] for c in curves) / len(curves) for i in range(101)] if curves else None
+        row["c50_n"] = len(curves)
+        out[label] = row
+    return out
+
+
+def csv_columns(row: dict | None) -> dict:
+    """A method's summary as report.csv's columns (<key>_mean, _std, _lo, _hi, _n); empty
+    values without an analysis."""
+    cols = {}
+    for k in VALUES:
+        s = (row or {}).get(k) or {}
+        cols.update({f"{k}_{f}": s.get(f) for f in ("mean", "std", "lo", "hi")})
+        cols[f"{k}_n"] = s.get("n", 0)
+    return cols
+
+
+CSV_FIELDS = [f"{k}_{f}" for k in VALUES for f in ("mean", "std", "lo", "hi", "n")]
+
+
+def _cell(s: dict, n: int, fmt: str) -> str:
+    if s["mean"] is None:
+        return "–"
+    text = f"{s['mean']:{fmt}}"
+    if s["std"] is not None:
+        text += f" ± {s['std']:{fmt}} [{s['lo']:{fmt}}, {s['hi']:{fmt}}]"
+    return text + ("" if s["n"] == n else f" (n={s['n']})")
+
+
+def plot_pr_overlay(curves: dict[str, tuple[list[float], int]], path) -> None:
+    """Each method's mean precision at IoU .5 against recall: ``label -> (101 precisions, n runs)``."""
+    recall = [i / 100 for i in range(101)]
+    fig = Figure(figsize=(6.5, 4.8))
+    ax = fig.add_subplot()
+    for label, (curve, n) in curves.items():
+        ap = math.fsum(curve) / len(curve)
+        ax.plot(recall, curve, label=f"{label} (AP50 {100 * ap:.1f}, n={n})")
+    ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02),
+           title="Precision-recall at IoU .5, all classes (mean over seeds)")
+    if curves:
+        ax.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, format="png", dpi=110)
+
+
+def errors_section(groups: dict[str, list[Run]], plots_dir, summaries: dict | None = None) -> list[str]:
+    """``## Background errors`` as markdown lines, and ``plots_dir/pr_overlay.png`` (linked as
+    ``plots/pr_overlay.png``: the report sits beside plots/). [] when no finished run has an
+    analysis; then no plot is written. ``summaries``: ``errors_summary(groups)`` if already made."""
+    rows = errors_summary(groups) if summaries is None else summaries
+    if not any(r["n"] for r in rows.values()):
+        return []
+    md = ["## Background errors", "",
+          "From each run's `analysis/` (its detections against the ground truth of the images it was "
+          "evaluated on; `tools/analyze.py`). Per method, mean ± std [95% t interval] over its finished seeds "
+          "with an analysis (n): **Bkg dAP50**, the AP50 gained by removing only the background false positives "
+          "(TIDE: IoU <= 0.1 with every box of any class); **FalsePos dAP50**, by removing every false positive; "
+          "**BG band**, the area of the COCO-analyze BG band (IoU .1, class confusions forgiven): the AP lost to "
+          "background; all three in AP points. **bkg FPs / image**: background errors per evaluated image among the "
+          "detections the run kept (score >= `model.score_thresh`, at most 100 per image).", ""]
+    md += markdown_table(["method", "n", *VALUES.values()],
+                         [[label, r["n"], *(_cell(r[k], r["n"], ".2f") for k in VALUES)]
+                          for label, r in rows.items()])
+    curves = {label: (r["c50"], r["c50_n"]) for label, r in rows.items() if r["c50"] is not None}
+    if curves:
+        plots_dir = Path(plots_dir)
+        plots_dir.mkdir(parents=True, exist_ok=True)
+        plot_pr_overlay(curves, plots_dir / PLOT)
+        md += ["", f"![Precision-recall at IoU .5](plots/{PLOT})"]
+    missing = [f"{name} ({why})" for r in rows.values() for name, why in r["missing"]]
+    if missing:
+        md += ["", "Finished runs not in these numbers: " + "; ".join(missing) +
+               " (`python -m tools.analysis_callback RUN_DIR` writes a run's analysis)."]
+    return md + [""]
