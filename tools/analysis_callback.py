@@ -213,7 +213,9 @@ class AnalysisCallback(Callback):
             if env_rank() > 0:  # torchrun: rank 0 wrote the run folder
                 return
             run_dir = Path(config.hydra.runtime.output_dir)
-            why = "the job failed" if job_return.status != JobStatus.COMPLETED else skip_reason(run_dir)
+            if job_return.status != JobStatus.COMPLETED:  # its error is logged already
+                return
+            why = skip_reason(run_dir)
             if why is not None:
                 log.info("no error analysis of %s: %s", run_dir, why)
                 return
