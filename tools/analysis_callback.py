@@ -20,19 +20,16 @@ folder "another configuration" to a rerun sweep. On the command line:
 ``hydra.callbacks.analysis.per_class=true``.
 
 ``<run>/analysis/`` holds what ``tools.analyze.analyze`` writes (errors.json, bands.json,
-bands_overall.png, confusion.md, confusion.png), and beside it:
-
-- errors.json: ``"images"``, the number of evaluated images (background false positives per
-  image = ``counts["Bkg"] / images``), and ``"split"`` (val | tune);
-- bands.json: ``"overall_area"`` ({band: the band's area, the AP gained by forgiving that
-  error type}; ``"BG"``: the AP lost to background false positives) and ``"pr"``
-  ({"recall": 101 points, "C50": the overall precision at IoU .5}, for overlaid curves).
+bands_overall.png, confusion.md, confusion.png; bands.json with the overall band areas and the
+C50 curve the report overlays), and in errors.json ``"images"``, the number of evaluated
+images (background false positives per image = ``counts["Bkg"] / images``), and ``"split"``
+(val | tune).
 
 The folder is written whole (a temporary folder renamed into place): a reader sees the old
 analysis or the new one. Skipped: dry runs, failed or diverged jobs, runs without a final
 evaluation (``eval_at_end=false``, ``schedule.stop_after``), ranks other than 0, and runs whose
-analysis is newer than their detections.json (a rerun sweep keeps it; it also fills in the
-analysis of finished runs that have none). Any error is logged with its traceback, never
+analysis was made from their current detections.json (analysis/source.txt: a rerun sweep keeps
+it; it also fills in the analysis of finished runs that have none). Any error is logged with its traceback, never
 raised: the run's results are on disk, and
 
     python -m tools.analysis_callback RUN_DIR [RUN_DIR ...] [--per-class] [--score-thresh 0.3]
@@ -57,6 +54,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 log = logging.getLogger("anchorbg.analysis")
+SOURCE = "source.txt"  # in analysis/: the stamp of the detections.json it was made from
 
 ANALYSIS = "analysis"  # the folder inside a run folder
 
@@ -82,10 +80,28 @@ def skip_reason(run_dir, force: bool = False) -> str | None:
         return "no final evaluation (eval_at_end=false or a stop_after slice)"
     if not folder.detections.is_file():
         return "no detections.json"
-    errors = analysis_dir(run_dir) / "errors.json"
-    if not force and errors.is_file() and errors.stat().st_mtime >= folder.detections.stat().st_mtime:
-        return "analysis/ is up to date"
+    if not force:
+        made_from, errors = analyzed_detections(run_dir), analysis_dir(run_dir) / "errors.json"
+        if made_from == detections_stamp(folder.detections) or (  # an analysis from before source.txt:
+                made_from is None and errors.is_file() and errors.stat().st_mtime >= folder.detections.stat().st_mtime):
+            return "analysis/ is up to date"
     return None
+
+
+def detections_stamp(path: Path) -> str:
+    """What tells one detections.json from a rewritten one: its size and mtime in ns. Kept in
+    analysis/source.txt, so a detections.json written again within the file system's clock
+    tick after an analysis is still seen as new (comparing the two files' mtimes is not)."""
+    st = path.stat()
+    return f"{st.st_size} {st.st_mtime_ns}"
+
+
+def analyzed_detections(run_dir) -> str | None:
+    """The stamp of the detections.json the current analysis/ was made from (None: none)."""
+    try:
+        return (analysis_dir(run_dir) / SOURCE).read_text().strip()
+    except OSError:
+        return None
 
 
 def evaluated_ground_truth(coco, image_ids, cat_ids):
@@ -104,42 +120,6 @@ def evaluated_ground_truth(coco, image_ids, cat_ids):
     with contextlib.redirect_stdout(io.StringIO()):  # "creating index..."
         subset.createIndex()
     return subset
-
-
-def c50_curve(coco_gt, detections) -> list[float] | None:
-    """The overall precision at IoU .5 on COCO's 101 recall points (tools/analysis_bands.py's
-    C50 curve: COCOeval, all areas, 100 detections per image and class, the mean over the
-    classes with ground truth); None without any ground truth."""
-    import numpy as np
-    from pycocotools.cocoeval import COCOeval
-
-    if not any(not a.get("iscrowd", 0) for a in coco_gt.dataset["annotations"]):
-        return None
-    if not detections:
-        return [0.0] * 101
-    with contextlib.redirect_stdout(io.StringIO()):
-        dt = coco_gt.loadRes([dict(d) for d in detections])  # loadRes adds keys to the dicts it gets
-        ev = COCOeval(coco_gt, dt, iouType="bbox")
-        p = ev.params
-        p.imgIds, p.catIds = sorted(coco_gt.getImgIds()), sorted(coco_gt.getCatIds())
-        p.iouThrs, p.maxDets = np.array([0.5]), [100]
-        p.areaRng, p.areaRngLbl = [[0.0, 1e10]], ["all"]
-        ev.evaluate()
-        ev.accumulate()
-    precision = ev.eval["precision"][0, :, :, 0, 0]  # (101, K), -1 where a class has no ground truth
-    has_gt = precision[0] > -1
-    return [round(float(v), 6) for v in precision[:, has_gt].mean(axis=1)]
-
-
-def _band_areas(bands: dict) -> dict | None:
-    """{band: ap[band] - ap[band before]} of bands.json's overall APs (None without ground truth)."""
-    ap = bands["overall"]
-    if any(v < 0 for v in ap.values()):
-        return None
-    areas, before = {}, 0.0
-    for b in bands["bands"]:
-        areas[b], before = ap[b] - before, ap[b]
-    return areas
 
 
 def _update_json(path: Path, **extra) -> None:
@@ -168,6 +148,7 @@ def analyze_run(run_dir, per_class: bool = False, score_thresh: float = 0.3) -> 
     cfg = OmegaConf.load(folder.config)
     eval_ds = build.datasets(cfg)[1]
     coco_gt = evaluated_ground_truth(eval_ds.coco, eval_ds.image_ids, eval_ds.cat_ids)
+    stamp = detections_stamp(folder.detections)  # before reading: a later rewrite makes it stale
     detections = load_results(folder.detections, coco_gt)
 
     out = analysis_dir(run_dir)
@@ -176,10 +157,9 @@ def analyze_run(run_dir, per_class: bool = False, score_thresh: float = 0.3) -> 
     printed = io.StringIO()
     try:
         with contextlib.redirect_stdout(printed):
-            result = analyze(coco_gt, detections, tmp, per_class=per_class, score_thresh=score_thresh)
+            analyze(coco_gt, detections, tmp, per_class=per_class, score_thresh=score_thresh)
         _update_json(tmp / "errors.json", images=len(eval_ds.image_ids), split=str(cfg.eval_split))
-        _update_json(tmp / "bands.json", overall_area=_band_areas(result["bands"]),
-                     pr={"recall": [round(i / 100, 2) for i in range(101)], "C50": c50_curve(coco_gt, detections)})
+        (tmp / SOURCE).write_text(stamp + "\n")
         old = out.with_name(f".{ANALYSIS}.old{os.getpid()}")
         if out.exists():
             os.replace(out, old)

@@ -7,7 +7,8 @@ Writes into DIR:
   "Loc", "Both", "Dupe", "Bkg", "Miss", "FalsePos", "FalseNeg" (dAP50: the AP50 gained by fixing
   only that type), "counts": {main type: count}, "detections": {type: count}}, in AP points (0-100);
 - bands.json and bands_overall.png (bands_<class>.png with --per-class): the COCO-analyze
-  precision-recall bands C75, C50, Loc, Sim, Oth, BG, FN (tools/analysis_bands.py);
+  precision-recall bands C75, C50, Loc, Sim, Oth, BG, FN (tools/analysis_bands.py): each
+  band's AP overall and per class, the overall areas ("overall_area") and C50 curve ("pr");
 - confusion.md and confusion.png: the (K+1) x (K+1) confusion matrix with a background row and
   column at IoU 0.5 and the score threshold (tools/confusion.py).
 
@@ -46,8 +47,15 @@ def pr_bands(coco_gt, detections, out_dir, per_class: bool = False) -> dict:
     """The COCO-analyze bands: bands.json (each band's AP overall and per class) and the figures."""
     result = bands(coco_gt, detections)
     write_band_plots(result, out_dir, classes=None if per_class else ())
+    overall = result["overall"]
+    has_gt = bool(overall["precision"])  # no ground truth: every band -1, no curves
     summary = {"bands": result["bands"], "skipped": result["skipped"],
-               "overall": result["overall"]["ap"], "classes": {k: v["ap"] for k, v in result["classes"].items()}}
+               "overall": overall["ap"], "classes": {k: v["ap"] for k, v in result["classes"].items()},
+               # each band's area (the AP gained by forgiving that error type; BG: what background
+               # false positives cost) and the overall C50 curve, for the sweep report
+               "overall_area": overall["area"] if has_gt else None,
+               "pr": {"recall": [round(r, 2) for r in result["recall"]],
+                      "C50": [round(float(v), 6) for v in overall["precision"]["C50"]] if has_gt else None}}
     write_json_atomic(os.path.join(out_dir, "bands.json"), summary)
     print("PR bands (AP): " + "  ".join(f"{b} {a:.3f}" for b, a in summary["overall"].items()))
     for why in result["skipped"].values():

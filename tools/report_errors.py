@@ -58,8 +58,8 @@ def read_analysis(run: Run) -> tuple[dict | None, str | None]:
 
 
 def _bg_area(bands: dict) -> float | None:
-    """The BG band's area in AP points: bands.json's "overall_area" (written by the callback),
-    else BG's AP minus the AP of the band before it (a bands.json of ``python -m tools.analyze``)."""
+    """The BG band's area in AP points: bands.json's "overall_area", else (a bands.json written
+    before it had one) BG's AP minus the AP of the band before it."""
     area = (bands.get("overall_area") or {}).get("BG")
     if area is None:
         order, ap = bands.get("bands") or [], bands.get("overall") or {}
