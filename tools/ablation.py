@@ -68,6 +68,13 @@ class Sweep:
                 *(f"{k}={','.join(map(str, vs))}" for k, vs in self.swept().items()),
                 f"hydra.sweep.dir={self.dir}", f"hydra.sweep.subdir={subdir}"]
 
+    def job_name(self, job: list[str], cfg) -> str:
+        """The folder (inside ``dir``) of ``job``, one of ``jobs()``, with ``cfg`` its composed
+        config: ``command()``'s hydra.sweep.subdir, worked out here."""
+        values = dict(o.split("=", 1) for o in job)
+        return "_".join(values[k] if "." not in k and k in GROUPS else f"{k.split('.')[-1]}{OmegaConf.select(cfg, k)}"
+                        for k in self.swept())
+
     def run(self) -> None:
         print(f"== {self.label or self.dir}: {len(self.jobs())} jobs", flush=True)
         subprocess.run(self.command(), check=True)

@@ -13,17 +13,22 @@ and multirun::
           _target_: tools.analysis_callback.AnalysisCallback
           per_class: false     # true: also a bands figure per class (~0.1 s each)
           score_thresh: 0.3    # the confusion matrix's score threshold
+          anchor_scores: true  # the score histograms of background and foreground anchors
+          gallery: 0           # N > 0: the N top background false positives drawn (gallery.png)
 
 The settings live under ``hydra.callbacks`` rather than in the run's config: they do not
 change what a run computes, and a key added to the run config would make every earlier run
 folder "another configuration" to a rerun sweep. On the command line:
 ``hydra.callbacks.analysis.per_class=true``.
 
-``<run>/analysis/`` holds what ``tools.analyze.analyze`` writes (errors.json, bands.json,
-bands_overall.png, confusion.md, confusion.png; bands.json with the overall band areas and the
-C50 curve the report overlays), and in errors.json ``"images"``, the number of evaluated
-images (background false positives per image = ``counts["Bkg"] / images``), and ``"split"``
-(val | tune).
+``<run>/analysis/`` holds what ``tools.analyze.analyze`` writes (errors.json with
+"bkg_vs_recall", bkg_recall.png, bands.json, bands_overall.png, confusion.md, confusion.png;
+bands.json with the overall band areas and the C50 curve the report overlays), and in
+errors.json ``"images"``, the number of evaluated images (background false positives per
+image = ``counts["Bkg"] / images``), and ``"split"`` (val | tune). With ``anchor_scores``
+(the default) also anchor_scores.json and .png (tools/anchor_scores.py: the final weights run
+once more over the evaluated images, about the cost of one evaluation); with ``gallery=N``
+gallery.png (tools/gallery.py).
 
 The folder is written whole (a temporary folder renamed into place): a reader sees the old
 analysis or the new one. Skipped: dry runs, failed or diverged jobs, runs without a final
@@ -33,6 +38,7 @@ it; it also fills in the analysis of finished runs that have none). Any error is
 raised: the run's results are on disk, and
 
     python -m tools.analysis_callback RUN_DIR [RUN_DIR ...] [--per-class] [--score-thresh 0.3]
+                                      [--no-anchor-scores] [--gallery N]
 
 (re)writes the analysis of finished run folders, e.g. those from before this callback.
 """
@@ -128,7 +134,8 @@ def _update_json(path: Path, **extra) -> None:
     write_json_atomic(path, {**json.loads(path.read_text()), **extra})
 
 
-def analyze_run(run_dir, per_class: bool = False, score_thresh: float = 0.3) -> Path:
+def analyze_run(run_dir, per_class: bool = False, score_thresh: float = 0.3, anchor_scores: bool = True,
+                gallery: int = 0) -> Path:
     """Writes ``<run_dir>/analysis/`` for a finished run folder; returns its path.
 
     The evaluated images come from the run's own resolved config (config.yaml) through
@@ -140,7 +147,10 @@ def analyze_run(run_dir, per_class: bool = False, score_thresh: float = 0.3) -> 
     from detection import build
     from detection.run_folder import RunFolder
     from tools.analyze import analyze
+    from tools.anchor_scores import anchor_scores as write_anchor_scores
+    from tools.anchor_scores import format_summary
     from tools.coco_files import load_results
+    from tools.gallery import gallery as write_gallery
 
     folder = RunFolder(run_dir)
     if not folder.config.is_file():
@@ -158,6 +168,12 @@ def analyze_run(run_dir, per_class: bool = False, score_thresh: float = 0.3) -> 
     try:
         with contextlib.redirect_stdout(printed):
             analyze(coco_gt, detections, tmp, per_class=per_class, score_thresh=score_thresh)
+            if anchor_scores and folder.checkpoint.is_file():
+                print(format_summary(write_anchor_scores(cfg, eval_ds, folder.checkpoint, tmp)))
+            elif anchor_scores:  # e.g. a records copy (tools/records.py leaves checkpoints out)
+                print(f"no anchor scores: {folder.checkpoint} not found (they need the run's final weights)")
+            if gallery:
+                write_gallery(coco_gt, detections, eval_ds.images_dir, tmp / "gallery.png", gallery)
         _update_json(tmp / "errors.json", images=len(eval_ds.image_ids), split=str(cfg.eval_split))
         (tmp / SOURCE).write_text(stamp + "\n")
         old = out.with_name(f".{ANALYSIS}.old{os.getpid()}")
@@ -178,10 +194,16 @@ class AnalysisCallback(Callback):
     Args:
         per_class: also a bands figure per class (bands_<class>.png).
         score_thresh: the confusion matrix's score threshold.
+        anchor_scores: also the anchor score histograms (anchor_scores.json, .png).
+        gallery: N > 0 also draws the N top background false positives (gallery.png).
     """
 
-    def __init__(self, per_class: bool = False, score_thresh: float = 0.3):
+    def __init__(self, per_class: bool = False, score_thresh: float = 0.3, anchor_scores: bool = True,
+                 gallery: int = 0):
+        if not (isinstance(gallery, int) and gallery >= 0):
+            raise ValueError(f"hydra.callbacks.analysis.gallery={gallery!r}: expected a number of images >= 0")
         self.per_class, self.score_thresh = bool(per_class), float(score_thresh)
+        self.anchor_scores, self.gallery = bool(anchor_scores), gallery
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         run_dir = None
@@ -200,7 +222,7 @@ class AnalysisCallback(Callback):
                 log.info("no error analysis of %s: %s", run_dir, why)
                 return
             t0 = time.perf_counter()
-            out = analyze_run(run_dir, self.per_class, self.score_thresh)
+            out = analyze_run(run_dir, self.per_class, self.score_thresh, self.anchor_scores, self.gallery)
             log.info("error analysis: %s (%.1f s)", out, time.perf_counter() - t0)
         except Exception:
             log.exception("could not write the error analysis of run %s; `python -m tools.analysis_callback %s` "
@@ -213,7 +235,11 @@ def main(argv=None) -> list[Path]:
     parser.add_argument("run_dirs", nargs="+", help="run folders written by train.py")
     parser.add_argument("--per-class", action="store_true", help="also a bands figure per class")
     parser.add_argument("--score-thresh", type=float, default=0.3, help="the confusion matrix's score threshold")
+    parser.add_argument("--no-anchor-scores", action="store_true", help="skip the anchor score histograms")
+    parser.add_argument("--gallery", type=int, default=0, metavar="N", help="draw the N top background false positives")
     args = parser.parse_args(argv)
+    if args.gallery < 0:
+        parser.error(f"--gallery {args.gallery}: expected a number of images >= 0")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     written, failed = [], []
     for run_dir in args.run_dirs:
@@ -222,7 +248,8 @@ def main(argv=None) -> list[Path]:
             print(f"{run_dir}: skipped: {why}")
             continue
         try:
-            written.append(analyze_run(run_dir, args.per_class, args.score_thresh))
+            written.append(analyze_run(run_dir, args.per_class, args.score_thresh, not args.no_anchor_scores,
+                                       args.gallery))
             print(f"wrote {written[-1]}")
         except (FileNotFoundError, ValueError) as e:
             failed.append(run_dir)

@@ -19,11 +19,13 @@ import argparse
 import os
 import sys
 
+from matplotlib.figure import Figure
+
 from detection.run_folder import write_json_atomic
 from tools.analysis_bands import bands, write_band_plots
 from tools.coco_files import load_ground_truth, load_results
 from tools.confusion import confusion_matrix, confusion_table, plot_confusion
-from tools.errors import MAIN_TYPES, SPECIAL_TYPES, ErrorBreakdown, tide_errors
+from tools.errors import MAIN_TYPES, SPECIAL_TYPES, ErrorBreakdown, bkg_vs_recall, tide_errors
 
 
 def format_errors(r: ErrorBreakdown) -> str:
@@ -35,12 +37,32 @@ def format_errors(r: ErrorBreakdown) -> str:
 
 
 def errors(coco_gt, detections, out_dir) -> dict:
-    """TIDE's breakdown: printed, and written to out_dir/errors.json."""
+    """TIDE's breakdown: printed, and written to out_dir/errors.json with the background false
+    positives per image against recall ("bkg_vs_recall", drawn in bkg_recall.png)."""
     r = tide_errors(coco_gt, detections)
     print(format_errors(r))
-    result = r.to_json()
+    num_gt = sum(not a["iscrowd"] for a in coco_gt.dataset["annotations"])
+    curve = bkg_vs_recall(r.det_types, [d["score"] for d in detections], num_gt, len(coco_gt.getImgIds()))
+    result = {**r.to_json(), "bkg_vs_recall": curve}
     write_json_atomic(os.path.join(out_dir, "errors.json"), result)
+    plot_bkg_vs_recall({"": curve}, os.path.join(out_dir, "bkg_recall.png"))
     return result
+
+
+def plot_bkg_vs_recall(curves: dict[str, dict], path, title: str | None = None) -> None:
+    """Background false positives per image against recall: ``label -> bkg_vs_recall dict``."""
+    fig = Figure(figsize=(6, 4.2))
+    ax = fig.add_subplot()
+    for label, c in curves.items():
+        pts = [(r, b) for r, b in zip(c["recall"], c["bkg_per_image"]) if b is not None]
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], label=label or None)
+    ax.set(xlabel="recall (IoU .5, all classes pooled)", ylabel="background false positives / image",
+           xlim=(0, 1), title=title or "Background false positives paid for recall")
+    ax.set_yscale("symlog", linthresh=0.1)  # the low-recall end (hundredths) and the tail (tens) both readable
+    if any(curves):
+        ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, format="png", dpi=110)
 
 
 def pr_bands(coco_gt, detections, out_dir, per_class: bool = False) -> dict:

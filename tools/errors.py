@@ -235,3 +235,44 @@ def _mean_ap(cls, score, tp, num_gt, has_gt, K) -> float:
         q[idx < len(t)] = precision[idx[idx < len(t)]]
         aps.append(q.mean())
     return 100.0 * float(np.mean(aps)) if aps else 0.0
+
+
+def bkg_vs_recall(det_types: np.ndarray, scores, num_gt: int, num_images: int, points: int = 101) -> dict:
+    """Background false positives per image against recall, over all classes pooled.
+
+    Lowering a score threshold from the top admits detections in score order; at each
+    threshold recall is #TP / ``num_gt`` (TIDE's true positives: right class, IoU >= 0.5, not a
+    duplicate) and the background cost is #Bkg / ``num_images``. Read at ``points`` recall
+    levels 0, 1/(points-1), ..., 1: the first threshold reaching that recall (None: never
+    reached). It says how many confident detections on nothing a method pays for its recall,
+    the one number the study's question is about, without AP's per-class averaging.
+
+    Args:
+        det_types: (D,) codes into DET_TYPES (``ErrorBreakdown.det_types``).
+        scores: (D,) the detections' scores, in the same order.
+        num_gt: non-crowd ground-truth boxes over all classes; num_images: evaluated images.
+
+    Example: scores .9 TP, .8 Bkg, .7 TP with 2 GT on 1 image: recall .5 costs 0 background
+    false positives per image, recall 1 costs 1 (score threshold .7).
+    """
+    det_types, scores = np.asarray(det_types), np.asarray(scores, dtype=np.float64)
+    order = np.argsort(-scores, kind="stable")
+    sorted_scores = scores[order]
+    tp = np.cumsum(det_types[order] == TP)
+    bkg = np.cumsum(det_types[order] == BKG)
+    recall_levels = np.linspace(0.0, 1.0, points)
+    out = {"recall": [round(float(r), 4) for r in recall_levels], "bkg_per_image": [], "score": []}
+    for r in recall_levels:
+        # first detection whose cumulative recall reaches r (recall 0 is reached before any)
+        i = np.searchsorted(tp, r * num_gt - 1e-9) if num_gt else len(tp)
+        if r == 0:
+            out["bkg_per_image"].append(0.0)
+            out["score"].append(None)
+        elif i < len(tp) and num_images:
+            out["bkg_per_image"].append(round(float(bkg[i]) / num_images, 6))
+            out["score"].append(round(float(sorted_scores[i]), 6))
+        else:
+            out["bkg_per_image"].append(None)
+            out["score"].append(None)
+    out["max_recall"] = round(float(tp[-1]) / num_gt, 6) if num_gt and len(tp) else 0.0
+    return out

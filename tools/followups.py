@@ -15,16 +15,25 @@ each report (report.md, report.csv, plots/) to DIR/<study>/.
 (``tune_at``: factors of the chosen lr, trained and evaluated on that dataset's tuning split)
 and gives each level the setting of the extreme nearer to it in log measured ratio.
 
+A job whose resolved config equals a finished run of the ablation's final stage (the
+prior_init study's "on" arm, the imbalance study's densest level: the same method, setting,
+schedule and seed) is not trained again: the run's records are copied into the study's folder
+(tools.records' copy, its overrides those of the job, ``reused_from.txt`` naming the source).
+A study may set its own ``seeds`` (fewer for the Table 1 analogues than for the headline).
+
 Rerunning the command continues where it stopped (train.py's sweep resumption).
 """
 
 import argparse
+import itertools
+import json
 import math
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import yaml
 from omegaconf import OmegaConf
 
 from detection.build import CONFIGS
@@ -42,6 +51,7 @@ class Followups:
         self.ablation = Study(ablation, quick=quick)  # its methods, its selection, its quick block
         self.studies: dict[str, dict] = s["studies"]
         self.seeds = s["quick"]["seeds"] if quick else s["seeds"]
+        self._finals: dict[str, Path] | None = None
         quick_common = OmegaConf.to_container(OmegaConf.load(STUDY))["quick"]["common"] if quick else []
         self.common = merge(s["common"] + quick_common + list(overrides))
 
@@ -58,20 +68,81 @@ class Followups:
         left_out = set(spec.get("grid", {})) | set(spec.get("drop", []))
         return [f"{k}={v}" for k, v in self.chosen(method).items() if k not in left_out]
 
+    def seeds_of(self, study: str) -> list:
+        """The study's own ``seeds`` if it sets them (not in --quick), else the file's."""
+        return self.seeds if self.quick else self.studies[study].get("seeds", self.seeds)
+
     def base(self, study: str, method: str) -> list[str]:
         return merge([*self.ablation.methods[method], *self.common, *self.studies[study].get("overrides", [])])
 
     def sweeps(self, study: str, lrs: dict | None = None) -> list[Sweep]:
         """The study's sweeps: per method its grid x the seeds; ``imbalance_sweep``: per method
         and level, at that level's lr (``lrs[(method, level)]``, from ``level_lrs``)."""
-        spec, root = self.studies[study], self.out / study
+        spec, root, seeds = self.studies[study], self.out / study, self.seeds_of(study)
         if "levels" not in spec:
-            return [Sweep(root / m, [*self.base(study, m), *self.setting(study, m)], "seed", self.seeds,
-                          f"{study}: {m}", grid=spec.get("grid", {})) for m in spec["methods"]]
+            # one multirun per grid point, so that a point the ablation already ran can be reused
+            grid = spec.get("grid", {})
+            points = [dict(zip(grid, combo)) for combo in itertools.product(*grid.values())] if grid else [{}]
+            return [Sweep(root / m, [*self.base(study, m), *self.setting(study, m)], "seed", seeds,
+                          f"{study}: {m}" + "".join(f" {k}={v}" for k, v in point.items()),
+                          grid={k: [v] for k, v in point.items()})
+                    for m in spec["methods"] for point in points]
         return [Sweep(root / m / level, [*self.base(study, m), *self.setting(study, m), f"dataset={level}",
                                          *([f"optim.lr={lrs[(m, level)]}"] if lrs else [])],
-                      "seed", self.seeds, f"{study}: {m} on {level}")
+                      "seed", seeds, f"{study}: {m} on {level}")
                 for m in spec["methods"] for level in spec["levels"]]
+
+    # --- runs the ablation already made ---
+    def final_runs(self) -> dict[str, Path]:
+        """canonical resolved config -> folder of each finished run of the ablation's final stage."""
+        if self._finals is None:
+            from detection.run_folder import RunFolder
+
+            self._finals = {}
+            final = self.ablation.out / "final"
+            for status in sorted(final.glob("*/*/status.json")) if final.is_dir() else []:
+                folder = RunFolder(status.parent)
+                try:
+                    finished = (folder.read_status() or {}).get("status") == "finished"
+                except ValueError:
+                    continue
+                if finished and folder.config.is_file():
+                    self._finals.setdefault(canonical(yaml.safe_load(folder.config.read_text())), folder.path)
+        return self._finals
+
+    def reusable(self, sweep: Sweep) -> list[tuple[str, Path]] | None:
+        """(job folder name, ablation run) for every job of ``sweep`` if each equals a finished
+        ablation run in its resolved config; None if any does not (the sweep is trained)."""
+        from detection import build
+
+        if not self.final_runs():
+            return None
+        pairs = []
+        for job in sweep.jobs():
+            cfg = build.config(job)
+            source = self.final_runs().get(canonical(OmegaConf.to_container(cfg, resolve=True)))
+            if source is None:
+                return None
+            pairs.append((sweep.job_name(job, cfg), source))
+        return pairs
+
+    def reuse(self, sweep: Sweep) -> bool:
+        """Copies the ablation's runs into ``sweep``'s folder when every job has one (see the
+        module docstring); True if it did (or had), False if the sweep must be trained."""
+        from tools.records import copy_records
+
+        pairs = self.reusable(sweep)
+        if pairs is None:
+            return False
+        print(f"== {sweep.label}: {len(pairs)} jobs, the same runs as the ablation's: copied, not trained", flush=True)
+        for (name, source), job in zip(pairs, sweep.jobs()):
+            dst = sweep.dir / name
+            if (dst / "reused_from.txt").is_file():
+                continue
+            copy_records(source, dst)
+            (dst / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(list(job), default_flow_style=False))
+            (dst / "reused_from.txt").write_text(f"{source}\n")
+        return True
 
     def tune_sweeps(self, study: str) -> list[Sweep]:
         """``tune_at``: each method's lr again, as factors of its chosen lr, on that level's tuning split."""
@@ -112,10 +183,21 @@ class Followups:
         for sweep in self.tune_sweeps(study):
             sweep.run()
         for sweep in self.sweeps(study, self.level_lrs(study) if "levels" in self.studies[study] else None):
-            sweep.run()
+            if not self.reuse(sweep):
+                sweep.run()
         from tools.report import write_report
 
         return write_report(self.out / study)
+
+
+def canonical(config: dict) -> str:
+    """A resolved run config as one string, without the keys that do not change what a run
+    computes (as train.py's check_same_run ignores them)."""
+    from tools.report_runs import flatten
+
+    return json.dumps({k: v for k, v in flatten(config).items()
+                       if k.split(".")[0] not in {"resume", "force", "retry_diverged", "dry_run"}},
+                      sort_keys=True, default=str)
 
 
 def copy_report(study_dir: Path, results: Path) -> Path:
@@ -137,6 +219,9 @@ def dry_run(f: Followups, studies) -> int:
         print(f"## {study}")
         for sweep in f.all_sweeps(study, dry=True):
             print(f"  {sweep.label} -> {sweep.dir}\n    every job: {' '.join(sweep.fixed)}")
+            if f.reusable(sweep):
+                print(f"    {len(sweep.jobs())} jobs: the ablation's own runs, copied (no training)")
+                continue
             for job in sweep.jobs():
                 # settings chosen later are left at their defaults: they do not change the speed
                 cfg = build.config([o for o in job if "<" not in o])

@@ -96,6 +96,19 @@ def test_a_single_run_ends_with_its_analysis(single_run, synthetic_cache):
     assert len(per_class) == 1 + sum(ap["C50"] >= 0 for ap in bands["classes"].values())  # overall + each class
     assert "error analysis:" in log and "TIDE errors: AP50" in RunFolder(run_dir).log.read_text()
     assert not [p for p in run_dir.iterdir() if p.name.startswith(".analysis")]  # no temporary folder left
+    # background false positives against recall: none before the first detection, at most all of them
+    curve = errors["bkg_vs_recall"]
+    assert len(curve["recall"]) == 101 and curve["bkg_per_image"][0] == 0.0
+    reached = [b for b in curve["bkg_per_image"] if b is not None]
+    assert reached == sorted(reached) and reached[-1] <= errors["counts"]["Bkg"] / 6 + 1e-9
+    # the anchor scores: model.score_thresh=0, so every background anchor is "above" it
+    scores = read(run_dir / "analysis" / "anchor_scores.json")
+    assert scores["images"] == 6 and scores["score_thresh"] == 0.0
+    assert sum(scores["bg"]) == scores["bg_anchors"] > 0 and sum(scores["fg"]) == scores["fg_anchors"] > 0
+    assert scores["bg_above_thresh_per_image"] == pytest.approx(scores["bg_anchors"] / 6)
+    assert scores["fg_above_thresh_share"] == 1.0
+    assert (run_dir / "analysis" / "anchor_scores.png").is_file() and (run_dir / "analysis" / "bkg_recall.png").is_file()
+    assert "anchor scores (6 images)" in RunFolder(run_dir).log.read_text()
 
 
 def test_a_tune_multirun_analyzes_the_tuning_images_and_reports_background_errors(tmp_path, synthetic_cache):
@@ -218,3 +231,17 @@ def test_the_command_line_analyzes_run_folders_and_skips_unfinished_ones(single_
     assert main([str(run_dir), str(other)]) == [analysis_callback.analysis_dir(run_dir)]
     assert read(run_dir / "analysis" / "errors.json")["images"] == 6
     assert f"{other}: skipped: the run is diverged" in capsys.readouterr().out
+
+
+def test_the_command_line_draws_the_gallery_and_anchor_scores_need_the_weights(single_run, tmp_path, caplog):
+    run_dir = copy_run(single_run, tmp_path)  # a copy without checkpoints/, as tools.records makes
+    with caplog.at_level(logging.INFO, logger="anchorbg.analysis"):
+        main([str(run_dir), "--gallery", "3"])
+    assert (run_dir / "analysis" / "gallery.png").is_file() and not (run_dir / "analysis" / "anchor_scores.json").exists()
+    assert "no anchor scores:" in caplog.text
+    shutil.copytree(single_run[0] / "checkpoints", run_dir / "checkpoints")
+    main([str(run_dir)])
+    assert read(run_dir / "analysis" / "anchor_scores.json") == read(single_run[0] / "analysis" / "anchor_scores.json")
+    assert not (run_dir / "analysis" / "gallery.png").exists()  # only on request
+    with pytest.raises(ValueError, match="gallery=-1"):
+        AnalysisCallback(gallery=-1)

@@ -6,7 +6,7 @@ from tests.tools.error_fixtures import DETS, GT, to_coco
 from tools import analyze
 from tools.errors import MAIN_TYPES, SPECIAL_TYPES, tide_errors
 
-KEYS = ["AP50", *MAIN_TYPES, *SPECIAL_TYPES, "counts", "detections", "units"]
+KEYS = ["AP50", *MAIN_TYPES, *SPECIAL_TYPES, "counts", "detections", "units", "bkg_vs_recall"]
 
 
 def write(tmp_path, name, obj):
@@ -36,6 +36,11 @@ def test_prints_the_table_and_writes_errors_json(tmp_path, capsys):
     bands = json.loads((out / "bands.json").read_text())
     assert bands["overall"]["C50"] == pytest.approx(expected.ap50 / 100, abs=1e-6)  # C50 is COCOeval's AP50
     assert (out / "bands_overall.png").read_bytes().startswith(b"\x89PNG")
+    # the one Bkg error (score .8) comes after the first true positive (.9): 7 GT on 2 images
+    curve = written["bkg_vs_recall"]
+    assert curve["bkg_per_image"][14] == 0.0 and curve["bkg_per_image"][15] == 0.5  # recall .14 < 1/7 < .15
+    assert curve["max_recall"] == pytest.approx(4 / 7) and curve["bkg_per_image"][58] is None
+    assert (out / "bkg_recall.png").read_bytes().startswith(b"\x89PNG")
     confusion = (out / "confusion.md").read_text()
     assert confusion.startswith("Confusion matrix (IoU 0.5, score >= 0.3)") and "| background |" in confusion
     assert result["confusion"]["names"][-1] == "background" and (out / "confusion.png").is_file()

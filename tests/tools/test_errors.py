@@ -10,7 +10,7 @@ from pycocotools.cocoeval import COCOeval
 
 from tests.tools.error_fixtures import CAT, DETS, DOG, GT, dets, make_gt, to_coco
 from tools.coco_files import check_results
-from tools.errors import DET_TYPES, MAIN_TYPES, SPECIAL_TYPES, tide_errors
+from tools.errors import DET_TYPES, MAIN_TYPES, SPECIAL_TYPES, bkg_vs_recall, tide_errors
 
 
 def points(*per_class_sums):
@@ -211,3 +211,23 @@ def test_agrees_with_tidecv_within_one_point_on_real_coco_images(coco_gt, tmp_pa
     assert abs(r.ap50 - ap) <= 1.0
     for name in MAIN_TYPES + SPECIAL_TYPES:
         assert abs(r.dap[name] - dap[name]) <= 1.0, (name, r.dap[name], dap[name])
+
+
+def test_background_false_positives_against_recall_by_hand():
+    """DETS in score order: Cls .95, TP .9, Both .85, Dupe .8, Bkg .8, TP .75, Loc .7, TP .6, TP .5
+    (7 GT on 2 images): recall 1/7 is reached at .9 with no Bkg error before it, 2/7 at .75
+    after the one Bkg (1/2 per image), 4/7 at .5; 5/7 never."""
+    gt = to_coco(GT)
+    r = tide_errors(gt, check_results(DETS, gt))
+    curve = bkg_vs_recall(r.det_types, [d["score"] for d in DETS], num_gt=7, num_images=2, points=8)
+    assert curve["recall"] == [round(k / 7, 4) for k in range(8)]
+    assert curve["bkg_per_image"] == [0.0, 0.0, 0.5, 0.5, 0.5, None, None, None]
+    assert curve["score"] == [None, 0.9, 0.75, 0.6, 0.5, None, None, None]
+    assert curve["max_recall"] == pytest.approx(4 / 7)
+
+
+def test_background_false_positives_against_recall_without_detections_or_gt():
+    empty = bkg_vs_recall(np.zeros(0, dtype=np.int64), [], num_gt=3, num_images=2, points=3)
+    assert empty["bkg_per_image"] == [0.0, None, None] and empty["max_recall"] == 0.0
+    no_gt = bkg_vs_recall(np.array([5]), [0.9], num_gt=0, num_images=1, points=3)  # one Bkg error
+    assert no_gt["bkg_per_image"] == [0.0, None, None] and no_gt["max_recall"] == 0.0

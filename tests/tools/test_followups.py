@@ -9,6 +9,7 @@ import sys
 import pytest
 import yaml
 
+from detection import build
 from tests.conftest import ROOT
 from tests.tools.sweep_fixtures import write_run
 from tools.followups import Followups
@@ -31,12 +32,13 @@ def test_each_study_keeps_the_chosen_setting_but_what_it_sweeps_or_drops(tmp_pat
     assert f.setting("gamma_sweep", "focal") == ["optim.lr=0.1"]  # alpha follows gamma (the paper's)
     assert "loss.alpha='${focal_paper_alpha:${loss.gamma}}'" in f.base("gamma_sweep", "focal")
     assert sorted(f.setting("prior_init", "focal")) == ["loss.alpha=0.5", "optim.lr=0.1"]
-    [alpha] = f.sweeps("alpha_sweep")
-    jobs = alpha.jobs()
-    assert len(jobs) == 7 * len(f.seeds)
+    alphas = f.sweeps("alpha_sweep")  # one multirun per alpha, all in one folder
+    jobs = [j for sweep in alphas for j in sweep.jobs()]
+    assert f.seeds_of("alpha_sweep") == [0, 1] and f.seeds_of("prior_init") == f.seeds == [0, 1, 2]
+    assert len(jobs) == 7 * 2 and len({sweep.dir for sweep in alphas}) == 1
     assert all("optim.lr=0.05" in j and "loss=bce_alpha" in j for j in jobs)
     assert sorted({j[-2] for j in jobs}) == sorted(f"loss.alpha={a}" for a in (0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 0.999))
-    assert alpha.command()[-1] == "hydra.sweep.subdir=alpha${loss.alpha}_seed${seed}"
+    assert alphas[0].command()[-1] == "hydra.sweep.subdir=alpha${loss.alpha}_seed${seed}"
 
 
 def test_the_imbalance_study_tunes_at_the_sparse_extreme_and_carries_settings_to_the_middle(tmp_path, ablation):
@@ -55,6 +57,44 @@ def test_the_imbalance_study_tunes_at_the_sparse_extreme_and_carries_settings_to
     sweeps = f.sweeps("imbalance_sweep", lrs)
     assert len(sweeps) == 3 * 4
     assert sweeps[2].fixed[-2:] == ["dataset=synthetic_fg1to1500", "optim.lr=0.0125"]  # the last override wins
+
+
+def fake_final_run(ablation, method, seed, overrides, status="finished"):
+    """A final-stage run of the ablation: its resolved config as train.py writes it."""
+    from omegaconf import OmegaConf
+
+    from detection import build
+
+    run = write_run(ablation / "final" / method / f"seed{seed}", [*overrides, f"seed={seed}"], seed, status, ap=0.5)
+    cfg = OmegaConf.to_container(build.config([*overrides, f"seed={seed}"]), resolve=True)
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+    (run / "checkpoints").mkdir()
+    (run / "checkpoints" / "last.pt").write_bytes(b"weights")
+    return run
+
+
+def test_jobs_the_ablation_already_ran_are_copied_not_trained(tmp_path, ablation):
+    f = Followups(tmp_path / "f", ablation)
+    base = ["loss=focal", "schedule.max_iters=3000", "schedule.eval_every=300", "optim.lr=0.1", "loss.alpha=0.5"]
+    for seed in (0, 1, 2):
+        fake_final_run(ablation, "focal", seed, base)
+    fake_final_run(ablation, "focal", 3, base, status="diverged")
+    on, off = [s for s in f.sweeps("prior_init") if s.dir.name == "focal"]
+    assert on.grid == {"model.prior_init": [True]} and off.grid == {"model.prior_init": [False]}
+    assert f.reusable(off) is None  # prior init off: not in the ablation
+    pairs = f.reusable(on)
+    assert [(name, src.name) for name, src in pairs] == [(f"prior_initTrue_seed{s}", f"seed{s}") for s in (0, 1, 2)]
+    assert f.reuse(on) and f.reuse(on)  # the second time: already there
+    copy = on.dir / "prior_initTrue_seed1"
+    assert (copy / "reused_from.txt").read_text().strip() == str(ablation / "final" / "focal" / "seed1")
+    assert yaml.safe_load((copy / ".hydra" / "overrides.yaml").read_text()) == on.jobs()[1]
+    assert (copy / "status.json").is_file() and not (copy / "checkpoints").exists()  # a records copy
+    # a changed schedule (or seed, setting, ...) is another run
+    other = Followups(tmp_path / "g", ablation, overrides=["schedule.max_iters=2000"])
+    assert other.reusable([s for s in other.sweeps("prior_init") if s.dir.name == "focal"][0]) is None
+    lrs = {(m, level): CHOSEN[m]["optim.lr"] for m in CHOSEN for level in f.studies["imbalance_sweep"]["levels"]}
+    dense = [s for s in f.sweeps("imbalance_sweep", lrs) if s.dir.parts[-2:] == ("focal", "synthetic")][0]
+    assert [name for name, _ in f.reusable(dense)] == ["seed0", "seed1", "seed2"]
 
 
 def test_without_a_selection_the_error_names_the_command_that_makes_one(tmp_path):
@@ -86,6 +126,8 @@ def test_a_study_in_miniature_ends_in_its_report_with_the_papers_table(tmp_path,
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     runs = sorted(p.name for p in (out / "alpha_sweep" / "bce_alpha").iterdir() if p.name.startswith("alpha"))
     assert runs == [f"alpha{a}_seed{s}" for a in (0.25, 0.5, 0.75) for s in (0, 1)]
+    f = Followups(out, ablation, quick=True, spec=spec, overrides=[f"dataset.cache_dir={synthetic_cache}"])
+    assert sorted(s.job_name(j, build.config(j)) for s in f.sweeps("alpha_sweep") for j in s.jobs()) == runs
     md = (results / "alpha_sweep" / "report.md").read_text()
     assert "## Against the paper (Table 1a)" in md
     assert (results / "alpha_sweep" / "report.csv").is_file() and (results / "alpha_sweep" / "plots" / "ap.png").is_file()
