@@ -48,6 +48,8 @@ def collect_scores(model, batches, device=None, channels_last: bool = False):
 
     The model in eval mode; targets as the data loader gives them (boxes, labels, ignore_boxes,
     ``size`` (h, w) after resizing)."""
+    from train import to_device  # what evaluation does with a batch
+
     model.eval()
     device = device or torch.device("cpu")
     k = model.num_classes
@@ -55,11 +57,7 @@ def collect_scores(model, batches, device=None, channels_last: bool = False):
     for batch in batches:
         if batch is None:  # only unreadable images (on_bad_image=skip)
             continue
-        images, targets = batch
-        images = images.to(device)
-        if channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        targets = [{key: (v.to(device) if isinstance(v, torch.Tensor) else v) for key, v in t.items()} for t in targets]
+        images, targets = to_device(*batch, device, channels_last)
         cls_logits, _, anchors, _ = model.predict(images)  # (N, R, C)
         labels, _ = model.match(anchors, targets)  # (N, R)
         score = model.cls_loss.scores(cls_logits.float()).amax(-1)  # (N, R)

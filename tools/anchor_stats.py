@@ -17,6 +17,15 @@ import torch
 from detection import build
 
 
+def image_anchors(model, images):
+    """The anchors Tensor[R, 4] of a padded batch Tensor[N, 3, H, W] and the feature map sizes
+    [(h_l, w_l)], without running the network: every level's map is the batch size divided by
+    its stride, rounded up."""
+    h, w = images.shape[-2:]
+    sizes = [(-(-h // s), -(-w // s)) for s in model.backbone.strides]
+    return model.anchor_generator.grid_anchors(sizes), sizes
+
+
 def anchor_stats(cfg, max_images: int = 100) -> dict:
     """Mean #fg, #bg, #ignore anchors per image over the first ``max_images`` training images."""
     ds = build.dataset(cfg, "train", augment=False)
@@ -28,8 +37,7 @@ def anchor_stats(cfg, max_images: int = 100) -> dict:
         if batch is None:
             continue
         images, targets = batch
-        h, w = images.shape[-2:]  # every level's map is the image size divided by its stride, rounded up
-        anchors = model.anchor_generator.grid_anchors([(-(-h // s), -(-w // s)) for s in model.backbone.strides])
+        anchors, _ = image_anchors(model, images)
         labels, _ = model.match(anchors, targets)  # (N, R)
         totals += torch.tensor([((labels >= 0) & (labels < k)).sum(), (labels == k).sum(), (labels == -1).sum()],
                                dtype=torch.float64)

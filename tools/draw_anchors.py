@@ -22,6 +22,8 @@ from matplotlib.patches import Rectangle
 
 from datasets.transforms import IMAGENET_MEAN, IMAGENET_STD
 from detection import build
+from tools.anchor_scores import inside_image
+from tools.anchor_stats import image_anchors
 
 
 def assignment(cfg, split: str = "train", index: int = 0):
@@ -35,9 +37,7 @@ def assignment(cfg, split: str = "train", index: int = 0):
     if batch is None:
         raise ValueError(f"image {index} of the {split} split could not be read")
     images, targets = batch
-    h, w = images.shape[-2:]  # every level's map is the padded size divided by its stride, rounded up
-    sizes = [(-(-h // s), -(-w // s)) for s in model.backbone.strides]
-    anchors = model.anchor_generator.grid_anchors(sizes)
+    anchors, sizes = image_anchors(model, images)
     labels, _ = model.match(anchors, targets)  # (1, R)
     return (images[0], targets[0], anchors, labels[0], model.anchor_generator.num_anchors_per_level(sizes),
             list(model.backbone.strides), ds.class_names)
@@ -58,9 +58,9 @@ def draw(image, target, anchors, labels, per_level, strides, class_names, path) 
     for i, (n, stride) in enumerate(zip(per_level, strides)):
         a, lab = anchors[start:start + n], labels[start:start + n]
         start += n
+        inside = inside_image(a, [(h, w)])[0]
+        a, lab = a[inside], lab[inside]
         cx, cy = (a[:, 0] + a[:, 2]) / 2, (a[:, 1] + a[:, 3]) / 2
-        inside = (cx < w) & (cy < h)
-        a, lab, cx, cy = a[inside], lab[inside], cx[inside], cy[inside]
         fg, ign, bg = (lab >= 0) & (lab < k), lab == -1, lab == k
         counts.append({"level": i, "stride": stride, "fg": int(fg.sum()), "ignore": int(ign.sum()), "bg": int(bg.sum())})
         ax = fig.add_subplot(1, len(per_level), i + 1)
