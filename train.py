@@ -100,31 +100,38 @@ def sweep_job_action(cfg, folder: RunFolder) -> str:
     """What a sweep job does with what its run folder already holds (a rerun sweep):
     "skip" a finished run, a diverged one (unless ``retry_diverged=true``) and one running in
     another live process; "resume" an unfinished one from its checkpoint; "start" otherwise.
-    A folder written by another config or code version is refused unless ``force=true``."""
+    A folder written by another config is refused unless ``force=true``, and so is a checkpoint
+    of another code version: continuing it would mix two versions in one run. A run that is
+    over (finished, diverged) stays what it is whatever the code is now: its status.json
+    records the version that made it, and the code may grow (a new loss file) under a study."""
     status = read_status_or_none(folder)
     if status is None and not folder.config.is_file():
         return "start"
-    check_same_run(cfg, folder, status)
+    check_same_run(cfg, folder, status, code=False)
     state = effective_status(status)
     if state == "finished" or (state == "diverged" and not cfg.retry_diverged) or state == "running":
-        log.info("%s: %s, skipped%s", folder.path, state,
-                 " (retry_diverged=true reruns it)" if state == "diverged" else "")
+        was = (status or {}).get("code")
+        log.info("%s: %s, skipped%s%s", folder.path, state,
+                 " (retry_diverged=true reruns it)" if state == "diverged" else "",
+                 f" (made by code version {was})" if was and was != code_version() else "")
         return "skip"
     if state != "diverged" and (folder.checkpoint.is_file() or folder.previous_checkpoint.is_file()):
+        check_same_run(cfg, folder, status)
         log.info("%s: %s, resumed from its checkpoint", folder.path, state or "no status")
         return "resume"
     return "start"
 
 
-def check_same_run(cfg, folder: RunFolder, status: dict | None) -> None:
-    """Raises when ``folder`` holds a run of another config or code version (unless ``force``)."""
+def check_same_run(cfg, folder: RunFolder, status: dict | None, code: bool = True) -> None:
+    """Raises when ``folder`` holds a run of another config or (``code``) code version,
+    unless ``force``."""
     ignored = {"resume", "force", "retry_diverged"}
     old = {k: v for k, v in flatten(folder.read_config() or {}).items() if k.split(".")[0] not in ignored}
     new = {k: v for k, v in flatten(OmegaConf.to_container(cfg, resolve=True)).items()
            if k.split(".")[0] not in ignored}
     diffs = [f"{k}: {old.get(k, '<unset>')!r} -> {new.get(k, '<unset>')!r}"
              for k in sorted(old.keys() | new.keys()) if old.get(k, "<unset>") != new.get(k, "<unset>")]
-    was, now = (status or {}).get("code"), code_version()
+    was, now = (status or {}).get("code") if code else None, code_version()
     if was and now and was != now:
         diffs.append(f"code version: {was} -> {now}")
     if diffs and not cfg.force:

@@ -78,11 +78,20 @@ class RetinaNet(nn.Module):
 
     # The normalizer's EMA is training state: keep it in the state_dict so that a resumed
     # run divides by exactly what the uninterrupted run would have.
+    # So is a stateful loss's (GHM-C's running bin counts, random sampling's generator).
     def get_extra_state(self):
-        return {"normalizer": self.normalizer.state_dict()}
+        state = {"normalizer": self.normalizer.state_dict()}
+        if hasattr(self.cls_loss, "state_dict"):
+            state["cls_loss"] = self.cls_loss.state_dict()
+        return state
 
     def set_extra_state(self, state):
         self.normalizer.load_state_dict(state["normalizer"])
+        if hasattr(self.cls_loss, "load_state_dict"):
+            if "cls_loss" not in state:
+                raise ValueError(f"the checkpoint has no state for the classification loss {self.cls_loss!r} "
+                                 "(it was written with another loss)")
+            self.cls_loss.load_state_dict(state["cls_loss"])
 
     def forward(self, images: Tensor, targets: list[dict], with_stats: bool = False):
         cls_logits, box_deltas, anchors, sizes = self.predict(images)
@@ -114,9 +123,30 @@ class RetinaNet(nn.Module):
         For analysis (e.g. the distribution of the loss over foreground and background
         anchors); training uses ``forward``.
         """
-        cls_logits, _, anchors, _ = self.predict(images)
+        cls_logits, box_deltas, anchors, _ = self.predict(images)
         labels, _ = self.match(anchors, targets)
-        return self.cls_loss(cls_logits, labels), labels
+        # A stateful loss (GHM-C's running counts, sampling's generator) must not learn from
+        # or draw for the images of an analysis: its state is put back.
+        state = self.cls_loss.state_dict() if hasattr(self.cls_loss, "state_dict") else None
+        loss = self.classification_loss(cls_logits, box_deltas, anchors, labels)
+        if state is not None:
+            self.cls_loss.load_state_dict(state)
+        return loss, labels
+
+    def classification_loss(self, cls_logits: Tensor, box_deltas: Tensor, anchors: Tensor, labels: Tensor) -> Tensor:
+        """``cls_loss(cls_logits, labels)``: Tensor[N, R], 0 where ignored. A loss whose
+        ``boxes`` attribute is "predicted" or "anchors" (OHEM's NMS) also gets
+        ``boxes=Tensor[N, R, 4]``: each anchor's decoded prediction (detached), or the anchors."""
+        which = getattr(self.cls_loss, "boxes", None)
+        if which is None:
+            return self.cls_loss(cls_logits, labels)
+        if which == "anchors":
+            boxes = anchors.expand(len(labels), *anchors.shape)  # (N, R, 4)
+        elif which == "predicted":
+            boxes = self.box_coder.decode(anchors, box_deltas.detach())  # (N, R, 4)
+        else:
+            raise ValueError(f"{self.cls_loss!r}: boxes must be None, 'anchors' or 'predicted', got {which!r}")
+        return self.cls_loss(cls_logits, labels, boxes=boxes)
 
     def losses(self, cls_logits, box_deltas, anchors, targets, with_stats=False) -> dict:
         """Classification and box losses, both divided by the same foreground normalizer.
@@ -127,7 +157,7 @@ class RetinaNet(nn.Module):
         """
         k = self.num_classes
         labels, matched = self.match(anchors, targets)  # (N, R), (N, R)
-        cls_per_anchor = self.cls_loss(cls_logits, labels)  # (N, R), 0 where ignored
+        cls_per_anchor = self.classification_loss(cls_logits, box_deltas, anchors, labels)  # (N, R), 0 where ignored
         fg = (labels >= 0) & (labels < k)
         img_idx, anchor_idx = fg.nonzero(as_tuple=True)
         norm = self.normalizer(fg.sum())

@@ -64,6 +64,28 @@ def test_every_experiment_composes(experiment):
         assert cfg.dataset.min_size == 800 and cfg.optim.lr == 0.01 and cfg.schedule.warmup_iters == 1000
 
 
+TABLE1D = sorted(p.stem for p in (CONFIGS / "table1d").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("row", TABLE1D)
+def test_every_table1d_row_composes_at_its_paper_row(row):
+    from omegaconf import OmegaConf
+
+    from tools.report_table1d import FL_ROW, row_of
+
+    cfg = compose_config([f"+table1d={row}"])
+    instantiate(cfg.loss)
+    placed = row_of(OmegaConf.to_container(cfg, resolve=True))
+    if row.startswith("ohem"):  # ohem[_1to3]_nms07_b128 -> ("OHEM[ 1:3]", 0.7, 128, None | 3)
+        nms, batch = row.split("_")[-2:]
+        assert placed == ("OHEM 1:3" if "1to3" in row else "OHEM", int(nms[3:]) / 10, int(batch[1:]),
+                          3.0 if "1to3" in row else None)
+    else:
+        assert placed == (FL_ROW if row == "focal" else None)
+    sweep = yaml.safe_load((CONFIGS / "experiment" / "table1d.yaml").read_text())["hydra"]["sweeper"]["params"]
+    assert sorted(sweep["+table1d"].split(",")) == TABLE1D
+
+
 def test_r50_recipe_requires_local_weights():
     cfg = compose_config(["experiment=retinanet_r50_1x"])
     with pytest.raises(Exception, match="model.backbone.weights="):

@@ -46,9 +46,10 @@ def _check_artifacts(run_dir, max_iters=6):
     return lines, ev
 
 
-@pytest.mark.parametrize("loss", ["softmax_bg", "bce_alpha"])
+@pytest.mark.parametrize("loss", ["softmax_bg", "bce_alpha", "ohem", "ohem loss.neg_per_pos=3 loss.nms_thresh=0.5",
+                                  "sampling", "softmax_focal", "ghmc loss.momentum=0.75"])
 def test_end_to_end_in_process(tmp_path, synthetic_cache, loss):
-    stats, run_dir = _run(tmp_path, loss, synthetic_cache, [f"loss={loss}"])
+    stats, run_dir = _run(tmp_path, loss.split()[0], synthetic_cache, [f"loss={loss.split()[0]}", *loss.split()[1:]])
     lines, ev = _check_artifacts(run_dir)
     assert stats["AP"] == ev["AP"]
 

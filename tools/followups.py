@@ -15,6 +15,11 @@ each report (report.md, report.csv, plots/) to DIR/<study>/.
 (``tune_at``: factors of the chosen lr, trained and evaluated on that dataset's tuning split)
 and gives each level the setting of the extreme nearer to it in log measured ratio.
 
+``table1d`` (issue 15) runs, besides the ablation's methods, its own ``families`` (OHEM on
+softmax CE at an NMS threshold and ratio), each over its ``family_grid`` (batch per image); a
+family's lr is tuned once, on the tuning split at ``tune_family_at``, as ``lr_factors`` of the
+lr the ablation chose for ``lr_of`` (OHEM's base loss), and carried to its other grid points.
+
 A job whose resolved config equals a finished run of the ablation's final stage (the
 prior_init study's "on" arm, the imbalance study's densest level: the same method, setting,
 schedule and seed) is not trained again: the run's records are copied into the study's folder
@@ -55,6 +60,11 @@ class Followups:
         quick_common = OmegaConf.to_container(OmegaConf.load(STUDY))["quick"]["common"] if quick else []
         self.common = merge(s["common"] + quick_common + list(overrides))
 
+    def methods_of(self, study: str) -> list[str]:
+        """The ablation's methods the study runs, then its own ``families`` (table1d's OHEM)."""
+        spec = self.studies[study]
+        return [*spec.get("methods", []), *spec.get("families", {})]
+
     def chosen(self, method: str) -> dict[str, str]:
         """The ablation's choice for ``method`` ({"optim.lr": "0.05", ...}); before there is one,
         in a dry run, placeholders."""
@@ -73,7 +83,9 @@ class Followups:
         return self.seeds if self.quick else self.studies[study].get("seeds", self.seeds)
 
     def base(self, study: str, method: str) -> list[str]:
-        return merge([*self.ablation.methods[method], *self.common, *self.studies[study].get("overrides", [])])
+        spec = self.studies[study]
+        own = spec["families"][method] if method in spec.get("families", {}) else self.ablation.methods[method]
+        return merge([*own, *self.common, *spec.get("overrides", [])])
 
     def sweeps(self, study: str, lrs: dict | None = None) -> list[Sweep]:
         """The study's sweeps: per method its grid x the seeds; ``imbalance_sweep``: per method
@@ -81,12 +93,16 @@ class Followups:
         spec, root, seeds = self.studies[study], self.out / study, self.seeds_of(study)
         if "levels" not in spec:
             # one multirun per grid point, so that a point the ablation already ran can be reused
-            grid = spec.get("grid", {})
-            points = [dict(zip(grid, combo)) for combo in itertools.product(*grid.values())] if grid else [{}]
-            return [Sweep(root / m, [*self.base(study, m), *self.setting(study, m)], "seed", seeds,
-                          f"{study}: {m}" + "".join(f" {k}={v}" for k, v in point.items()),
-                          grid={k: [v] for k, v in point.items()})
-                    for m in spec["methods"] for point in points]
+            families = spec.get("families", {})
+            sweeps = []
+            for m in self.methods_of(study):
+                grid = spec.get("family_grid" if m in families else "grid", {})
+                points = [dict(zip(grid, combo)) for combo in itertools.product(*grid.values())] if grid else [{}]
+                setting = [f"optim.lr={lrs[m]}"] if m in families else self.setting(study, m)
+                sweeps += [Sweep(root / m, [*self.base(study, m), *setting], "seed", seeds,
+                                 f"{study}: {m}" + "".join(f" {k}={v}" for k, v in point.items()),
+                                 grid={k: [v] for k, v in point.items()}) for point in points]
+            return sweeps
         return [Sweep(root / m / level, [*self.base(study, m), *self.setting(study, m), f"dataset={level}",
                                          *([f"optim.lr={lrs[(m, level)]}"] if lrs else [])],
                       "seed", seeds, f"{study}: {m} on {level}")
@@ -115,7 +131,7 @@ class Followups:
         ablation run in its resolved config; None if any does not (the sweep is trained)."""
         from detection import build
 
-        if not self.final_runs():
+        if not self.final_runs() or any("<" in o for o in sweep.fixed):  # a setting not chosen yet (dry run)
             return None
         pairs = []
         for job in sweep.jobs():
@@ -145,8 +161,19 @@ class Followups:
         return True
 
     def tune_sweeps(self, study: str) -> list[Sweep]:
-        """``tune_at``: each method's lr again, as factors of its chosen lr, on that level's tuning split."""
+        """``tune_at``: each method's lr again, as factors of its chosen lr, on that level's tuning
+        split. ``families``: each family's lr, as factors of the lr chosen for ``lr_of``, at the
+        ``tune_family_at`` point of its grid, on the tuning split."""
         spec = self.studies[study]
+        if "families" in spec:
+            lr = self.chosen(spec["lr_of"])["optim.lr"]
+            lrs = [f"<{spec['lr_of']}'s x {f}>" if lr.startswith("<") else round(float(lr) * f, 6)
+                   for f in spec["lr_factors"]]
+            at = [f"{k}={v}" for k, v in spec["tune_family_at"].items()]
+            return [Sweep(self.out / study / "tune" / m, [*self.base(study, m), *at, "eval_split=tune",
+                                                            f"seed={self.ablation.tune['seed']}"],
+                          "optim.lr", lrs, f"{study}: tune {m} at {' '.join(at)}")
+                    for m in spec["families"]]
         if "tune_at" not in spec:
             return []
         sweeps = []
@@ -174,15 +201,25 @@ class Followups:
                 lrs[(m, level)] = tuned if nearer_sparse else chosen
         return lrs
 
+    def family_lrs(self, study: str, dry: bool = False) -> dict:
+        """family -> the lr its tuning sweep chose (a placeholder in a dry run)."""
+        return {m: "<tuned>" if dry else choose(sweep)[0]
+                for m, sweep in zip(self.studies[study]["families"], self.tune_sweeps(study))}
+
+    def lrs(self, study: str, dry: bool = False) -> dict | None:
+        """What ``sweeps`` needs of the tuning: per (method, level) or per family, the lr."""
+        spec = self.studies[study]
+        if "levels" in spec:
+            return None if dry else self.level_lrs(study)
+        return self.family_lrs(study, dry) if "families" in spec else None
+
     def all_sweeps(self, study: str, dry: bool = False) -> list[Sweep]:
-        if "levels" not in self.studies[study]:
-            return self.sweeps(study)
-        return self.tune_sweeps(study) + self.sweeps(study, None if dry else self.level_lrs(study))
+        return self.tune_sweeps(study) + self.sweeps(study, self.lrs(study, dry))
 
     def run(self, study: str) -> Path:
         for sweep in self.tune_sweeps(study):
             sweep.run()
-        for sweep in self.sweeps(study, self.level_lrs(study) if "levels" in self.studies[study] else None):
+        for sweep in self.sweeps(study, self.lrs(study)):
             if not self.reuse(sweep):
                 sweep.run()
         from tools.report import write_report

@@ -5,7 +5,8 @@
 Reads the run folders only (detection/run_folder.py): it builds no model and loads no data.
 Runs are grouped by their overrides except the seed (a "method"); each method gets mean ± sample std
 and the 95% t interval over its finished seeds. Sweeps of the paper's Table 1a/1b settings get the
-paper's AP beside ours with the rank correlation (tools/report_paper.py); sweeps over datasets,
+paper's AP beside ours with the rank correlation (tools/report_paper.py), sweeps of Table 1d's OHEM
+settings likewise (tools/report_table1d.py); sweeps over datasets,
 AP against their measured imbalance (tools/report_imbalance.py); runs with an error analysis
 (``<run>/analysis/``), a ``Background errors`` section (tools/report_errors.py). Diverged runs are flagged and
 left out of the means; running, failed and incomplete runs are listed with their status. Also written when a sweep ends by
@@ -36,6 +37,7 @@ from tools.report_runs import (
     mean_std,
     run_values,
 )
+from tools.report_table1d import table1d_section
 from tools.stats import summary
 
 TRAIN = ("loss_cls", "loss_box", "bg_share", "easy_bg_share", "num_fg", "bg_per_fg", "train_s", "images_per_s")
@@ -234,7 +236,7 @@ def write_report(sweep_dir, out=None) -> Path:
     plot_focal_loss(plots / "focal_loss.png")
     write_csv(rows, out / "report.csv")
     md = out / "report.md"
-    studies = paper_section(groups) + imbalance_section(runs, plots) + errors_section(groups, plots, errors)
+    studies = paper_section(groups) + table1d_section(groups) + imbalance_section(runs, plots) + errors_section(groups, plots, errors)
     md.write_text(render_markdown(sweep_dir, runs, shared, rows, samples, problems, time.perf_counter() - t0, studies))
     return md
 

@@ -95,3 +95,58 @@ def test_postprocess_keeps_at_most_100_boxes_inside_the_original_image():
         single = model.postprocess(logits[i:i + 1], deltas[i:i + 1], anchors, per_level, targets[i:i + 1])[0]
         assert torch.equal(single["labels"], out[i]["labels"])
         assert torch.allclose(single["boxes"], out[i]["boxes"])
+
+
+class _Recorder:
+    """A loss that names which boxes it needs and records what the model passes."""
+
+    def __init__(self, inner, boxes):
+        self.inner, self.boxes, self.seen = inner, boxes, None
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def __call__(self, logits, labels, boxes=None):
+        self.seen = boxes
+        return self.inner(logits, labels)
+
+
+@pytest.mark.parametrize("which", ["predicted", "anchors"])
+def test_a_loss_gets_the_boxes_it_names(which):
+    from losses.focal import FocalLoss
+
+    model = _model(LOSS_YAMLS[0]).train()
+    model.cls_loss = _Recorder(FocalLoss(), which)
+    images, targets = torch.rand(2, 3, 128, 160), _targets(2)
+    out = model(images, targets)
+    _, deltas, anchors, _ = model.predict(images)
+    expected = model.box_coder.decode(anchors, deltas) if which == "predicted" else anchors.expand(2, -1, 4)
+    seen = model.cls_loss.seen
+    assert seen.shape == (2, len(anchors), 4) and not seen.requires_grad
+    torch.testing.assert_close(seen, expected.detach())
+    out["loss"].backward()  # the boxes are detached: no second path into the box head
+
+
+def test_a_stateful_losss_state_is_in_the_checkpoint_and_analysis_leaves_it():
+    from losses.sampling import RandomSamplingLoss
+
+    def sampling_model():
+        return RetinaNet(num_classes=K, cls_loss=RandomSamplingLoss(batch_per_image=64, seed=0),
+                         backbone=TinyBackbone(widths=(8, 16, 16), fpn_channels=16), head_convs=1, head_width=16)
+
+    torch.manual_seed(0)
+    a = sampling_model().train()
+    images, targets = torch.rand(3, 3, 128, 160), _targets(3)
+    a(images, targets)  # one step's draws
+    state = a.state_dict()
+    a.anchor_losses(images, targets)  # an analysis pass draws nothing for training
+    b = sampling_model().train()
+    b.load_state_dict(state)
+    torch.testing.assert_close(a(images, targets)["loss_cls"], b(images, targets)["loss_cls"])
+    fresh = sampling_model().train()
+    assert not torch.equal(fresh(images, targets)["loss_cls"], b(images, targets)["loss_cls"])
+
+    old = {k: v for k, v in state.items() if not k.endswith("_extra_state")}
+    old["_extra_state"] = {"normalizer": state["_extra_state"]["normalizer"]}  # written with a stateless loss
+    with pytest.raises(ValueError, match="no state for the classification loss"):
+        sampling_model().load_state_dict(old)

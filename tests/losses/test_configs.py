@@ -12,8 +12,8 @@ CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs" / "loss").glob
 K = 4
 
 
-def test_the_three_variants_exist():
-    assert {"focal", "bce_alpha", "softmax_bg"} <= {p.stem for p in CONFIGS}
+def test_the_variants_exist():
+    assert {"focal", "bce_alpha", "softmax_bg", "ohem", "sampling", "softmax_focal", "ghmc"} <= {p.stem for p in CONFIGS}
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
@@ -37,18 +37,28 @@ def test_interface(path):
     assert 0.01 / K - 1e-6 <= prior_scores.max().item() <= 0.01 + 1e-6
 
     g = torch.Generator().manual_seed(0)
-    logits = (torch.randn(2, 50, C, generator=g) * 3).requires_grad_()
-    labels = torch.randint(-1, K + 1, (2, 50), generator=g)
+    R = 400  # more than the default batch_per_image of the selecting losses (ohem, sampling)
+    logits = (torch.randn(2, R, C, generator=g) * 3).requires_grad_()
+    labels = torch.randint(-1, K + 1, (2, R), generator=g)
     labels[0, :3] = torch.tensor([-1, 0, K])  # each kind of anchor at least once
     scores = loss_fn.scores(logits)
-    assert scores.shape == (2, 50, K) and ((scores >= 0) & (scores <= 1)).all()
+    assert scores.shape == (2, R, K) and ((scores >= 0) & (scores <= 1)).all()
 
-    loss = loss_fn(logits, labels)
-    assert loss.shape == (2, 50) and loss.dtype == torch.float32
+    # a loss that names which boxes it needs (OHEM's NMS) gets them, as the model passes them
+    xy = torch.rand(2, R, 2, generator=g) * 100
+    extra = {"boxes": torch.cat([xy, xy + 10], -1)} if getattr(loss_fn, "boxes", None) else {}
+    loss = loss_fn(logits, labels, **extra)
+    assert loss.shape == (2, R) and loss.dtype == torch.float32
     ignored = labels == -1
-    assert (loss[ignored] == 0).all() and (loss[~ignored] > 0).all()
+    assert (loss[ignored] == 0).all()
+    if hasattr(loss_fn, "batch_per_image"):  # trains on a subset: at most B anchors per image
+        assert ((loss > 0).sum(1) <= loss_fn.batch_per_image).all() and ((loss > 0).sum(1) > 0).all()
+        assert (loss[loss != 0] > 0).all()
+    else:
+        assert (loss[~ignored] > 0).all()
     loss.sum().backward()
     assert logits.grad.isfinite().all() and (logits.grad[ignored] == 0).all()
+    assert ((logits.grad != 0).any(-1) == (loss > 0)).all()  # the gradient reaches exactly the anchors with a loss
 
-    half = loss_fn(logits.detach().to(torch.bfloat16), labels)
+    half = loss_fn(logits.detach().to(torch.bfloat16), labels, **extra)
     assert half.dtype == torch.float32 and half.isfinite().all()

@@ -131,3 +131,28 @@ def test_a_study_in_miniature_ends_in_its_report_with_the_papers_table(tmp_path,
     md = (results / "alpha_sweep" / "report.md").read_text()
     assert "## Against the paper (Table 1a)" in md
     assert (results / "alpha_sweep" / "report.csv").is_file() and (results / "alpha_sweep" / "plots" / "ap.png").is_file()
+
+
+def test_table1d_tunes_each_ohem_family_once_and_carries_its_lr_over_the_batch_sizes(tmp_path, ablation):
+    f = Followups(tmp_path / "f", ablation)
+    assert f.methods_of("table1d") == ["softmax_bg", "bce_alpha", "focal", "ohem_nms0.7", "ohem_nms0.5",
+                                       "ohem_1to3_nms0.5"]
+    tunes = f.tune_sweeps("table1d")
+    assert [t.values for t in tunes] == [[0.0125, 0.025, 0.05]] * 3  # x softmax_bg's chosen 0.025
+    assert all({"loss=ohem", "loss.batch_per_image=256", "eval_split=tune", "seed=0"} <= set(t.fixed) for t in tunes)
+    assert "loss.neg_per_pos=3" in tunes[2].fixed and "loss.nms_thresh=0.5" in tunes[2].fixed
+    for t, best in zip(tunes, (0.0125, 0.025, 0.05)):
+        for lr in t.values:
+            run = write_run(t.dir / f"lr{lr}", ["loss=ohem"], 0, "finished", ap=0.4 if lr == best else 0.2)
+            (run / "config.yaml").write_text(yaml.safe_dump({"seed": 0, "optim": {"lr": lr}}))
+    sweeps = f.sweeps("table1d", f.lrs("table1d"))
+    assert len(sweeps) == 3 + 3 * 3  # the ablation's methods, then each family at each batch size
+    jobs = {s.label: s.jobs() for s in sweeps}
+    assert jobs["table1d: focal"] == [[*f.base("table1d", "focal"), *f.setting("table1d", "focal"), f"seed={s}"]
+                                      for s in (0, 1)]
+    assert sorted(f.setting("table1d", "focal")) == ["loss.alpha=0.5", "optim.lr=0.1"]
+    assert jobs["table1d: ohem_nms0.5 loss.batch_per_image=512"][1][-3:] == [
+        "optim.lr=0.025", "loss.batch_per_image=512", "seed=1"]
+    assert all("optim.lr=0.05" in j for j in jobs["table1d: ohem_1to3_nms0.5 loss.batch_per_image=128"])
+    cfg = build.config(jobs["table1d: ohem_1to3_nms0.5 loss.batch_per_image=128"][0])
+    assert (cfg.loss.nms_thresh, cfg.loss.neg_per_pos, cfg.loss.batch_per_image, cfg.loss.base) == (0.5, 3, 128, "softmax")
