@@ -10,7 +10,7 @@ tot the number of valid elements (non-ignored anchors x K) and n the non-empty b
     weight = tot / (count of the element's bin) / n           (momentum = 0)
     weight = tot / acc_sum[bin] / n,  acc_sum[i] = m acc_sum[i] + (1 - m) count_i
                                        (momentum m > 0, updated for non-empty bins only)
-    loss per anchor = sum_k weight_k BCE(x_k, t_k)             (weights: constants for the gradient)
+    loss = sum over valid elements of weight BCE(x, t) / tot    (weights: constants for the gradient)
 
 Bins: bin i holds edges[i] <= g < edges[i + 1], with mmdetection's edges i / bins in the
 dtype of the computation (float32 in training, as mmdetection's float32 edge buffer) and
@@ -19,23 +19,23 @@ comparing with these edges, not as floor(g * bins) alone: the product rounds, wh
 some g within an ulp of an edge into the neighbouring bin (``gradient_bins``). So a g
 exactly on an edge goes where mmdetection puts it, bit for bit.
 
-Normalization, where this differs from mmdetection: mmdetection returns
-sum(weight * BCE) / tot. Here the loss is per anchor and the division by tot is replaced by
-the project's one normalizer outside the loss (by the number of foreground anchors,
-``losses.normalizer``), as for every variant. The weights are mmdetection's: with
-momentum 0 they average exactly 1 over the valid elements (sum of weights = tot), as the
-unit weights of plain BCE do. The loss is therefore mmdetection's multiplied by
-tot / #foreground, a factor of ~K / (foreground fraction), thousands on COCO-like batches
-(8000 at 100k anchors, K = 80, 1% foreground). GHM moves weight onto the rare high-g
-elements (the foreground at the start of training): at the prior-initialized start, the
-summed loss per foreground anchor is ~K / (foreground fraction) / n x its BCE, orders of
-magnitude above focal's (~1 per foreground anchor): on the default config (K = 5, 192 px,
-batch 8) the first step's loss_cls is ~2600 against focal's ~1.1. A learning rate tuned for
-focal may need scaling down by about that factor. (Weights summing to #foreground instead
-of tot would make loss / #foreground exactly mmdetection's loss.)
+Normalization: mmdetection returns sum(weight * BCE) / tot, a weighted mean over the
+valid elements (its GHM RetinaNet trains at RetinaNet's learning rate on it). Here the
+division is the project's one normalizer outside the loss (by the foreground count,
+``losses.normalizer``), as for every variant, so the weights are mmdetection's times
+#fg / tot (#fg: foreground anchors of the batch, at least 1)::
 
-Distributed: under torch.distributed the per-bin counts and tot are all-reduced before
-the weights are computed. Every rank then uses the weights of the histogram of the whole
+    loss per anchor = sum_k (#fg / tot) weight_k BCE(x_k, t_k)
+
+and the summed loss divided by #fg is mmdetection's loss exactly, gradient included (with
+the normalizer's EMA on, up to the ratio of this batch's count to the EMA, as for every
+variant). Without the factor (weights averaging 1, as plain BCE's) the loss would be
+mmdetection's times tot / #fg ~ K / (foreground fraction): thousands (loss_cls ~2600 at
+the first step of the default config, against focal's ~1.1), which diverges at any
+learning rate tuned for the other losses.
+
+Distributed: under torch.distributed the per-bin counts, tot and #fg are all-reduced
+before the weights are computed. Every rank then uses the weights of the histogram of the whole
 global batch, which is what one process on that batch would compute: the weights do not
 depend on how many ranks share the batch, and the momentum state ``acc_sum`` stays
 identical on every rank (so any rank's checkpoint is the right one). mmdetection counts
@@ -144,24 +144,25 @@ def ghmc_loss(logits: Tensor, labels: Tensor, bins: int = 10, momentum: float = 
         counts = torch.bincount(b.view(-1), minlength=bins) \
             - torch.bincount(b[~valid].view(-1), minlength=bins)  # (bins,)
         tot = valid.sum() * K
-        counts, tot = _all_reduce(counts, tot)
+        counts, tot, num_fg = _all_reduce(counts, tot, torch.tensor(len(fg_rows), device=counts.device))
         weight, acc_sum = ghm_bin_weights(counts, tot, momentum, acc_sum)
-        weight = weight.to(x.dtype)
+        # mmdetection's weights times #fg / tot: the normalizer's division by #fg then gives its loss
+        weight = (weight * (num_fg.clamp(min=1) / tot.clamp(min=1).double())).to(x.dtype)
     loss = _WeightedBCE.apply(x, p, b, weight, valid, fg_rows, fg_cols)
     return loss.view(shape), acc_sum
 
 
-def _all_reduce(counts: Tensor, tot: Tensor) -> tuple[Tensor, Tensor]:
-    """Sums the per-bin counts Tensor[bins] and tot (0-dim) over the ranks (unchanged
-    without torch.distributed), in one all-reduce."""
+def _all_reduce(counts: Tensor, tot: Tensor, num_fg: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Sums the per-bin counts Tensor[bins], tot and num_fg (0-dim) over the ranks
+    (unchanged without torch.distributed), in one all-reduce."""
     if not (dist.is_available() and dist.is_initialized()):
-        return counts, tot
-    both = torch.cat([counts, tot.view(1)]).long()  # (bins + 1,)
-    if dist.get_backend() == "nccl" and both.device.type == "cpu":
-        both = both.cuda()
-    dist.all_reduce(both, op=dist.ReduceOp.SUM)
-    both = both.to(counts.device)
-    return both[:-1], both[-1]
+        return counts, tot, num_fg
+    every = torch.cat([counts, tot.view(1), num_fg.view(1)]).long()  # (bins + 2,)
+    if dist.get_backend() == "nccl" and every.device.type == "cpu":
+        every = every.cuda()
+    dist.all_reduce(every, op=dist.ReduceOp.SUM)
+    every = every.to(counts.device)
+    return every[:-2], every[-2], every[-1]
 
 
 class _WeightedBCE(torch.autograd.Function):

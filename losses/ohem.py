@@ -36,7 +36,7 @@ import math
 
 import torch
 from torch import Tensor
-from torchvision.ops import nms
+from torchvision.ops import box_iou, nms
 
 from losses._selection import Selecting, base_loss, check_count, check_enough_anchors
 
@@ -53,42 +53,64 @@ def hard_examples(loss: Tensor, labels: Tensor, num_classes: int, batch: int, bo
         boxes: Tensor[N, R, 4] xyxy, the boxes NMS compares; needed when nms_thresh is set.
         nms_thresh: IoU above which a lower-loss anchor is suppressed; None: no NMS.
         neg_per_pos: r background anchors per foreground anchor; None: no ratio.
+
+    Equal losses rank by anchor index. The batch is sorted once and the selection is done on
+    the sorted masks; only NMS runs per image, over no more candidates than it needs.
     """
-    keep = torch.zeros_like(labels, dtype=torch.bool)
-    for i in range(labels.shape[0]):
-        b = None if boxes is None else boxes[i]
-        fg_mask = (labels[i] >= 0) & (labels[i] < num_classes)
-        if neg_per_pos is None:
-            fg = _hardest(loss[i], fg_mask, batch, b, nms_thresh)
-            bg = _hardest(loss[i], labels[i] == num_classes, batch, b, nms_thresh)
-            both = torch.cat([fg, bg])
-            chosen = both[loss[i, both].argsort(descending=True, stable=True)[:batch]]
-        else:
-            fg = _hardest(loss[i], fg_mask, int(batch // (1 + neg_per_pos)), b, nms_thresh)
-            bg = _hardest(loss[i], labels[i] == num_classes, math.floor(neg_per_pos * len(fg)), b, nms_thresh)
-            chosen = torch.cat([fg, bg])
-        keep[i, chosen] = True
-    return keep
+    order = loss.argsort(dim=1, descending=True, stable=True)  # (N, R) highest loss first
+    fg = ((labels >= 0) & (labels < num_classes)).gather(1, order)  # (N, R) in loss order
+    bg = (labels == num_classes).gather(1, order)  # (N, R)
+    fg_cap = batch if neg_per_pos is None else int(batch // (1 + neg_per_pos))
+    if nms_thresh is not None:  # keep in each group only what survives NMS within it
+        for i in range(len(labels)):
+            fg[i] = _survivors(fg[i], order[i], boxes[i], fg_cap, nms_thresh)
+            bg_limit = batch if neg_per_pos is None else math.floor(neg_per_pos * int(fg[i].sum()))
+            bg[i] = _survivors(bg[i], order[i], boxes[i], bg_limit, nms_thresh)
+    if neg_per_pos is None:
+        candidates = fg | bg
+        keep = candidates & (candidates.cumsum(1) <= batch)
+    else:
+        keep_fg = fg & (fg.cumsum(1) <= fg_cap)
+        bg_count = (keep_fg.sum(1, keepdim=True).double() * neg_per_pos).floor()  # (N, 1)
+        keep = keep_fg | (bg & (bg.cumsum(1) <= bg_count))
+    return torch.zeros_like(keep).scatter_(1, order, keep)  # back to anchor order
 
 
-def _hardest(loss: Tensor, candidates: Tensor, limit: int, boxes: Tensor | None, nms_thresh: float | None) -> Tensor:
-    """Indices of at most ``limit`` of the ``candidates`` (Tensor[R] bool), highest loss first,
-    after greedy NMS in loss order when ``nms_thresh`` is set."""
-    idx = candidates.nonzero().squeeze(1)
-    idx = idx[loss[idx].argsort(descending=True, stable=True)]  # (P,) highest loss first
-    if nms_thresh is None or limit <= 0 or len(idx) == 0:
-        return idx[:max(limit, 0)]
-    # Greedy NMS decides each box from the higher-ranked boxes it kept, so NMS over the first
-    # t candidates keeps exactly what NMS over all of them keeps among those t: grow t until
-    # `limit` survive or every candidate is in (O(t^2) instead of O(P^2) for P ~ R).
-    t = min(len(idx), 4 * limit)
-    while True:
-        head = idx[:t]
-        rank = torch.arange(t, 0, -1, dtype=torch.float32, device=idx.device)  # nms sorts by it: our order
-        kept = head[nms(boxes[head].float(), rank, nms_thresh)]
-        if len(kept) >= limit or t == len(idx):
-            return kept[:limit]
-        t = min(len(idx), 4 * t)
+def _survivors(group: Tensor, order: Tensor, boxes: Tensor, limit: int, nms_thresh: float) -> Tensor:
+    """Of one image's ``group`` (Tensor[R] bool, in loss order ``order``), the first ``limit``
+    that greedy NMS over ``boxes`` (Tensor[R, 4], anchor order) keeps: Tensor[R] bool."""
+    pos = group.nonzero().squeeze(1)  # (P,) the group's places in loss order
+    out = torch.zeros_like(group)
+    out[pos[_nms_in_order(order[pos], boxes, limit, nms_thresh)]] = True
+    return out
+
+
+def _nms_in_order(idx: Tensor, boxes: Tensor, limit: int, nms_thresh: float) -> Tensor:
+    """Positions in ``idx`` (Tensor[P], anchors in priority order) of the first ``limit``
+    anchors that greedy NMS in that order keeps, comparing ``boxes[idx]`` (boxes: Tensor[R, 4]).
+
+    Greedy NMS keeps a box when no box it kept before overlaps it, so it can run a chunk of
+    candidates at a time and stop once ``limit`` are kept: a chunk's boxes that overlap a box
+    already kept go, NMS within the chunk decides the rest. The work is O(t * limit) for the
+    t candidates looked at (t ~ limit), not O(P^2) for all P ~ R of an image.
+    """
+    kept, kept_boxes, n_kept, start = [], boxes.new_zeros(0, 4, dtype=torch.float32), 0, 0
+    want = limit
+    while n_kept < limit and start < len(idx):
+        stop = min(len(idx), start + want)
+        pos = torch.arange(start, stop, device=idx.device)  # (c,)
+        chunk = boxes[idx[start:stop]].float()  # (c, 4)
+        if n_kept:
+            free = box_iou(chunk, kept_boxes).amax(1) <= nms_thresh  # nms suppresses IoU > thresh
+            pos, chunk = pos[free], chunk[free]
+        rank = torch.arange(len(pos), 0, -1, dtype=torch.float32, device=idx.device)  # nms sorts by it: our order
+        survive = nms(chunk, rank, nms_thresh)
+        kept.append(pos[survive])
+        kept_boxes = torch.cat([kept_boxes, chunk[survive]])
+        n_kept, start = n_kept + len(survive), stop
+        # the next chunk: what the survival rate so far needs for the rest, with a margin
+        want = max(64, math.ceil(1.25 * (limit - n_kept) * stop / max(n_kept, 1)))
+    return torch.cat(kept)[:limit] if kept else idx.new_zeros(0)
 
 
 class OHEMLoss(Selecting):

@@ -53,19 +53,20 @@ def scalar_and_grad(fn, x):
     return loss.detach(), x.grad
 
 
-def ours_over_tot(loss_fn, labels):
-    tot = max((labels >= 0).sum().item() * K, 1)
-    return lambda x: loss_fn(x, labels).sum() / tot
+def ours_over_fg(loss_fn, labels, k=K):
+    """Our summed loss divided by the foreground count, as the project's normalizer does."""
+    num_fg = max(((labels >= 0) & (labels < k)).sum().item(), 1)
+    return lambda x: loss_fn(x, labels).sum() / num_fg
 
 
 @pytest.mark.parametrize("bins", [1, 3, 10, 30])
 def test_equals_mmdetection_without_momentum(bins):
     x, labels = batch()
     ref = scalar_and_grad(lambda z: mmdet_ghmc(z, labels, bins, 0.0, None), x)
-    ours = scalar_and_grad(ours_over_tot(GHMCLoss(bins), labels), x)
+    ours = scalar_and_grad(ours_over_fg(GHMCLoss(bins), labels), x)
     torch.testing.assert_close(ours, ref, rtol=1e-12, atol=1e-15)
     # float32 against the float64 reference (no element near an edge: same bins)
-    loss32, grad32 = scalar_and_grad(ours_over_tot(GHMCLoss(bins), labels), x.float())
+    loss32, grad32 = scalar_and_grad(ours_over_fg(GHMCLoss(bins), labels), x.float())
     torch.testing.assert_close(loss32.double(), ref[0], rtol=1e-5, atol=1e-7)
     torch.testing.assert_close(grad32.double(), ref[1], rtol=1e-4, atol=1e-9)
 
@@ -75,7 +76,7 @@ def test_equals_mmdetection_with_momentum_over_three_calls():
     for seed in range(3):
         x, labels = batch(seed=seed)
         ref = scalar_and_grad(lambda z, y=labels: mmdet_ghmc(z, y, 10, 0.75, acc_ref), x)
-        torch.testing.assert_close(scalar_and_grad(ours_over_tot(ours, labels), x), ref, rtol=1e-6, atol=1e-12)
+        torch.testing.assert_close(scalar_and_grad(ours_over_fg(ours, labels), x), ref, rtol=1e-6, atol=1e-12)
         # acc_sum is float32, as mmdetection's buffer
         torch.testing.assert_close(torch.tensor(ours.state_dict()["acc_sum"], dtype=torch.float64),
                                    torch.tensor(acc_ref, dtype=torch.float64), rtol=1e-6, atol=0)
@@ -85,31 +86,34 @@ def test_equals_mmdetection_with_momentum_over_three_calls():
 def test_hand_computed_two_bins():
     # K = 1, bins = 2 (edges 0, 0.5, 1): a foreground anchor at p = 3/4 (g = 1/4, bin 0), a
     # background anchor at p = 1/4 (g = 1/4, bin 0), a background anchor at p = 1/2 (g = 1/2,
-    # exactly on the edge: bin 1), an ignored one. tot = 3, n = 2: weights 3 / 2 / 2 = 0.75
-    # in bin 0 and 3 / 1 / 2 = 1.5 in bin 1 (they sum to tot).
+    # exactly on the edge: bin 1), an ignored one. tot = 3, n = 2: mmdetection's weights
+    # 3 / 2 / 2 = 0.75 in bin 0 and 3 / 1 / 2 = 1.5 in bin 1 (they sum to tot), ours those
+    # times #fg / tot = 1 / 3: 0.25 and 0.5 (they sum to #fg).
     x = torch.tensor([[[math.log(3)], [-math.log(3)], [0.0], [5.0]]], dtype=torch.float64)
     labels = torch.tensor([[0, 1, 1, -1]])
     loss, grad = loss_and_grad(GHMCLoss(bins=2), x, labels)
     bce_13 = math.log(4 / 3)  # softplus(-ln 3) = BCE of both bin-0 anchors
-    torch.testing.assert_close(loss, torch.tensor([[0.75 * bce_13, 0.75 * bce_13, 1.5 * math.log(2), 0.0]],
+    torch.testing.assert_close(loss, torch.tensor([[0.25 * bce_13, 0.25 * bce_13, 0.5 * math.log(2), 0.0]],
                                                   dtype=torch.float64), rtol=1e-12, atol=0)
     # gradient w (p - t) times loss_and_grad's upstream weights 0.5, 1, 1.5, 2
-    torch.testing.assert_close(grad.view(-1), torch.tensor([0.5 * 0.75 * -0.25, 1.0 * 0.75 * 0.25,
-                                                            1.5 * 1.5 * 0.5, 0.0], dtype=torch.float64))
-    # momentum 0.5 from zeros: acc_sum = 0.5 * counts = [1, 0.5], weights 3 / 1 / 2 and 3 / 0.5 / 2
+    torch.testing.assert_close(grad.view(-1), torch.tensor([0.5 * 0.25 * -0.25, 1.0 * 0.25 * 0.25,
+                                                            1.5 * 0.5 * 0.5, 0.0], dtype=torch.float64))
+    # momentum 0.5 from zeros: acc_sum = 0.5 * counts = [1, 0.5], weights 3 / 1 / 2 and
+    # 3 / 0.5 / 2, times 1 / 3
     loss_fn = GHMCLoss(bins=2, momentum=0.5)
     loss = loss_fn(x, labels)
-    torch.testing.assert_close(loss, torch.tensor([[1.5 * bce_13, 1.5 * bce_13, 3.0 * math.log(2), 0.0]],
+    torch.testing.assert_close(loss, torch.tensor([[0.5 * bce_13, 0.5 * bce_13, 1.0 * math.log(2), 0.0]],
                                                   dtype=torch.float64), rtol=1e-12, atol=0)
     assert loss_fn.state_dict() == {"acc_sum": [1.0, 0.5]}
     # second call: [0.5 * 1 + 0.5 * 2, 0.5 * 0.5 + 0.5 * 1] = [1.5, 0.75]
     loss_fn(x, labels)
     assert loss_fn.state_dict() == {"acc_sum": [1.5, 0.75]}
     # third call, 2 elements, both in bin 0: bin 1 is empty and keeps its running count
-    # (no decay); n = 1, weight tot / acc_sum[0] = 2 / (0.5 * 1.5 + 0.5 * 2)
+    # (no decay); n = 1, weight tot / acc_sum[0] = 2 / (0.5 * 1.5 + 0.5 * 2), times #fg / tot
+    # = 1 / 2 (no foreground: #fg counts as 1, as in the normalizer)
     loss = loss_fn(x[:, [1, 1]], torch.tensor([[1, 1]]))  # background at p = 1/4: g = 1/4
     assert loss_fn.state_dict() == {"acc_sum": [1.75, 0.75]}
-    torch.testing.assert_close(loss, torch.full((1, 2), 2 / 1.75 * bce_13, dtype=torch.float64), rtol=1e-12, atol=0)
+    torch.testing.assert_close(loss, torch.full((1, 2), 1 / 1.75 * bce_13, dtype=torch.float64), rtol=1e-12, atol=0)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -138,7 +142,7 @@ def test_edge_values_through_the_loss(bins):
                        [-200.0, 0.0, 200.0], [0.0, 0.0, 0.0]]])
     labels = torch.tensor([[0, 1, 3, 2, -1]])
     ref = scalar_and_grad(lambda z: mmdet_ghmc(z, labels, bins, 0.0, None), x.double())
-    ours = scalar_and_grad(lambda z: GHMCLoss(bins)(z, labels).sum() / 12, x)
+    ours = scalar_and_grad(ours_over_fg(GHMCLoss(bins), labels, k=3), x)
     assert ours[0].isfinite() and ours[1].isfinite().all()
     torch.testing.assert_close((ours[0].double(), ours[1].double()), ref, rtol=1e-6, atol=1e-7)
 
@@ -150,7 +154,7 @@ def test_saturated_logits_are_finite(momentum):
     loss, grad = loss_and_grad(GHMCLoss(10, momentum), x, labels)
     assert loss.isfinite().all() and grad.isfinite().all()
     ref = scalar_and_grad(lambda z: mmdet_ghmc(z, labels, 10, momentum, [0.0] * 10), x.double())
-    ours = scalar_and_grad(lambda z: GHMCLoss(10, momentum)(z, labels).sum() / 25, x)
+    ours = scalar_and_grad(ours_over_fg(GHMCLoss(10, momentum), labels), x)
     torch.testing.assert_close((ours[0].double(), ours[1].double()), ref, rtol=1e-6, atol=1e-7)
 
 
@@ -180,7 +184,7 @@ def test_all_ignored_and_all_background(fill):
     x, _ = batch()
     labels = torch.full(x.shape[:-1], fill)
     ref = scalar_and_grad(lambda z: mmdet_ghmc(z, labels, 10, 0.0, None), x)
-    ours = scalar_and_grad(ours_over_tot(GHMCLoss(10), labels), x)
+    ours = scalar_and_grad(ours_over_fg(GHMCLoss(10), labels), x)
     torch.testing.assert_close(ours, ref, rtol=1e-12, atol=1e-15)
     assert (ours[0] == 0) == (fill == -1)
 

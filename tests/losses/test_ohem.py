@@ -1,3 +1,4 @@
+import math
 from types import SimpleNamespace
 
 import pytest
@@ -7,7 +8,7 @@ from torchvision.models.detection.ssd import SSD
 from torchvision.ops import nms
 
 from losses.focal import sigmoid_focal_loss
-from losses.ohem import OHEMLoss, _hardest, hard_examples
+from losses.ohem import OHEMLoss, _nms_in_order, hard_examples
 from losses.softmax_bg import softmax_bg_loss
 from tests.losses.conftest import loss_and_grad
 
@@ -38,17 +39,58 @@ def test_nms_suppresses_the_lower_loss_duplicate_within_a_label_group():
     assert hard_examples(loss, labels, 1, 3).tolist() == [[True, True, True, False]]
 
 
-def test_nms_over_a_prefix_equals_nms_over_all():
+def test_nms_a_chunk_at_a_time_equals_nms_over_all():
     g = torch.Generator().manual_seed(0)
     R = 3000
     xy = torch.rand(R, 2, generator=g) * 200
     boxes = torch.cat([xy, xy + 20 + torch.rand(R, 2, generator=g) * 30], 1)
-    loss = torch.rand(R, generator=g)
-    every = torch.ones(R, dtype=torch.bool)
-    full = torch.arange(R)[loss.argsort(descending=True)]
-    full = full[nms(boxes[full], torch.arange(R, 0, -1, dtype=torch.float32), 0.5)]  # NMS of everything, loss order
-    for limit in (1, 7, 64, 500, 5000):
-        assert torch.equal(_hardest(loss, every, limit, boxes, 0.5), full[:limit])
+    order = torch.rand(R, generator=g).argsort(descending=True)  # priority order of the anchors
+    full = nms(boxes[order], torch.arange(R, 0, -1, dtype=torch.float32), 0.5)  # NMS of everything, in order
+    for limit in (0, 1, 7, 64, 500, 5000):
+        assert torch.equal(_nms_in_order(order, boxes, limit, 0.5), full[:limit])
+
+
+def _reference_hard_examples(loss, labels, K, batch, boxes, nms_thresh, neg_per_pos):
+    """OHEM per image the plain way: each label group sorted, full NMS over all of it, then
+    the top B of both groups (or the 1:r rule)."""
+    keep = torch.zeros_like(labels, dtype=torch.bool)
+    for i in range(len(labels)):
+        groups = []
+        for mask in ((labels[i] >= 0) & (labels[i] < K), labels[i] == K):
+            idx = mask.nonzero().squeeze(1)
+            idx = idx[loss[i, idx].argsort(descending=True, stable=True)]
+            if nms_thresh is not None and len(idx):
+                idx = idx[nms(boxes[i, idx], torch.arange(len(idx), 0, -1, dtype=torch.float32), nms_thresh)]
+            groups.append(idx)
+        fg, bg = groups
+        if neg_per_pos is None:
+            both = torch.cat([fg, bg]).sort().values  # equal losses: lower anchor index first
+            chosen = both[loss[i, both].argsort(descending=True, stable=True)[:batch]]
+        else:
+            fg = fg[:int(batch // (1 + neg_per_pos))]
+            chosen = torch.cat([fg, bg[:math.floor(neg_per_pos * len(fg))]])
+        keep[i, chosen] = True
+    return keep
+
+
+def test_hard_examples_equal_the_plain_per_image_selection():
+    g = torch.Generator().manual_seed(2)
+    K, N, R = 5, 3, 1500
+    loss = torch.rand(N, R, generator=g).round(decimals=2)  # ties: ranked by anchor index
+    labels = torch.full((N, R), K)
+    labels[torch.rand(N, R, generator=g) < 0.05] = 2
+    labels[torch.rand(N, R, generator=g) < 0.1] = -1
+    labels[2][labels[2] < K] = K  # an image without foreground
+    xy = torch.rand(N, R, 2, generator=g) * 200
+    boxes = torch.cat([xy, xy + 10 + torch.rand(N, R, 2, generator=g) * 40], 2)
+    for batch in (1, 40, 256, 1500):
+        for nms_thresh in (None, 0.5, 0.7):
+            for neg_per_pos in (None, 3, 0.5):
+                if neg_per_pos is not None and batch // (1 + neg_per_pos) < 1:
+                    continue
+                ours = hard_examples(loss, labels, K, batch, boxes, nms_thresh, neg_per_pos)
+                ref = _reference_hard_examples(loss, labels, K, batch, boxes, nms_thresh, neg_per_pos)
+                assert torch.equal(ours, ref), (batch, nms_thresh, neg_per_pos)
 
 
 def _ssd_reference(logits, labels, K):
