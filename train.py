@@ -32,6 +32,7 @@ from detection import build
 from detection import distributed as ddp
 from detection.evaluation import coco_evaluate
 from detection.run_folder import (
+    RUN_CONTROL,
     MetricsWriter,
     RunFolder,
     StatusWriter,
@@ -125,10 +126,9 @@ def sweep_job_action(cfg, folder: RunFolder) -> str:
 def check_same_run(cfg, folder: RunFolder, status: dict | None, code: bool = True) -> None:
     """Raises when ``folder`` holds a run of another config or (``code``) code version,
     unless ``force``."""
-    ignored = {"resume", "force", "retry_diverged"}
-    old = {k: v for k, v in flatten(folder.read_config() or {}).items() if k.split(".")[0] not in ignored}
+    old = {k: v for k, v in flatten(folder.read_config() or {}).items() if k.split(".")[0] not in RUN_CONTROL}
     new = {k: v for k, v in flatten(OmegaConf.to_container(cfg, resolve=True)).items()
-           if k.split(".")[0] not in ignored}
+           if k.split(".")[0] not in RUN_CONTROL}
     diffs = [f"{k}: {old.get(k, '<unset>')!r} -> {new.get(k, '<unset>')!r}"
              for k in sorted(old.keys() | new.keys()) if old.get(k, "<unset>") != new.get(k, "<unset>")]
     was, now = (status or {}).get("code") if code else None, code_version()

@@ -39,6 +39,9 @@ import torch
 import yaml
 
 STATUSES = ("running", "finished", "diverged", "failed")
+# config keys that say how a run is started, not what it computes: two runs that differ only
+# in them are the same run (train.py's check_same_run, the sweep tools)
+RUN_CONTROL = ("resume", "force", "retry_diverged", "dry_run")
 HEARTBEAT_EVERY = 10.0  # seconds between heartbeats of a running run
 STALE_AFTER = 600.0  # a heartbeat this old (and no process to ask) means the run is not running
 ROOT = Path(__file__).resolve().parents[1]

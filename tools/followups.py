@@ -42,6 +42,7 @@ import yaml
 from omegaconf import OmegaConf
 
 from detection.build import CONFIGS
+from detection.run_folder import RUN_CONTROL
 from tools.ablation import STUDY, Study, Sweep, choose, merge
 
 FOLLOWUPS = CONFIGS / "study" / "followups.yaml"
@@ -232,8 +233,7 @@ def canonical(config: dict) -> str:
     computes (as train.py's check_same_run ignores them)."""
     from tools.report_runs import flatten
 
-    return json.dumps({k: v for k, v in flatten(config).items()
-                       if k.split(".")[0] not in {"resume", "force", "retry_diverged", "dry_run"}},
+    return json.dumps({k: v for k, v in flatten(config).items() if k.split(".")[0] not in RUN_CONTROL},
                       sort_keys=True, default=str)
 
 

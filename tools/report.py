@@ -7,7 +7,8 @@ Runs are grouped by their overrides except the seed (a "method"); each method ge
 and the 95% t interval over its finished seeds. Sweeps of the paper's Table 1a/1b settings get the
 paper's AP beside ours with the rank correlation (tools/report_paper.py), sweeps of Table 1d's OHEM
 settings likewise (tools/report_table1d.py); sweeps over datasets,
-AP against their measured imbalance (tools/report_imbalance.py); runs with an error analysis
+AP against their measured imbalance (tools/report_imbalance.py); sweeps with model.prior_init on and
+off, the paired difference per loss (tools/report_prior.py); runs with an error analysis
 (``<run>/analysis/``), a ``Background errors`` section (tools/report_errors.py). Diverged runs are flagged and
 left out of the means; running, failed and incomplete runs are listed with their status. Also written when a sweep ends by
 ``tools.report_callback.ReportCallback``.
@@ -26,6 +27,7 @@ from tools.report_errors import CSV_FIELDS, csv_columns, errors_section, errors_
 from tools.report_imbalance import imbalance_section
 from tools.report_paper import paper_section
 from tools.report_plots import plot_ap, plot_curves, plot_focal_loss, plot_loss_cdf
+from tools.report_prior import prior_section
 from tools.report_runs import (
     STATS,
     Run,
@@ -236,7 +238,8 @@ def write_report(sweep_dir, out=None) -> Path:
     plot_focal_loss(plots / "focal_loss.png")
     write_csv(rows, out / "report.csv")
     md = out / "report.md"
-    studies = paper_section(groups) + table1d_section(groups) + imbalance_section(runs, plots) + errors_section(groups, plots, errors)
+    studies = (paper_section(groups) + table1d_section(groups) + imbalance_section(runs, plots) + prior_section(groups)
+               + errors_section(groups, plots, errors))
     md.write_text(render_markdown(sweep_dir, runs, shared, rows, samples, problems, time.perf_counter() - t0, studies))
     return md
 

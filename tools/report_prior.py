@@ -1,0 +1,80 @@
+"""The report's prior-init section: each loss with and without the prior-probability bias
+init (issue 12, ``make followups ARGS="--study prior_init"``; the focal-loss paper, Sec. 3.3
+and 4.1: plain cross-entropy without it diverges at the start of training).
+
+Two groups of a sweep are the two arms of one setting when their configs differ in
+``model.prior_init`` only (seed, run name and the keys
+that only say how a run was started, ``RUN_CONTROL``, aside). Per pair: each arm's AP (%) as mean ±
+std [95% t interval] over its finished seeds, its diverged and other runs counted (a
+diverged run is a result: the paper's claim is about divergence), and the paired
+difference on − off over the seeds both arms finished, with what its interval supports
+(``tools.stats.verdict``).
+
+    md_lines = prior_section(groups_of(runs))   # [] unless the sweep has such a pair
+"""
+
+from detection.run_folder import RUN_CONTROL
+from tools.report_paper import _cell_stats, _n, _ours
+from tools.report_runs import Run, flatten, markdown_table, run_values
+from tools.stats import paired_difference, verdict
+
+KEY = "model.prior_init"
+_NOT_SETTING = (KEY, "seed", "run_name", *RUN_CONTROL)
+
+
+def _setting(runs: list[Run]) -> tuple[tuple, bool] | None:
+    """(the config without KEY, seed and run name; KEY's value) shared by a group's runs, or
+    None when they do not share one or KEY is unset."""
+    found = set()
+    for r in runs:
+        if not r.config:
+            continue
+        flat = flatten(r.config)
+        if KEY not in flat:
+            return None
+        found.add((tuple(sorted((k, repr(v)) for k, v in flat.items() if k not in _NOT_SETTING)), bool(flat[KEY])))
+    return found.pop() if len(found) == 1 else None
+
+
+def _ap_by_seed(runs: list[Run]) -> dict:
+    return {r.seed: run_values(r)["AP"] for r in runs if r.status == "finished" and r.seed is not None}
+
+
+def prior_pairs(groups: dict[str, list[Run]]) -> list[tuple[str, str]]:
+    """(label on, label off) of the groups that differ only in model.prior_init, in the
+    groups' order."""
+    arms: dict[tuple, dict[bool, str]] = {}
+    for label, runs in groups.items():
+        s = _setting(runs)
+        if s is not None:
+            arms.setdefault(s[0], {}).setdefault(s[1], label)
+    return [(a[True], a[False]) for a in arms.values() if len(a) == 2]
+
+
+def _loss_name(runs: list[Run]) -> str:
+    target = str(((runs[0].config or {}).get("loss") or {}).get("_target_", "?"))
+    return target.rsplit(".", 1)[-1]
+
+
+def prior_section(groups: dict[str, list[Run]]) -> list[str]:
+    """``## Prior-probability bias init (on − off)`` as markdown lines; [] without a pair."""
+    pairs = prior_pairs(groups)
+    if not pairs:
+        return []
+    header = ["method (on)", "loss", "init on: AP (%) mean ± std [95% CI]", "n", "init off: AP (%)", "n",
+              "on − off: paired AP difference [95% CI]"]
+    rows = []
+    for on, off in pairs:
+        s_on, s_off = _cell_stats(groups[on]), _cell_stats(groups[off])
+        d = paired_difference(_ap_by_seed(groups[on]), _ap_by_seed(groups[off]))
+        rows.append([f"`{on}`", _loss_name(groups[on]), _ours(s_on), _n(s_on), _ours(s_off), _n(s_off),
+                     verdict("on", "off", d).split(" = ", 1)[1]])
+    diverged = sum(r.status == "diverged" for _, off in pairs for r in groups[off])
+    runs_off = sum(len(groups[off]) for _, off in pairs)
+    return ["## Prior-probability bias init (on − off)", "",
+            f"Each loss with the classification bias initialized to the prior probability (`{KEY}=true`, the "
+            "paper's init) and without it (bias 0). The paper: cross-entropy without the prior diverges in the "
+            "first iterations. Diverged runs are results: counted in n's column, not averaged. The last column "
+            "is on − off over the seeds both arms finished and says only what its interval supports.", "",
+            *markdown_table(header, rows), "",
+            f"Without the prior: {diverged} of {runs_off} runs diverged.", ""]
