@@ -58,11 +58,14 @@ def imbalance_points(runs: list[Run]) -> dict[str, list[dict]]:
     ``diverged`` counts diverged runs (never in the means), ``not_counted`` the other runs
     without an AP (running, failed, finished without eval.json ...).
 
-    Runs without a dataset name or loss ``_target_`` in their config are skipped. Returns {}
+    Runs without a dataset name or loss ``_target_`` in their config are skipped, and so are
+    runs evaluated on the tuning split (``eval_split: tune``, a study's lr tuning): their AP is
+    of other images and their seeds would pair with the compared runs'. Returns {}
     unless the remaining runs span at least 2 datasets (not an imbalance sweep).
     """
     keyed = [(loss_name(r), dataset_name(r), r) for r in runs]
-    keyed = [(loss, ds, r) for loss, ds, r in keyed if loss is not None and ds is not None]
+    keyed = [(loss, ds, r) for loss, ds, r in keyed
+             if loss is not None and ds is not None and (r.config or {}).get("eval_split") != "tune"]
     if len({ds for _, ds, _ in keyed}) < 2:
         return {}
     cells: dict[str, dict[str, list[Run]]] = {}

@@ -51,7 +51,9 @@ def test_points_ratios_means_and_counts(tmp_path):
                 metrics=[{"iter": 10, "num_fg": 10.0, "num_bg": 1000.0}, {"iter": 20, "num_fg": 10.0, "num_bg": 4000.0}]),
             run(tmp_path, "focal", "synthetic_fg1to540", 1, 0.25, fg=10.0, bg=3000.0),
             run(tmp_path, "softmax_bg", "synthetic", 0, 0.28)]
-    points = imbalance_points(runs)
+    tuning = run(tmp_path, "focal", "synthetic", 0, 0.90)  # lr tuning: on other images, not a point's run
+    tuning.config["eval_split"] = "tune"
+    points = imbalance_points([*runs, tuning])
     assert list(points) == ["focal", "softmax_bg"]
     low, high = points["focal"]
     assert low["dataset"] == "synthetic" and high["dataset"] == "synthetic_fg1to540"
