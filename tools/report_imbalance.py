@@ -19,7 +19,7 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from tools.report_runs import Run, bg_per_fg, markdown_table
+from tools.report_runs import Run, bg_per_fg, markdown_table, on_tuning_split
 from tools.stats import paired_difference, summary, verdict
 
 PLOT = "ap_vs_imbalance.png"
@@ -65,7 +65,7 @@ def imbalance_points(runs: list[Run]) -> dict[str, list[dict]]:
     """
     keyed = [(loss_name(r), dataset_name(r), r) for r in runs]
     keyed = [(loss, ds, r) for loss, ds, r in keyed
-             if loss is not None and ds is not None and (r.config or {}).get("eval_split") != "tune"]
+             if loss is not None and ds is not None and not on_tuning_split(r)]
     if len({ds for _, ds, _ in keyed}) < 2:
         return {}
     cells: dict[str, dict[str, list[Run]]] = {}

@@ -14,8 +14,9 @@ difference on − off over the seeds both arms finished, with what its interval 
 """
 
 from detection.run_folder import RUN_CONTROL
+from tools.report_imbalance import loss_name
 from tools.report_paper import _cell_stats, _n, _ours
-from tools.report_runs import Run, flatten, markdown_table, run_values
+from tools.report_runs import Run, ap_by_seed, flatten, markdown_table
 from tools.stats import paired_difference, verdict
 
 KEY = "model.prior_init"
@@ -36,10 +37,6 @@ def _setting(runs: list[Run]) -> tuple[tuple, bool] | None:
     return found.pop() if len(found) == 1 else None
 
 
-def _ap_by_seed(runs: list[Run]) -> dict:
-    return {r.seed: run_values(r)["AP"] for r in runs if r.status == "finished" and r.seed is not None}
-
-
 def prior_pairs(groups: dict[str, list[Run]]) -> list[tuple[str, str]]:
     """(label on, label off) of the groups that differ only in model.prior_init, in the
     groups' order."""
@@ -49,11 +46,6 @@ def prior_pairs(groups: dict[str, list[Run]]) -> list[tuple[str, str]]:
         if s is not None:
             arms.setdefault(s[0], {}).setdefault(s[1], label)
     return [(a[True], a[False]) for a in arms.values() if len(a) == 2]
-
-
-def _loss_name(runs: list[Run]) -> str:
-    target = str(((runs[0].config or {}).get("loss") or {}).get("_target_", "?"))
-    return target.rsplit(".", 1)[-1]
 
 
 def prior_section(groups: dict[str, list[Run]]) -> list[str]:
@@ -66,8 +58,8 @@ def prior_section(groups: dict[str, list[Run]]) -> list[str]:
     rows = []
     for on, off in pairs:
         s_on, s_off = _cell_stats(groups[on]), _cell_stats(groups[off])
-        d = paired_difference(_ap_by_seed(groups[on]), _ap_by_seed(groups[off]))
-        rows.append([f"`{on}`", _loss_name(groups[on]), _ours(s_on), _n(s_on), _ours(s_off), _n(s_off),
+        d = paired_difference(ap_by_seed(groups[on]), ap_by_seed(groups[off]))
+        rows.append([f"`{on}`", loss_name(groups[on][0]) or "?", _ours(s_on), _n(s_on), _ours(s_off), _n(s_off),
                      verdict("on", "off", d).split(" = ", 1)[1]])
     diverged = sum(r.status == "diverged" for _, off in pairs for r in groups[off])
     runs_off = sum(len(groups[off]) for _, off in pairs)

@@ -212,6 +212,17 @@ def run_values(run: Run) -> dict[str, float | None]:
     return values
 
 
+def ap_by_seed(runs: list[Run]) -> dict:
+    """{seed: AP (%)} of the finished runs with a seed: what a paired difference pairs."""
+    return {r.seed: run_values(r)["AP"] for r in runs if r.status == "finished" and r.seed is not None}
+
+
+def on_tuning_split(run: Run) -> bool:
+    """Evaluated on the tuning split (``eval_split: tune``, a study's lr tuning): its AP is of
+    other images than the compared runs', so it is no point of a comparison."""
+    return (run.config or {}).get("eval_split") == "tune"
+
+
 def mean_std(values) -> tuple[float | None, float | None, int]:
     """(mean, sample std, n) over the finite values; std is None for n < 2, mean for n = 0."""
     s = summary(values)

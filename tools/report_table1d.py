@@ -16,7 +16,7 @@ supports (``tools.stats.verdict``); the paper's order against ours by Spearman's
 import math
 
 from tools.report_paper import PAPER_SETUP, _cell_stats, _n, _ours, spearman
-from tools.report_runs import Run, markdown_table, run_values
+from tools.report_runs import Run, ap_by_seed, markdown_table, on_tuning_split
 from tools.stats import paired_difference, verdict
 
 OHEM = "ohem.OHEMLoss"  # the end of config loss._target_ (losses/ohem.py)
@@ -60,7 +60,7 @@ def row_of(config: dict | None) -> tuple | None:
 
 def _tuning(runs: list[Run]) -> bool:
     """Runs evaluated on the tuning split (a study's lr tuning): not rows of the comparison."""
-    return any((r.config or {}).get("eval_split") == "tune" for r in runs)
+    return any(map(on_tuning_split, runs))
 
 
 def _group_row(runs: list[Run]) -> tuple | None:
@@ -68,17 +68,12 @@ def _group_row(runs: list[Run]) -> tuple | None:
     return found.pop() if len(found) == 1 else None
 
 
-def _ap_by_seed(runs: list[Run]) -> dict:
-    return {r.seed: run_values(r)["AP"]
-            for r in runs if r.status == "finished" and r.seed is not None}
-
-
 def _cells(label: str, runs: list[Run], fl: list[Run] | None) -> list[str]:
     stats = _cell_stats(runs)
     if fl is None or runs is fl:
         diff = "–"
     else:
-        d = paired_difference(_ap_by_seed(runs), _ap_by_seed(fl))
+        d = paired_difference(ap_by_seed(runs), ap_by_seed(fl))
         diff = verdict(label, "FL", d).split(" = ", 1)[1]
     return [_ours(stats), _n(stats), diff]
 

@@ -37,7 +37,7 @@ def test_section_numbers_paired_differences_and_divergence(tmp_path):
     lines = md.splitlines()
     focal = next(line for line in lines if line.startswith("| `focal on` "))
     # on 51.0 ± 1.0; off 46.0 ± 1.0; paired differences 5, 6, 4: mean 5.0, std 1.0, t(2) 4.303 -> [2.5, 7.5]
-    assert "| FocalLoss | 51.0 ± 1.0 [48.5, 53.5] | 3 | 46.0 ± 1.0 [43.5, 48.5] | 3 |" in focal
+    assert "| focal | 51.0 ± 1.0 [48.5, 53.5] | 3 | 46.0 ± 1.0 [43.5, 48.5] | 3 |" in focal
     assert "+5.0 AP [+2.5, +7.5], 3 paired seeds: on better" in focal
     softmax = next(line for line in lines if line.startswith("| `softmax on` "))
     # the diverged seed is counted, not averaged or paired: differences -1, +2 over seeds 0, 1
