@@ -220,11 +220,11 @@ def stage_sweeps(study: Study, stage: str, dry: bool) -> list[Sweep]:
     return []
 
 
-def extend_lr(study: Study, method: str) -> None:
-    """While ``method``'s best lr is at an end of the values tried, try the next one beyond it
-    (x2 or /2), at most ``tune.extend`` times: a choice at the edge of a grid is a guess."""
-    sweep = study.tune_lr(method)
-    for _ in range(study.tune.get("extend", 0)):
+def extend_edge(sweep: Sweep, times: int, name: str) -> None:
+    """While the best ``sweep.key`` (a learning rate) is at an end of the values tried, try the
+    next one beyond it (x2 or /2), at most ``times`` times: a choice at the edge of a grid is a
+    guess. ``name`` says whose lr it is in the log."""
+    for _ in range(times):
         best, rows = choose(sweep)
         ap = {r["value"]: r["AP"] for r in rows}
         tried = sorted(ap)
@@ -234,8 +234,13 @@ def extend_lr(study: Study, method: str) -> None:
         if ap[neighbour] is not None and ap[neighbour] >= ap[best]:
             return  # a tie at the edge (e.g. nothing learned yet) says nothing about beyond it
         beyond = round(best * 2 if best == tried[-1] else best / 2, 8)
-        Sweep(sweep.dir, sweep.fixed, sweep.key, [beyond], f"tune {method}: learning rate {beyond} "
+        Sweep(sweep.dir, sweep.fixed, sweep.key, [beyond], f"{name}: learning rate {beyond} "
               f"(the best, {best}, was at the end of the values tried)").run()
+
+
+def extend_lr(study: Study, method: str) -> None:
+    """``extend_edge`` on ``method``'s lr tuning, at most ``tune.extend`` times."""
+    extend_edge(study.tune_lr(method), study.tune.get("extend", 0), f"tune {method}")
 
 
 def run_stage(study: Study, stage: str) -> None:

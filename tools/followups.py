@@ -13,12 +13,17 @@ each report (report.md, report.csv, plots/) to DIR/<study>/.
 
 ``imbalance_sweep`` first tunes each method's lr again at the sparse extreme
 (``tune_at``: factors of the chosen lr, trained and evaluated on that dataset's tuning split)
-and gives each level the setting of the extreme nearer to it in log measured ratio.
+and gives each level the setting of the extreme nearer to it in log measured ratio. A level may
+run with more overrides than the others (``level_overrides``: the sparse levels' longer
+schedule, which their AP curves required); its tuning runs at the tune_at level's.
 
 ``table1d`` (issue 15) runs, besides the ablation's methods, its own ``families`` (OHEM on
 softmax CE at an NMS threshold and ratio), each over its ``family_grid`` (batch per image); a
 family's lr is tuned once, on the tuning split at ``tune_family_at``, as ``lr_factors`` of the
 lr the ablation chose for ``lr_of`` (OHEM's base loss), and carried to its other grid points.
+
+Both tunings follow the ablation's rule for a best lr at an end of the values tried: the next
+lr beyond it (x2 or /2) is trained too, up to the ablation's ``tune.extend`` times.
 
 A job whose resolved config equals a finished run of the ablation's final stage (the
 prior_init study's "on" arm, the imbalance study's densest level: the same method, setting,
@@ -43,7 +48,7 @@ from omegaconf import OmegaConf
 
 from detection.build import CONFIGS
 from detection.run_folder import RUN_CONTROL
-from tools.ablation import STUDY, Study, Sweep, choose, merge
+from tools.ablation import STUDY, Study, Sweep, choose, extend_edge, merge
 
 FOLLOWUPS = CONFIGS / "study" / "followups.yaml"
 
@@ -88,6 +93,11 @@ class Followups:
         own = spec["families"][method] if method in spec.get("families", {}) else self.ablation.methods[method]
         return merge([*own, *self.common, *spec.get("overrides", [])])
 
+    def level_overrides(self, study: str, level: str) -> list[str]:
+        """What ``level`` runs with beyond the study's jobs (its ``level_overrides``: a sparse
+        level's longer schedule); not in --quick, whose schedule is the miniature's."""
+        return [] if self.quick else list(self.studies[study].get("level_overrides", {}).get(level, []))
+
     def sweeps(self, study: str, lrs: dict | None = None) -> list[Sweep]:
         """The study's sweeps: per method its grid x the seeds; ``imbalance_sweep``: per method
         and level, at that level's lr (``lrs[(method, level)]``, from ``level_lrs``)."""
@@ -104,8 +114,9 @@ class Followups:
                                  f"{study}: {m}" + "".join(f" {k}={v}" for k, v in point.items()),
                                  grid={k: [v] for k, v in point.items()}) for point in points]
             return sweeps
-        return [Sweep(root / m / level, [*self.base(study, m), *self.setting(study, m), f"dataset={level}",
-                                         *([f"optim.lr={lrs[(m, level)]}"] if lrs else [])],
+        return [Sweep(root / m / level, merge([*self.base(study, m), *self.setting(study, m), f"dataset={level}",
+                                               *self.level_overrides(study, level),
+                                               *([f"optim.lr={lrs[(m, level)]}"] if lrs else [])]),
                       "seed", seeds, f"{study}: {m} on {level}")
                 for m in spec["methods"] for level in spec["levels"]]
 
@@ -182,8 +193,9 @@ class Followups:
             lr = self.chosen(m)["optim.lr"]
             lrs = [f"<chosen x {f}>" if lr.startswith("<") else round(float(lr) * f, 6) for f in spec["lr_factors"]]
             sweeps.append(Sweep(self.out / study / "tune" / m,
-                                [*self.base(study, m), *self.setting(study, m), f"dataset={spec['tune_at']}",
-                                 "eval_split=tune", f"seed={self.ablation.tune['seed']}"],
+                                merge([*self.base(study, m), *self.setting(study, m), f"dataset={spec['tune_at']}",
+                                       *self.level_overrides(study, spec["tune_at"]),
+                                       "eval_split=tune", f"seed={self.ablation.tune['seed']}"]),
                                 "optim.lr", lrs, f"{study}: tune {m} on {spec['tune_at']}"))
         return sweeps
 
@@ -217,9 +229,15 @@ class Followups:
     def all_sweeps(self, study: str, dry: bool = False) -> list[Sweep]:
         return self.tune_sweeps(study) + self.sweeps(study, self.lrs(study, dry))
 
-    def run(self, study: str) -> Path:
+    def tune(self, study: str) -> None:
+        """Trains the study's tuning sweeps, each extended by the ablation's edge rule (a best lr
+        at an end of the factors is a guess: the next one beyond it is trained too)."""
         for sweep in self.tune_sweeps(study):
             sweep.run()
+            extend_edge(sweep, self.ablation.tune.get("extend", 0), sweep.label)
+
+    def run(self, study: str) -> Path:
+        self.tune(study)
         for sweep in self.sweeps(study, self.lrs(study)):
             if not self.reuse(sweep):
                 sweep.run()
@@ -259,6 +277,8 @@ def dry_run(f: Followups, studies) -> int:
             if f.reusable(sweep):
                 print(f"    {len(sweep.jobs())} jobs: the ablation's own runs, copied (no training)")
                 continue
+            if sweep in f.tune_sweeps(study) and f.ablation.tune.get("extend"):
+                print(f"    (+ up to {f.ablation.tune['extend']} more lrs if the best is at an end of these)")
             for job in sweep.jobs():
                 # settings chosen later are left at their defaults: they do not change the speed
                 cfg = build.config([o for o in job if "<" not in o])

@@ -44,19 +44,53 @@ def test_each_study_keeps_the_chosen_setting_but_what_it_sweeps_or_drops(tmp_pat
 def test_the_imbalance_study_tunes_at_the_sparse_extreme_and_carries_settings_to_the_middle(tmp_path, ablation):
     f = Followups(tmp_path / "f", ablation)
     tunes = f.tune_sweeps("imbalance_sweep")
-    assert [t.values for t in tunes] == [[0.0125, 0.025, 0.05], [0.025, 0.05, 0.1], [0.05, 0.1, 0.2]]
+    assert [t.values for t in tunes] == [[0.003125, 0.00625, 0.0125], [0.00625, 0.0125, 0.025], [0.0125, 0.025, 0.05]]
     assert all("dataset=synthetic_fg1to3500" in t.fixed and "eval_split=tune" in t.fixed for t in tunes)
-    for t, best in zip(tunes, (0.0125, 0.1, 0.1)):  # fake tuning runs: `best` has the highest AP
+    # the sparse extreme's longer schedule replaces the common one, in the tuning runs too
+    assert all("schedule.max_iters=6000" in t.fixed and "schedule.max_iters=3000" not in t.fixed for t in tunes)
+    for t, best in zip(tunes, (0.003125, 0.025, 0.025)):  # fake tuning runs: `best` has the highest AP
         for lr in t.values:
             run = write_run(t.dir / f"lr{lr}", ["loss=x"], 0, "finished", ap=0.4 if lr == best else 0.2)
             (run / "config.yaml").write_text(yaml.safe_dump({"seed": 0, "optim": {"lr": lr}}))
     lrs = f.level_lrs("imbalance_sweep")
     # log ratios: 1:543 is nearer 1:154 (dense: the ablation's lr), 1:1475 nearer 1:3542 (sparse: tuned)
-    assert [lrs[("softmax_bg", level)] for level in f.studies["imbalance_sweep"]["levels"]] == [0.025, 0.025, 0.0125, 0.0125]
-    assert [lrs[("focal", level)] for level in f.studies["imbalance_sweep"]["levels"]] == [0.1, 0.1, 0.1, 0.1]
+    levels = f.studies["imbalance_sweep"]["levels"]
+    assert [lrs[("softmax_bg", level)] for level in levels] == [0.025, 0.025, 0.003125, 0.003125]
+    assert [lrs[("focal", level)] for level in levels] == [0.1, 0.1, 0.025, 0.025]
     sweeps = f.sweeps("imbalance_sweep", lrs)
     assert len(sweeps) == 3 * 4
-    assert sweeps[2].fixed[-2:] == ["dataset=synthetic_fg1to1500", "optim.lr=0.0125"]  # the last override wins
+    def values(sweep, key):  # one override per key: the level's own replaces the common one
+        return [o for o in sweep.fixed if o.startswith(f"{key}=")]
+
+    assert "dataset=synthetic_fg1to1500" in sweeps[2].fixed and values(sweeps[2], "optim.lr") == ["optim.lr=0.003125"]
+    assert [values(s, "schedule.max_iters") for s in sweeps[:4]] == \
+        [["schedule.max_iters=3000"]] * 2 + [["schedule.max_iters=6000"]] * 2
+    quick = Followups(tmp_path / "q", ablation, quick=True)  # the miniature keeps its own schedule
+    assert quick.level_overrides("imbalance_sweep", "synthetic_fg1to3500") == []
+
+
+def test_a_tuned_lr_at_an_end_of_the_factors_is_extended_beyond_it(tmp_path, ablation, monkeypatch):
+    """The ablation's edge rule (tools.ablation.extend_edge) in the follow-ups' tuning: the best
+    at the low end -> /2 tried, up to tune.extend (2) times; a best inside the grid -> nothing more."""
+    from tools.ablation import Sweep, choose
+
+    ap = {"softmax_bg": lambda lr: 0.5 - lr, "bce_alpha": lambda lr: 0.4 if lr == 0.0125 else 0.2,
+          "focal": lambda lr: 0.3 if lr >= 0.00625 else 0.1}
+
+    def fake_run(self):  # the finished runs a real sweep would write
+        for lr in self.values:
+            method = next(m for m in ap if f"/{m}" in str(self.dir))
+            run = write_run(self.dir / f"lr{lr}", ["loss=x"], 0, "finished", ap=ap[method](lr))
+            (run / "config.yaml").write_text(yaml.safe_dump({"seed": 0, "optim": {"lr": lr}}))
+
+    monkeypatch.setattr(Sweep, "run", fake_run)
+    f = Followups(tmp_path / "f", ablation)
+    f.tune("imbalance_sweep")
+    tried = {t.dir.name: sorted(float(p.name[2:]) for p in t.dir.iterdir()) for t in f.tune_sweeps("imbalance_sweep")}
+    assert tried["softmax_bg"] == [0.00078125, 0.0015625, 0.003125, 0.00625, 0.0125]  # two steps down, still the edge
+    assert tried["bce_alpha"] == [0.00625, 0.0125, 0.025]  # best inside: nothing more
+    assert tried["focal"] == [0.0125, 0.025, 0.05]  # all equal: a tie at the edge says nothing beyond it
+    assert choose(f.tune_sweeps("imbalance_sweep")[0])[0] == 0.00078125
 
 
 def fake_final_run(ablation, method, seed, overrides, status="finished"):
