@@ -272,12 +272,13 @@ def dry_run(f: Followups, studies) -> int:
     total, seconds = 0, 0.0
     for study in studies:
         print(f"## {study}")
+        tunes = f.tune_sweeps(study)
         for sweep in f.all_sweeps(study, dry=True):
             print(f"  {sweep.label} -> {sweep.dir}\n    every job: {' '.join(sweep.fixed)}")
             if f.reusable(sweep):
                 print(f"    {len(sweep.jobs())} jobs: the ablation's own runs, copied (no training)")
                 continue
-            if sweep in f.tune_sweeps(study) and f.ablation.tune.get("extend"):
+            if sweep in tunes and f.ablation.tune.get("extend"):
                 print(f"    (+ up to {f.ablation.tune['extend']} more lrs if the best is at an end of these)")
             for job in sweep.jobs():
                 # settings chosen later are left at their defaults: they do not change the speed
