@@ -34,3 +34,23 @@ def test_cli(tmp_path, capsys):
     make_sweep(tmp_path / "src")
     main([str(tmp_path / "src" / "sweep"), str(tmp_path / "dst")])
     assert capsys.readouterr().out.startswith("copied ")
+
+
+def test_ended_only_leaves_out_whole_the_runs_that_have_not_ended(tmp_path):
+    sweep = make_sweep(tmp_path / "src")  # focal seed 2 is "running" with a pid that is gone
+    runs = {r.name: r.status for r in load_runs(sweep)[0]}
+    unended = {name for name, status in runs.items() if status not in ("finished", "diverged", "failed")}
+    assert unended == {"8_synthetic_focal"}
+    copied = copy_records(sweep, tmp_path / "dst", ended_only=True)
+    assert not any(p.parts[0] == "8_synthetic_focal" for p in copied)
+    assert {p.parts[0] for p in copied} == set(runs) - unended | {"multirun.yaml"}
+    after = {r.name: r.status for r in load_runs(tmp_path / "dst")[0]}
+    assert after == {name: status for name, status in runs.items() if name not in unended}
+
+
+def test_ended_only_names_an_unreadable_status(tmp_path):
+    make_sweep(tmp_path / "src")
+    bad = tmp_path / "src" / "sweep" / "0_synthetic_softmax_bg" / "status.json"
+    bad.write_text('{"time": 1}')
+    with pytest.raises(ValueError, match="0_synthetic_softmax_bg/status.json: not a run status"):
+        copy_records(tmp_path / "src", tmp_path / "dst", ended_only=True)
