@@ -26,6 +26,7 @@ from tools.analysis_bands import bands, write_band_plots
 from tools.coco_files import load_ground_truth, load_results
 from tools.confusion import confusion_matrix, confusion_table, plot_confusion
 from tools.errors import MAIN_TYPES, SPECIAL_TYPES, ErrorBreakdown, bkg_vs_recall, tide_errors
+from tools.report_plots import save_figure
 
 
 def format_errors(r: ErrorBreakdown) -> str:
@@ -59,10 +60,7 @@ def plot_bkg_vs_recall(curves: dict[str, dict], path, title: str | None = None) 
     ax.set(xlabel="recall (IoU .5, all classes pooled)", ylabel="background false positives / image",
            xlim=(0, 1), title=title or "Background false positives paid for recall")
     ax.set_yscale("symlog", linthresh=0.1)  # the low-recall end (hundredths) and the tail (tens) both readable
-    if any(curves):
-        ax.legend(fontsize=7, loc="upper left")
-    fig.tight_layout()
-    fig.savefig(path, format="png", dpi=110)
+    save_figure(fig, path, legend_axes=[ax], loc="upper left")
 
 
 def pr_bands(coco_gt, detections, out_dir, per_class: bool = False) -> dict:

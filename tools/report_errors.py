@@ -36,6 +36,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from tools.analysis_callback import analysis_dir
+from tools.report_plots import save_figure
 from tools.report_runs import Run, markdown_table
 from tools.stats import summary
 
@@ -174,10 +175,7 @@ def plot_pr_overlay(curves: dict[str, tuple[list[float], int]], path) -> None:
         ax.plot(recall, curve, label=f"{label} (AP50 {100 * ap:.1f}, n={n})")
     ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02),
            title="Precision-recall at IoU .5, all classes (mean over seeds)")
-    if curves:
-        ax.legend(fontsize=7, loc="lower left")
-    fig.tight_layout()
-    fig.savefig(path, format="png", dpi=110)
+    save_figure(fig, path, legend_axes=[ax], loc="lower left")
 
 
 def errors_section(groups: dict[str, list[Run]], plots_dir, summaries: dict | None = None) -> list[str]:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
+from tools.report_plots import save_figure
 from tools.report_runs import Run, bg_per_fg, markdown_table, on_tuning_split
 from tools.stats import paired_difference, summary, verdict
 
@@ -212,10 +213,7 @@ def plot_ap_vs_imbalance(points: dict[str, list[dict]], path) -> None:
         ax.set_xlim(min(r for _, r in ticks) / 1.3, max(r for _, r in ticks) * 1.3)
     ax.set(xlabel="measured foreground : background anchors (log scale)", ylabel="COCO AP (%)",
            title="AP against measured imbalance (mean, 95% CI over seeds)")
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, format="png", dpi=110)
+    save_figure(fig, path, legend_axes=[ax], fontsize=8)
 
 
 def _cell(p: dict | None) -> str:

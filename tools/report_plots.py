@@ -13,10 +13,25 @@ from matplotlib.figure import Figure
 
 from tools.report_cdf import cumulative_loss
 
+LEGEND_INSIDE = 6  # a legend of more entries would cover the curves: it goes under the axes
 
-def _save(fig: Figure, path) -> None:
+
+def save_figure(fig: Figure, path, legend_axes=(), loc: str = "best", fontsize: float = 7, dpi: int = 110) -> None:
+    """Lays out and saves ``fig`` as PNG, with a legend on each of ``legend_axes`` that has
+    labelled artists: inside at ``loc`` up to LEGEND_INSIDE entries, else under the axes.
+
+    A sweep's method labels are its overrides, often wider than the figure: the layout is made
+    before a legend under the axes is added (so it does not squeeze the axes), and the saved
+    area grows to hold the labels ("tight") rather than cutting them at the edge.
+    """
     fig.tight_layout()
-    fig.savefig(path, format="png", dpi=110)
+    for ax in legend_axes:
+        n = len(ax.get_legend_handles_labels()[1])
+        if 0 < n <= LEGEND_INSIDE:
+            ax.legend(fontsize=fontsize, loc=loc)
+        elif n:
+            ax.legend(fontsize=fontsize, loc="upper left", bbox_to_anchor=(0, -0.14), frameon=False)
+    fig.savefig(path, format="png", dpi=dpi, bbox_inches="tight")
 
 
 def plot_ap(labels: list[str], ap_per_run: list[list[float]], path) -> None:
@@ -26,7 +41,8 @@ def plot_ap(labels: list[str], ap_per_run: list[list[float]], path) -> None:
     without any (all diverged, say) gets an empty row, labelled so.
     """
     n = len(labels)
-    fig = Figure(figsize=(7, 1.2 + 0.45 * n))
+    label_width = 0.055 * max((len(label) + 6 for label in labels), default=0)  # inches at 8 pt
+    fig = Figure(figsize=(max(7.0, 4.5 + label_width), 1.2 + 0.45 * n))
     ax = fig.add_subplot()
     y = np.arange(n)
     means = [statistics.fmean(a) if a else math.nan for a in ap_per_run]
@@ -40,7 +56,7 @@ def plot_ap(labels: list[str], ap_per_run: list[list[float]], path) -> None:
     ax.invert_yaxis()  # first method on top, as in the tables
     ax.set_xlabel("COCO AP (%), mean ± std over seeds; dots: seeds")
     ax.set_xlim(left=0)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_curves(curves: dict[str, tuple[list, list, list]], path) -> None:
@@ -56,9 +72,7 @@ def plot_curves(curves: dict[str, tuple[list, list, list]], path) -> None:
     ax_loss.set(xlabel="iteration", ylabel="classification loss", title="Classification loss (mean over seeds)")
     ax_bg.set(xlabel="iteration", ylabel="share of the classification loss", ylim=(0, 1),
               title="From background anchors (mean over seeds)")
-    if curves:
-        ax_loss.legend(fontsize=7)
-    _save(fig, path)
+    save_figure(fig, path, legend_axes=[ax_loss])
 
 
 def plot_ap_curves(curves: dict[str, dict[int, float]], path) -> None:
@@ -68,9 +82,7 @@ def plot_ap_curves(curves: dict[str, dict[int, float]], path) -> None:
     for label, curve in curves.items():
         ax.plot(list(curve), list(curve.values()), label=label, marker="o" if len(curve) < 3 else ".")
     ax.set(xlabel="iteration", ylabel="COCO AP (%)", title="AP against iteration (mean over seeds)")
-    if curves:
-        ax.legend(fontsize=8)
-    _save(fig, path)
+    save_figure(fig, path, legend_axes=[ax], fontsize=8)
 
 
 def plot_loss_cdf(samples: dict[str, tuple], path, max_points: int = 2000) -> None:
@@ -85,11 +97,9 @@ def plot_loss_cdf(samples: dict[str, tuple], path, max_points: int = 2000) -> No
     for ax, name in zip(axes, ("foreground", "background")):
         ax.set(xlabel=f"fraction of {name} anchors (sorted by loss)", ylabel="cumulative normalized loss",
                xlim=(0, 1), ylim=(0, 1), title=f"Loss over {name} anchors (validation)")
-        if ax.lines:
-            ax.legend(fontsize=7)
-        else:
+        if not ax.lines:
             ax.text(0.5, 0.5, "no checkpoint to plot (see the report)", ha="center", fontsize=8)
-    _save(fig, path)
+    save_figure(fig, path, legend_axes=axes)
 
 
 def focal_loss_of_pt(p_t: np.ndarray, gamma: float) -> np.ndarray:
@@ -108,5 +118,4 @@ def plot_focal_loss(path, gammas=(0, 0.5, 1, 2, 5)) -> None:
     ax.text(0.8, 4.6, "well-classified\nexamples", ha="center", va="top", fontsize=8)
     ax.set(xlabel="probability of ground truth class $p_t$", ylabel="loss", xlim=(0, 1), ylim=(0, 5),
            title="Focal loss $-(1 - p_t)^\\gamma \\log p_t$")
-    ax.legend()
-    _save(fig, path)
+    save_figure(fig, path, legend_axes=[ax], fontsize=10)

@@ -224,3 +224,34 @@ def test_cost_sums_each_devices_time_and_images(tmp_path):
         {"device": "NVIDIA H200", "runs": 1, "seconds": 36.0, "images": 28800, "images_per_s": 800.0}]
     md = "\n".join(cost_section(runs))
     assert "| cpu (2 threads) | 2 | 0.11 h | 20000 | 50.0 |" in md and "| NVIDIA H200 | 1 | 0.01 h | 28800 | 800.0 |" in md
+
+
+def test_the_ap_plot_holds_labels_wider_than_the_figure(tmp_path):
+    import matplotlib.image
+
+    from tools.report_plots import plot_ap
+    short, long = tmp_path / "short.png", tmp_path / "long.png"
+    plot_ap(["a", "b"], [[50.0, 51.0], [40.0]], short)
+    plot_ap(["a" * 150, "b"], [[50.0, 51.0], [40.0]], long)
+    w_short, w_long = (matplotlib.image.imread(p).shape[1] for p in (short, long))
+    # 149 more characters at 8 pt are > 5 inches (110 dpi) more: the saved area grew to hold them
+    assert w_long > w_short + 5 * 110
+
+
+@pytest.mark.parametrize("entries, under", [(3, False), (7, True)])
+def test_a_legend_of_many_entries_goes_under_the_axes(tmp_path, entries, under):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from tools.report_plots import LEGEND_INSIDE, save_figure
+    assert (entries > LEGEND_INSIDE) == under
+    fig = Figure(figsize=(6, 4))
+    FigureCanvasAgg(fig)  # a renderer to measure the legend with
+    ax = fig.add_subplot()
+    for i in range(entries):
+        ax.plot([0, 1], [i, i + 1], label=f"method {i}")
+    save_figure(fig, tmp_path / "p.png", legend_axes=[ax])
+    renderer = fig.canvas.get_renderer()
+    legend, axes = ax.get_legend().get_window_extent(renderer), ax.get_window_extent(renderer)
+    assert (legend.y1 < axes.y0) == under  # under: wholly below the axes (and the x labels)
+    assert (tmp_path / "p.png").read_bytes().startswith(PNG)
