@@ -26,7 +26,7 @@ from tools.analysis_bands import bands, write_band_plots
 from tools.coco_files import load_ground_truth, load_results
 from tools.confusion import confusion_matrix, confusion_table, plot_confusion
 from tools.errors import MAIN_TYPES, SPECIAL_TYPES, ErrorBreakdown, bkg_vs_recall, tide_errors
-from tools.report_plots import save_figure
+from tools.report_plots import method_axes, save_figure
 
 
 def format_errors(r: ErrorBreakdown) -> str:
@@ -53,7 +53,7 @@ def errors(coco_gt, detections, out_dir) -> dict:
 def plot_bkg_vs_recall(curves: dict[str, dict], path, title: str | None = None) -> None:
     """Background false positives per image against recall: ``label -> bkg_vs_recall dict``."""
     fig = Figure(figsize=(6, 4.2))
-    ax = fig.add_subplot()
+    ax = method_axes(fig)
     for label, c in curves.items():
         pts = [(r, b) for r, b in zip(c["recall"], c["bkg_per_image"]) if b is not None]
         ax.plot([p[0] for p in pts], [p[1] for p in pts], label=label or None)

@@ -36,7 +36,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from tools.analysis_callback import analysis_dir
-from tools.report_plots import save_figure
+from tools.report_plots import method_axes, save_figure
 from tools.report_runs import Run, markdown_table
 from tools.stats import summary
 
@@ -169,7 +169,7 @@ def plot_pr_overlay(curves: dict[str, tuple[list[float], int]], path) -> None:
     """Each method's mean precision at IoU .5 against recall: ``label -> (101 precisions, n runs)``."""
     recall = [i / 100 for i in range(101)]
     fig = Figure(figsize=(6.5, 4.8))
-    ax = fig.add_subplot()
+    ax = method_axes(fig)
     for label, (curve, n) in curves.items():
         ap = math.fsum(curve) / len(curve)
         ax.plot(recall, curve, label=f"{label} (AP50 {100 * ap:.1f}, n={n})")

@@ -9,11 +9,23 @@ import math
 import statistics
 
 import numpy as np
+from matplotlib import colormaps, cycler  # matplotlib's re-export of cycler: no dependency of ours
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from tools.report_cdf import cumulative_loss
 
 LEGEND_INSIDE = 6  # a legend of more entries would cover the curves: it goes under the axes
+# one line per method: 10 colours, then the same colours dashed, then dotted, so a sweep of up
+# to 30 methods draws no two alike (matplotlib's default cycle repeats after 10)
+METHOD_LINES = cycler(linestyle=["-", "--", ":"]) * cycler(color=colormaps["tab10"].colors)
+
+
+def method_axes(fig: Figure, *args) -> Axes:
+    """``fig.add_subplot(*args)`` drawing its lines in METHOD_LINES."""
+    ax = fig.add_subplot(*args)
+    ax.set_prop_cycle(METHOD_LINES)
+    return ax
 
 
 def save_figure(fig: Figure, path, legend_axes=(), loc: str = "best", fontsize: float = 7, dpi: int = 110) -> None:
@@ -62,7 +74,7 @@ def plot_ap(labels: list[str], ap_per_run: list[list[float]], path) -> None:
 def plot_curves(curves: dict[str, tuple[list, list, list]], path) -> None:
     """Training curves per method: ``label -> (iters, mean cls loss, mean bg share)``."""
     fig = Figure(figsize=(11, 4))
-    ax_loss, ax_bg = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    ax_loss, ax_bg = method_axes(fig, 1, 2, 1), method_axes(fig, 1, 2, 2)
     for label, (iters, loss, bg) in curves.items():
         marker = "o" if len(iters) < 3 else None  # a line of one point would not show
         ax_loss.plot(iters, loss, label=label, marker=marker)
@@ -78,7 +90,7 @@ def plot_curves(curves: dict[str, tuple[list, list, list]], path) -> None:
 def plot_ap_curves(curves: dict[str, dict[int, float]], path) -> None:
     """AP against iteration per method: ``label -> {iteration: AP (%), mean over seeds}``."""
     fig = Figure(figsize=(7, 4))
-    ax = fig.add_subplot()
+    ax = method_axes(fig)
     for label, curve in curves.items():
         ax.plot(list(curve), list(curve.values()), label=label, marker="o" if len(curve) < 3 else ".")
     ax.set(xlabel="iteration", ylabel="COCO AP (%)", title="AP against iteration (mean over seeds)")
@@ -88,7 +100,7 @@ def plot_ap_curves(curves: dict[str, dict[int, float]], path) -> None:
 def plot_loss_cdf(samples: dict[str, tuple], path, max_points: int = 2000) -> None:
     """Figure 4: ``label -> (fg losses, bg losses)`` as cumulative normalized loss curves."""
     fig = Figure(figsize=(11, 4))
-    axes = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    axes = method_axes(fig, 1, 2, 1), method_axes(fig, 1, 2, 2)
     for label, pair in samples.items():
         for ax, losses in zip(axes, pair):
             x, y = cumulative_loss(losses, max_points)

@@ -255,3 +255,13 @@ def test_a_legend_of_many_entries_goes_under_the_axes(tmp_path, entries, under):
     legend, axes = ax.get_legend().get_window_extent(renderer), ax.get_window_extent(renderer)
     assert (legend.y1 < axes.y0) == under  # under: wholly below the axes (and the x labels)
     assert (tmp_path / "p.png").read_bytes().startswith(PNG)
+
+
+def test_a_sweep_of_many_methods_draws_no_two_lines_alike():
+    from matplotlib.figure import Figure
+
+    from tools.report_plots import method_axes
+    ax = method_axes(Figure())
+    lines = [ax.plot([0, 1], [i, i])[0] for i in range(30)]
+    styles = {(line.get_color(), line.get_linestyle()) for line in lines}
+    assert len(styles) == 30
