@@ -16,15 +16,14 @@ commits.
 """
 
 import argparse
-import json
 import shutil
 from pathlib import Path
 
-from detection.run_folder import effective_status
+from detection.run_folder import STATUSES, RunFolder, effective_status
 
 LEFT_OUT_DIRS = {"checkpoints", "tb", "plots", "__pycache__"}
 LEFT_OUT_FILES = {"detections.json", "anchor_losses.pt"}
-ENDED = {"finished", "diverged", "failed"}
+ENDED = set(STATUSES) - {"running"}  # finished, diverged, failed
 
 
 def unended_runs(src) -> set[Path]:
@@ -34,8 +33,8 @@ def unended_runs(src) -> set[Path]:
     runs = set()
     for status in src.rglob("status.json"):
         try:
-            state = effective_status(json.loads(status.read_text()))
-        except (ValueError, KeyError) as e:
+            state = effective_status(RunFolder(status.parent).read_status())
+        except ValueError as e:
             raise ValueError(f"{status}: not a run status ({e})") from e
         if state not in ENDED:
             runs.add(status.parent.relative_to(src))
