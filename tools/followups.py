@@ -110,7 +110,9 @@ class Followups:
                 grid = spec.get("family_grid" if m in families else "grid", {})
                 points = [dict(zip(grid, combo)) for combo in itertools.product(*grid.values())] if grid else [{}]
                 setting = [f"optim.lr={lrs[m]}"] if m in families else self.setting(study, m)
-                sweeps += [Sweep(root / m, [*self.base(study, m), *setting], "seed", seeds,
+                # a key the grid sweeps (schedule_check's schedule.max_iters) replaces the common one
+                fixed = [o for o in merge([*self.base(study, m), *setting]) if o.split("=", 1)[0] not in grid]
+                sweeps += [Sweep(root / m, fixed, "seed", seeds,
                                  f"{study}: {m}" + "".join(f" {k}={v}" for k, v in point.items()),
                                  grid={k: [v] for k, v in point.items()}) for point in points]
             return sweeps

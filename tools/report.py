@@ -39,6 +39,7 @@ from tools.report_runs import (
     mean_std,
     run_values,
 )
+from tools.report_schedule import schedule_section
 from tools.report_table1d import table1d_section
 from tools.stats import summary
 
@@ -239,7 +240,7 @@ def write_report(sweep_dir, out=None) -> Path:
     write_csv(rows, out / "report.csv")
     md = out / "report.md"
     studies = (paper_section(groups) + table1d_section(groups) + imbalance_section(runs, plots) + prior_section(groups)
-               + errors_section(groups, plots, errors))
+               + schedule_section(groups) + errors_section(groups, plots, errors))
     md.write_text(render_markdown(sweep_dir, runs, shared, rows, samples, problems, time.perf_counter() - t0, studies))
     return md
 

@@ -13,39 +13,18 @@ difference on − off over the seeds both arms finished, with what its interval 
     md_lines = prior_section(groups_of(runs))   # [] unless the sweep has such a pair
 """
 
-from detection.run_folder import RUN_CONTROL
 from tools.report_imbalance import loss_name
 from tools.report_paper import _cell_stats, _n, _ours
-from tools.report_runs import Run, ap_by_seed, flatten, markdown_table
+from tools.report_runs import Run, ap_by_seed, arms, markdown_table
 from tools.stats import paired_difference, verdict
 
 KEY = "model.prior_init"
-_NOT_SETTING = (KEY, "seed", "run_name", *RUN_CONTROL)
-
-
-def _setting(runs: list[Run]) -> tuple[tuple, bool] | None:
-    """(the config without KEY, seed and run name; KEY's value) shared by a group's runs, or
-    None when they do not share one or KEY is unset."""
-    found = set()
-    for r in runs:
-        if not r.config:
-            continue
-        flat = flatten(r.config)
-        if KEY not in flat:
-            return None
-        found.add((tuple(sorted((k, repr(v)) for k, v in flat.items() if k not in _NOT_SETTING)), bool(flat[KEY])))
-    return found.pop() if len(found) == 1 else None
 
 
 def prior_pairs(groups: dict[str, list[Run]]) -> list[tuple[str, str]]:
     """(label on, label off) of the groups that differ only in model.prior_init, in the
     groups' order."""
-    arms: dict[tuple, dict[bool, str]] = {}
-    for label, runs in groups.items():
-        s = _setting(runs)
-        if s is not None:
-            arms.setdefault(s[0], {}).setdefault(s[1], label)
-    return [(a[True], a[False]) for a in arms.values() if len(a) == 2]
+    return [(a[True], a[False]) for a in arms(groups, KEY) if True in a and False in a]
 
 
 def prior_section(groups: dict[str, list[Run]]) -> list[str]:

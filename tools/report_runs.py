@@ -144,6 +144,31 @@ def flatten(d: dict, prefix: str = "") -> dict:
     return out
 
 
+def arms(groups: dict[str, list[Run]], key: str) -> list[dict]:
+    """The groups that are arms of one setting over ``key``: per setting (the config without
+    ``key``, the seed, the run name and ``RUN_CONTROL``, the keys that only say how a run was
+    started), {key's value: group label}, in the groups' order. A group counts when all its
+    runs with a config agree on the setting and set ``key``; settings with one arm are kept
+    (a caller asks for the values it needs)."""
+    from detection.run_folder import RUN_CONTROL
+
+    ignored = (key, "seed", "run_name", *RUN_CONTROL)
+    found: dict[tuple, dict] = {}
+    for label, runs in groups.items():
+        seen = set()
+        for r in runs:
+            flat = flatten(r.config) if r.config else None
+            if flat is not None:
+                seen.add((tuple(sorted((k, repr(v)) for k, v in flat.items() if k not in ignored)),
+                          repr(flat[key]) if key in flat else None))
+        if len(seen) != 1 or next(iter(seen))[1] is None:
+            continue
+        setting, _ = seen.pop()
+        value = next(flatten(r.config)[key] for r in runs if r.config)
+        found.setdefault(setting, {}).setdefault(value, label)
+    return list(found.values())
+
+
 def assign_groups(runs: list[Run]) -> list[str]:
     """Sets ``run.group``: the run's settings except the seed, shown as what varies in the sweep.
 

@@ -131,6 +131,22 @@ def test_jobs_the_ablation_already_ran_are_copied_not_trained(tmp_path, ablation
     assert [name for name, _ in f.reusable(dense)] == ["seed0", "seed1", "seed2"]
 
 
+def test_schedule_check_runs_the_ablations_jobs_at_a_second_schedule_and_copies_the_first(tmp_path, ablation):
+    f = Followups(tmp_path / "f", ablation)
+    base = ["loss=focal", "schedule.max_iters=3000", "schedule.eval_every=300", "optim.lr=0.1", "loss.alpha=0.5"]
+    for seed in (0, 1, 2):
+        fake_final_run(ablation, "focal", seed, base)
+    short, long = [s for s in f.sweeps("schedule_check") if s.dir.name == "focal"]
+    # the grid's schedule replaces the common one: one max_iters per job, the grid's
+    for sweep, iters in ((short, 3000), (long, 6000)):
+        assert not any(o.startswith("schedule.max_iters=") for o in sweep.fixed)
+        assert all([o for o in job if o.startswith("schedule.max_iters=")] == [f"schedule.max_iters={iters}"]
+                   for job in sweep.jobs())
+        assert "optim.lr=0.1" in sweep.fixed and "loss.alpha=0.5" in sweep.fixed
+    assert [name for name, _ in f.reusable(short)] == [f"max_iters3000_seed{s}" for s in (0, 1, 2)]
+    assert f.reusable(long) is None  # twice the schedule: trained
+
+
 def test_without_a_selection_the_error_names_the_command_that_makes_one(tmp_path):
     out = tmp_path / "nothing"
     done = subprocess.run([sys.executable, "-m", "tools.followups", "--ablation", str(out), "--out", str(tmp_path / "f"),
