@@ -15,10 +15,8 @@ import yaml
 
 from tools.report import cost_section
 from tools.report_plots import plot_ap_curves
-from tools.report_runs import bg_per_fg, load_runs, markdown_table
+from tools.report_runs import FLAT, bg_per_fg, convergence, load_runs, markdown_table
 from tools.stats import pairwise_verdicts, summary
-
-FLAT = 1.0  # AP points: a curve whose last quarter adds less than this has flattened
 
 
 def _ci(s: dict) -> str:
@@ -35,20 +33,6 @@ def ap_by_seed(sweep_dir: Path) -> tuple[dict, list]:
         return {}, []
     runs, _ = load_runs(sweep_dir)
     return {r.seed: 100 * r.eval["AP"] for r in runs if r.status == "finished" and r.eval}, runs
-
-
-def convergence(runs) -> dict:
-    """Mean AP curve over the runs (iteration -> AP %) and the gain of its last quarter."""
-    points: dict[int, list[float]] = {}
-    for r in runs:
-        for row in r.curve:
-            points.setdefault(row["iter"], []).append(100 * row["eval"]["AP"])
-    curve = {it: statistics.fmean(v) for it, v in sorted(points.items())}
-    if len(curve) < 2:
-        return {"curve": curve, "gain": None}
-    last = max(curve)
-    quarter = min(curve, key=lambda it: abs(it - 0.75 * last))  # the point nearest 3/4 of training
-    return {"curve": curve, "gain": curve[last] - curve[quarter], "from": quarter, "to": last}
 
 
 def imbalance(runs) -> float | None:

@@ -26,12 +26,14 @@ from tools.report_cdf import hardest_share
 from tools.report_errors import CSV_FIELDS, csv_columns, errors_section, errors_summary
 from tools.report_imbalance import imbalance_section
 from tools.report_paper import paper_section
-from tools.report_plots import plot_ap, plot_curves, plot_focal_loss, plot_loss_cdf
+from tools.report_plots import plot_ap, plot_ap_curves, plot_curves, plot_focal_loss, plot_loss_cdf
 from tools.report_prior import prior_section
 from tools.report_runs import (
+    FLAT,
     STATS,
     Run,
     bg_per_fg,
+    convergence,
     cost,
     groups_of,
     load_runs,
@@ -85,6 +87,27 @@ def mean_curves(groups: dict[str, list[Run]]) -> dict[str, tuple[list, list, lis
             curves[label] = (iters, *([mean_std(m.get(k) for m in points[i])[0] for i in iters]
                                       for k in ("loss_cls", "bg_share")))
     return curves
+
+
+def convergence_section(groups: dict[str, list[Run]], plots: Path) -> list[str]:
+    """``## Convergence``: the mean AP curve of each method's finished runs (plots/ap_curve.png)
+    and what its last quarter added; [] when no method has two evaluations."""
+    conv = {label: convergence([r for r in runs if r.status == "finished"]) for label, runs in groups.items()}
+    conv = {label: c for label, c in conv.items() if c["gain"] is not None}
+    if not conv:
+        return []
+    plot_ap_curves({label: c["curve"] for label, c in conv.items()}, plots / "ap_curve.png")
+    md = ["## Convergence", "", "![AP against iteration](plots/ap_curve.png)", "",
+          "Mean AP (%) over each method's finished seeds at each evaluation (`schedule.eval_every`), and what "
+          f"the last quarter of training added; **flat**: less than {FLAT:.0f} AP. A gain says the schedule "
+          "ended while the model still improved. A flat end does not prove the converse: under cosine decay the "
+          "lr reaches 0 there, and every curve flattens however long the schedule. Training the same jobs for "
+          "longer tells (the Schedule length section, where a sweep holds such jobs).", ""]
+    md += markdown_table(["method", "AP at 3/4", "AP at the end", "last-quarter gain", "flat"],
+                         [[label, f"{c['curve'][c['from']]:.1f} (iter {c['from']})",
+                           f"{c['curve'][c['to']]:.1f} (iter {c['to']})", f"{c['gain']:+.1f}",
+                           "yes" if c["gain"] < FLAT else "**no**"] for label, c in conv.items()])
+    return md + [""]
 
 
 def loss_samples(groups):
@@ -239,7 +262,7 @@ def write_report(sweep_dir, out=None) -> Path:
     plot_focal_loss(plots / "focal_loss.png")
     write_csv(rows, out / "report.csv")
     md = out / "report.md"
-    studies = (paper_section(groups) + table1d_section(groups) + imbalance_section(runs, plots) + prior_section(groups)
+    studies = (convergence_section(groups, plots) + paper_section(groups) + table1d_section(groups) + imbalance_section(runs, plots) + prior_section(groups)
                + schedule_section(groups) + errors_section(groups, plots, errors))
     md.write_text(render_markdown(sweep_dir, runs, shared, rows, samples, problems, time.perf_counter() - t0, studies))
     return md

@@ -18,6 +18,7 @@ from detection.run_folder import RunFolder, effective_status
 from tools.stats import summary
 
 STATS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
+FLAT = 1.0  # AP points: a curve whose last quarter adds less than this has flattened
 # Not run folders, and never holding one: what train.py writes inside a run, and the report.
 _SKIP_DIRS = {".hydra", "checkpoints", "tb", "plots"}
 
@@ -235,6 +236,20 @@ def run_values(run: Run) -> dict[str, float | None]:
     speed = [m["images_per_s"] for m in run.metrics if "images_per_s" in m]
     values["images_per_s"] = statistics.median(speed) if speed else None
     return values
+
+
+def convergence(runs) -> dict:
+    """Mean AP curve over the runs (iteration -> AP %) and the gain of its last quarter."""
+    points: dict[int, list[float]] = {}
+    for r in runs:
+        for row in r.curve:
+            points.setdefault(row["iter"], []).append(100 * row["eval"]["AP"])
+    curve = {it: statistics.fmean(v) for it, v in sorted(points.items())}
+    if len(curve) < 2:
+        return {"curve": curve, "gain": None}
+    last = max(curve)
+    quarter = min(curve, key=lambda it: abs(it - 0.75 * last))  # the point nearest 3/4 of training
+    return {"curve": curve, "gain": curve[last] - curve[quarter], "from": quarter, "to": last}
 
 
 def ap_by_seed(runs: list[Run]) -> dict:

@@ -265,3 +265,25 @@ def test_a_sweep_of_many_methods_draws_no_two_lines_alike():
     lines = [ax.plot([0, 1], [i, i])[0] for i in range(30)]
     styles = {(line.get_color(), line.get_linestyle()) for line in lines}
     assert len(styles) == 30
+
+
+def test_convergence_section_gives_each_methods_last_quarter_gain(tmp_path):
+    from tools.report import convergence_section
+    from tools.report_runs import Run
+
+    def run(name, status, aps):
+        curve = [{"iter": 300 * (i + 1), "eval": {"AP": ap}} for i, ap in enumerate(aps)]
+        return Run(dir=tmp_path / name, name=name, status=status, seed=0, curve=curve)
+
+    groups = {"rising": [run("a", "finished", (0.1, 0.2, 0.30, 0.32)), run("b", "finished", (0.1, 0.2, 0.34, 0.36)),
+                         run("c", "diverged", (0.1, 0.0, 0.0, 0.0))],  # diverged: not in the mean
+              "flat": [run("d", "finished", (0.3, 0.4, 0.50, 0.505))],
+              "running": [run("e", "running", (0.1, 0.2))],  # no finished run: no row
+              "one point": [run("f", "finished", (0.5,))]}  # no curve to judge
+    md = convergence_section(groups, tmp_path)
+    table = [line for line in md if line.startswith("| ")]
+    # 3/4 of 1200 iterations: the evaluation at 900; rising: mean 32.0 -> 34.0
+    assert table[1:] == ["| rising | 32.0 (iter 900) | 34.0 (iter 1200) | +2.0 | **no** |",
+                         "| flat | 50.0 (iter 900) | 50.5 (iter 1200) | +0.5 | yes |"]
+    assert (tmp_path / "ap_curve.png").read_bytes()[:8] == PNG
+    assert convergence_section({"one point": groups["one point"]}, tmp_path) == []
