@@ -15,7 +15,14 @@ import yaml
 
 from tools.report import cost_section
 from tools.report_plots import plot_ap_curves
-from tools.report_runs import FLAT, bg_per_fg, convergence, load_runs, markdown_table
+from tools.report_runs import (
+    FLAT,
+    bg_per_fg,
+    convergence,
+    convergence_cells,
+    load_runs,
+    markdown_table,
+)
 from tools.stats import pairwise_verdicts, summary
 
 
@@ -81,9 +88,7 @@ def write_report(study) -> Path:
            f"Criterion: a method has converged when its mean AP gained less than {FLAT:.0f} AP over the last "
            "quarter of training.", ""]
     md += markdown_table(["method", "AP at 3/4", "AP at the end", "gain", "converged"],
-                 [[m, *(("–",) * 4)] if c["gain"] is None else
-                  [m, f"{c['curve'][c['from']]:.1f} (iter {c['from']})", f"{c['curve'][c['to']]:.1f} (iter {c['to']})",
-                   f"{c['gain']:+.1f}", "yes" if c["gain"] < FLAT else "**no**"] for m, c in conv.items()]) + [""]
+                 [[m, *convergence_cells(c)] for m, c in conv.items()]) + [""]
 
     md += controls_section(study, aps)
     md += ["## Imbalance and clipping", "",

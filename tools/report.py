@@ -34,6 +34,7 @@ from tools.report_runs import (
     Run,
     bg_per_fg,
     convergence,
+    convergence_cells,
     cost,
     groups_of,
     load_runs,
@@ -104,9 +105,7 @@ def convergence_section(groups: dict[str, list[Run]], plots: Path) -> list[str]:
           "lr reaches 0 there, and every curve flattens however long the schedule. Training the same jobs for "
           "longer tells (the Schedule length section, where a sweep holds such jobs).", ""]
     md += markdown_table(["method", "AP at 3/4", "AP at the end", "last-quarter gain", "flat"],
-                         [[label, f"{c['curve'][c['from']]:.1f} (iter {c['from']})",
-                           f"{c['curve'][c['to']]:.1f} (iter {c['to']})", f"{c['gain']:+.1f}",
-                           "yes" if c["gain"] < FLAT else "**no**"] for label, c in conv.items()])
+                         [[label, *convergence_cells(c)] for label, c in conv.items()])
     return md + [""]
 
 
@@ -262,8 +261,9 @@ def write_report(sweep_dir, out=None) -> Path:
     plot_focal_loss(plots / "focal_loss.png")
     write_csv(rows, out / "report.csv")
     md = out / "report.md"
-    studies = (convergence_section(groups, plots) + paper_section(groups) + table1d_section(groups) + imbalance_section(runs, plots) + prior_section(groups)
-               + schedule_section(groups) + errors_section(groups, plots, errors))
+    studies = (convergence_section(groups, plots) + paper_section(groups) + table1d_section(groups)
+               + imbalance_section(runs, plots) + prior_section(groups) + schedule_section(groups)
+               + errors_section(groups, plots, errors))
     md.write_text(render_markdown(sweep_dir, runs, shared, rows, samples, problems, time.perf_counter() - t0, studies))
     return md
 

@@ -156,16 +156,13 @@ def arms(groups: dict[str, list[Run]], key: str) -> list[dict]:
     ignored = (key, "seed", "run_name", *RUN_CONTROL)
     found: dict[tuple, dict] = {}
     for label, runs in groups.items():
-        seen = set()
-        for r in runs:
-            flat = flatten(r.config) if r.config else None
-            if flat is not None:
-                seen.add((tuple(sorted((k, repr(v)) for k, v in flat.items() if k not in ignored)),
-                          repr(flat[key]) if key in flat else None))
+        seen = {}  # (setting, repr of key's value) -> the value
+        for flat in (flatten(r.config) for r in runs if r.config):
+            setting = tuple(sorted((k, repr(v)) for k, v in flat.items() if k not in ignored))
+            seen[(setting, repr(flat[key]) if key in flat else None)] = flat.get(key)
         if len(seen) != 1 or next(iter(seen))[1] is None:
             continue
-        setting, _ = seen.pop()
-        value = next(flatten(r.config)[key] for r in runs if r.config)
+        ((setting, _), value), = seen.items()
         found.setdefault(setting, {}).setdefault(value, label)
     return list(found.values())
 
@@ -250,6 +247,15 @@ def convergence(runs) -> dict:
     last = max(curve)
     quarter = min(curve, key=lambda it: abs(it - 0.75 * last))  # the point nearest 3/4 of training
     return {"curve": curve, "gain": curve[last] - curve[quarter], "from": quarter, "to": last}
+
+
+def convergence_cells(c: dict) -> list[str]:
+    """A ``convergence`` result as table cells: AP at 3/4 and at the end (with their
+    iterations), the gain, and whether it is below FLAT ("–" each without a gain)."""
+    if c["gain"] is None:
+        return ["–"] * 4
+    return [f"{c['curve'][c['from']]:.1f} (iter {c['from']})", f"{c['curve'][c['to']]:.1f} (iter {c['to']})",
+            f"{c['gain']:+.1f}", "yes" if c["gain"] < FLAT else "**no**"]
 
 
 def ap_by_seed(runs: list[Run]) -> dict:

@@ -31,8 +31,12 @@ TOLERANCE = 1.0  # AP (%): a schedule is long enough when training longer adds l
 def schedule_pairs(groups: dict[str, list[Run]]) -> list[tuple[int, str, int, str]]:
     """(T, label at T, T', label at T') for each setting run at more than one schedule and each
     pair of its consecutive schedules T < T', in the groups' order."""
+    return _consecutive(arms(groups, KEY))
+
+
+def _consecutive(settings: list[dict]) -> list[tuple[int, str, int, str]]:
     pairs = []
-    for arm in arms(groups, KEY):
+    for arm in settings:
         steps = sorted(arm)
         pairs += [(t, arm[t], u, arm[u]) for t, u in zip(steps, steps[1:])]
     return pairs
@@ -66,7 +70,8 @@ def _difference(d: dict) -> str:
 
 def schedule_section(groups: dict[str, list[Run]]) -> list[str]:
     """``## Schedule length`` as markdown lines; [] without a setting at two schedules."""
-    pairs = schedule_pairs(groups)
+    settings = [arm for arm in arms(groups, KEY) if len(arm) > 1]  # run at more than one schedule
+    pairs = _consecutive(settings)
     if not pairs:
         return []
     rows = []
@@ -84,10 +89,9 @@ def schedule_section(groups: dict[str, list[Run]]) -> list[str]:
           *markdown_table(["method (short)", "loss", "iterations", "AP short", "n", "AP long", "n",
                            "long − short [95% CI]", "short schedule"], rows), ""]
     by_steps: dict[int, list[str]] = {}
-    for arm in arms(groups, KEY):
-        if len(arm) > 1:  # the settings of the table above
-            for steps, label in arm.items():
-                by_steps.setdefault(steps, []).append(label)
+    for arm in settings:
+        for steps, label in arm.items():
+            by_steps.setdefault(steps, []).append(label)
     for steps, labels in sorted(by_steps.items()):
         if len(labels) < 2:
             continue
