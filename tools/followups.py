@@ -243,9 +243,10 @@ class Followups:
         for sweep in self.sweeps(study, self.lrs(study)):
             if not self.reuse(sweep):
                 sweep.run()
-        from tools.report import write_report
-
-        return write_report(self.out / study)
+        # In a fresh process: a study trains for hours, and tools/ edited meanwhile would meet the
+        # modules this one imported at its start.
+        subprocess.run([sys.executable, "-m", "tools.report", str(self.out / study)], check=True)
+        return self.out / study / "report.md"
 
 
 def canonical(config: dict) -> str:
@@ -318,7 +319,7 @@ def main(argv=None) -> int | None:
     except (FileNotFoundError, ValueError) as e:
         sys.exit(f"tools.followups: error: {e}")
     except subprocess.CalledProcessError as e:
-        sys.exit(f"tools.followups: error: a sweep failed ({' '.join(map(str, e.cmd[:6]))} ...); "
+        sys.exit(f"tools.followups: error: a sweep or the report failed ({' '.join(map(str, e.cmd[:6]))} ...); "
                  "rerun the same command to continue")
     return None
 
