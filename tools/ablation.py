@@ -2,7 +2,8 @@
 
     python -m tools.ablation --out OUT [--quick] [--dry-run] [--stage STAGE] [--study YAML] [OVERRIDE ...]
 
-OVERRIDEs (train.py's, e.g. ``dataset=coco_sample``) apply to every job of every stage.
+OVERRIDEs (train.py's, e.g. ``dataset=coco_sample``) apply to every job of every stage, after
+the study's own (``final_overrides`` included).
 
 Stages (configs/study/bg_ablation.yaml says what each runs), each a set of train.py
 multiruns with a sweep folder of their own under OUT:
@@ -13,9 +14,9 @@ multiruns with a sweep folder of their own under OUT:
 2. ``select``: the best tuning AP of each method -> OUT/selection.yaml (what the final sweep
    reads) and the selection table of the report.
 3. ``final``: every method at its selection over the same seeds, evaluated on val, with an
-   AP curve.
+   AP curve; at the study's ``final_overrides`` (a longer schedule than the tuning's).
 4. ``controls``: the final checkpoints re-evaluated (one class per anchor, score threshold
-   0.001) and retrained variants (the softmax prior per class, no gradient clipping).
+   0.001) and retrained variants (the softmax prior per class), at the final's schedule.
 5. ``report``: OUT/report.md and report.csv (tools/ablation_report.py), ``## Verdict`` first.
 
 Rerunning the command continues where it stopped: finished jobs are skipped, killed ones
@@ -90,10 +91,17 @@ class Study:
         self.tune, self.controls = s["tune"], s["controls"]
         self.seeds = s["quick"]["seeds"] if quick else s["seeds"]
         self.common = merge(s["common"] + (s["quick"]["common"] if quick else []) + list(overrides))
+        # the final sweep's and the controls' own schedule (the tuning's is common's)
+        self.final_overrides = list((s["quick"] if quick else s).get("final_overrides") or [])
+        self.overrides = list(overrides)
         self.selection_file = self.out / "selection.yaml"
 
     def base(self, method: str) -> list[str]:
         return [*self.methods[method], *self.common]
+
+    def final_base(self, method: str) -> list[str]:
+        """What every final and control job of ``method`` runs with before its selection."""
+        return merge([*self.base(method), *self.final_overrides, *self.overrides])
 
     # --- stage 1 ---
     def tune_lr(self, method: str) -> Sweep:
@@ -122,7 +130,7 @@ class Study:
 
     # --- stage 3 ---
     def final(self, method: str, selection: list[str]) -> Sweep:
-        return Sweep(self.out / "final" / method, [*self.base(method), *selection], "seed", self.seeds,
+        return Sweep(self.out / "final" / method, [*self.final_base(method), *selection], "seed", self.seeds,
                      f"final {method}")
 
     # --- stage 4 ---
@@ -132,11 +140,11 @@ class Study:
             for m in self.methods:
                 checkpoint = f"checkpoint={self.out / 'final' / m}/seed${{seed}}/checkpoints/last.pt"
                 sweeps.append(Sweep(self.out / "controls" / name / m,
-                                    [*self.base(m), *selections[m], "eval_only=true", checkpoint, *overrides],
+                                    [*self.final_base(m), *selections[m], "eval_only=true", checkpoint, *overrides],
                                     "seed", self.seeds, f"control {name}: {m}"))
         for name, spec in self.controls["train"].items():
             for m in spec["methods"]:
-                sweeps.append(Sweep(self.out / "controls" / name / m, [*self.base(m), *selections[m],
+                sweeps.append(Sweep(self.out / "controls" / name / m, [*self.final_base(m), *selections[m],
                                                                         *spec["overrides"]],
                                     "seed", self.seeds, f"control {name}: {m}"))
         return sweeps

@@ -67,6 +67,8 @@ def write_report(study) -> Path:
     rows = [[m, ", ".join(f"{k}={v}" for k, v in chosen.get(m, {}).items()) or "–", summary(aps[m].values())["n"],
              _ci(summary(aps[m].values()))] for m in methods]
     md += markdown_table(["method", "setting", "n", "AP"], rows) + [""]
+    md += [f"Schedules: the tuning trained for {_iterations(study.tune_lr(methods[0]).fixed)} iterations, the "
+           f"final runs and the controls for {_iterations(study.final_base(methods[0]))}.", ""]
     md += [f"- {v['verdict']}" for v in verdicts] + [""]
     md += ["A difference counts only where its paired 95% interval excludes 0; otherwise: no difference "
            "resolved at this number of seeds.", ""]
@@ -129,6 +131,12 @@ def controls_section(study, aps: dict) -> list[str]:
             md += [""] + [f"- {v['verdict']}" for v in pairwise_verdicts(under)]
         md += [""]
     return md
+
+
+def _iterations(overrides: list[str]) -> str:
+    """The ``schedule.max_iters`` these overrides set (the last one wins), else the default's."""
+    values = [o.split("=", 1)[1] for o in overrides if o.startswith("schedule.max_iters=")]
+    return values[-1] if values else "the default schedule's"
 
 
 def edge_choices(candidates: list[dict]) -> list[str]:

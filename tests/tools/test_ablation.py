@@ -75,6 +75,28 @@ def test_select_writes_each_methods_choice_where_the_final_sweep_reads_it(tmp_pa
     assert final.jobs()[0][-3:] == ["optim.lr=0.0125", "loss.alpha=0.25", "seed=0"]
 
 
+def test_the_final_and_the_controls_train_at_final_overrides_and_the_tuning_at_common(tmp_path):
+    def iters(job):
+        return [o for o in job if o.startswith("schedule.max_iters=")]
+
+    study = Study(tmp_path / "study")
+    assert study.final_overrides == ["schedule.max_iters=6000"]  # bg_ablation.yaml: the headline's schedule
+    assert iters(study.tune_lr("focal").jobs()[0]) == ["schedule.max_iters=3000"]
+    assert iters(study.tune_alpha("focal", 0.1).jobs()[0]) == ["schedule.max_iters=3000"]
+    selection = {m: [f"optim.lr=0.0{i + 1}"] for i, m in enumerate(study.methods)}
+    assert iters(study.final("focal", selection["focal"]).jobs()[0]) == ["schedule.max_iters=6000"]
+    controls = study.control_sweeps(selection)
+    assert controls and all(iters(job) == ["schedule.max_iters=6000"] for c in controls for job in c.jobs())
+    # an override given on the command line wins over the study's, in every stage
+    cli = Study(tmp_path / "study", overrides=["schedule.max_iters=50"])
+    assert iters(cli.final("focal", selection["focal"]).jobs()[0]) == ["schedule.max_iters=50"]
+    assert iters(cli.tune_lr("focal").jobs()[0]) == ["schedule.max_iters=50"]
+    # --quick: the miniature's schedule everywhere
+    quick = Study(tmp_path / "study", quick=True)
+    assert quick.final_overrides == []
+    assert iters(quick.final("focal", selection["focal"]).jobs()[0]) == iters(quick.tune_lr("focal").jobs()[0])
+
+
 def test_a_final_sweep_without_a_selection_names_the_command_that_makes_one(tmp_path):
     with pytest.raises(SystemExit) as e:
         ablation.main(["--out", str(tmp_path / "study"), "--stage", "final"])
@@ -110,6 +132,7 @@ tune:
   overrides: [eval_split=tune]
 seeds: [0, 1, 2, 3, 4]
 common: [schedule.max_iters=3000]
+final_overrides: [schedule.max_iters=6000]   # not in --quick: its quick block has none
 controls:
   eval:
     one_class_per_anchor: [model.one_class_per_anchor=true]
@@ -187,6 +210,9 @@ def check_report(out, methods, seeds, controls):
         assert re.search(rf"^\| {m} \| .* \| {seeds} \| -?[\d.]+ ± [\d.]+ \[-?[\d.]+, -?[\d.]+\] \|$", verdict, re.M), verdict
     assert re.search(rf"{methods[0]} - {methods[1]} = [+-][\d.]+ AP \[[+-][\d.]+, [+-][\d.]+\], {seeds} paired seeds: ",
                      verdict)
+    iters = re.search(r"^Schedules: the tuning trained for (\d+) iterations, the final runs and the controls for "
+                      r"(\d+)\.$", verdict, re.M)
+    assert iters and iters[1] == iters[2], verdict  # --quick: the miniature's schedule in every stage
     selection = md.split("## Selection on the tuning split")[1].split("\n## ")[0]
     assert len(re.findall(r"\*\*[\d.]+\*\*", selection)) == len(methods) + 1  # each lr, focal's alpha
     assert "![AP against iteration](plots/ap_curve.png)" in md and (out / "plots" / "ap_curve.png").is_file()

@@ -131,20 +131,20 @@ def test_jobs_the_ablation_already_ran_are_copied_not_trained(tmp_path, ablation
     assert [name for name, _ in f.reusable(dense)] == ["seed0", "seed1", "seed2"]
 
 
-def test_schedule_check_runs_the_ablations_jobs_at_a_second_schedule_and_copies_the_first(tmp_path, ablation):
+def test_schedule_check_runs_the_ablations_jobs_at_longer_schedules_and_copies_the_ones_it_ran(tmp_path, ablation):
     f = Followups(tmp_path / "f", ablation)
     base = ["loss=focal", "schedule.max_iters=3000", "schedule.eval_every=300", "optim.lr=0.1", "loss.alpha=0.5"]
     for seed in (0, 1, 2):
         fake_final_run(ablation, "focal", seed, base)
-    short, long = [s for s in f.sweeps("schedule_check") if s.dir.name == "focal"]
+    short, long, longer = [s for s in f.sweeps("schedule_check") if s.dir.name == "focal"]
     # the grid's schedule replaces the common one: one max_iters per job, the grid's
-    for sweep, iters in ((short, 3000), (long, 6000)):
+    for sweep, iters in ((short, 3000), (long, 6000), (longer, 12000)):
         assert not any(o.startswith("schedule.max_iters=") for o in sweep.fixed)
         assert all([o for o in job if o.startswith("schedule.max_iters=")] == [f"schedule.max_iters={iters}"]
                    for job in sweep.jobs())
         assert "optim.lr=0.1" in sweep.fixed and "loss.alpha=0.5" in sweep.fixed
     assert [name for name, _ in f.reusable(short)] == [f"max_iters3000_seed{s}" for s in (0, 1, 2)]
-    assert f.reusable(long) is None  # twice the schedule: trained
+    assert f.reusable(long) is None and f.reusable(longer) is None  # no ablation run at these: trained
 
 
 def test_without_a_selection_the_error_names_the_command_that_makes_one(tmp_path):
@@ -206,3 +206,29 @@ def test_table1d_tunes_each_ohem_family_once_and_carries_its_lr_over_the_batch_s
     assert all("optim.lr=0.05" in j for j in jobs["table1d: ohem_1to3_nms0.5 loss.batch_per_image=128"])
     cfg = build.config(jobs["table1d: ohem_1to3_nms0.5 loss.batch_per_image=128"][0])
     assert (cfg.loss.nms_thresh, cfg.loss.neg_per_pos, cfg.loss.batch_per_image, cfg.loss.base) == (0.5, 3, 128, "softmax")
+
+
+def test_study_jobs_prints_one_single_seed_multirun_per_job_into_the_studys_folders(tmp_path, ablation, capsys):
+    from tools import study_jobs
+
+    out = tmp_path / "f"
+    study_jobs.main(["--ablation", str(ablation), "--out", str(out), "--study", "schedule_check",
+                     "--where", "schedule.max_iters=12000"])
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3 * 3  # three losses x the study's seeds 0-2
+    for line, (m, seed) in zip(lines, [(m, s) for m in ("softmax_bg", "bce_alpha", "focal") for s in (0, 1, 2)]):
+        args = line.split(" ")
+        assert f"loss={m}" in args and "schedule.max_iters=12000" in args and f"seed={seed}" in args
+        assert f"optim.lr={CHOSEN[m]['optim.lr']}" in args and "schedule.max_iters=3000" not in args
+        assert f"hydra.sweep.dir={out.resolve() / 'schedule_check' / m}" in args
+        assert args[-2:] == ["'hydra.sweep.subdir=max_iters${schedule.max_iters}_seed${seed}'", "'~hydra.callbacks.report'"]
+    study_jobs.main(["--ablation", str(ablation), "--out", str(out), "--study", "schedule_check",
+                     "--where", "schedule.max_iters=6000", "--seeds", "0"])
+    assert [line.count("seed=0") for line in capsys.readouterr().out.splitlines()] == [1, 1, 1]
+    with pytest.raises(SystemExit):
+        study_jobs.main(["--ablation", str(ablation), "--out", str(out), "--study", "schedule_check",
+                         "--where", "schedule.max_iters=7"])
+    assert "no job of schedule_check matches schedule.max_iters=7" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # its lrs come from tuning runs that do not exist here
+        study_jobs.main(["--ablation", str(ablation), "--out", str(out), "--study", "imbalance_sweep"])
+    assert "tuning runs first" in capsys.readouterr().err
