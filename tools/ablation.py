@@ -312,11 +312,18 @@ def main(argv=None) -> int | None:
         return dry_run(study, stages)
     try:
         for stage in stages:
-            run_stage(study, stage)
+            if stage == "report" and len(stages) > 1:
+                # In a fresh process: the stages before it train for hours, and tools/ edited
+                # meanwhile would meet the modules this one imported at its start.
+                subprocess.run([sys.executable, "-m", "tools.ablation", "--out", str(study.out), "--study",
+                                str(args.study), *(["--quick"] if args.quick else []), "--stage", "report",
+                                *args.overrides], check=True)
+            else:
+                run_stage(study, stage)
     except (FileNotFoundError, ValueError) as e:
         sys.exit(f"tools.ablation: error: {e}")
     except subprocess.CalledProcessError as e:
-        sys.exit(f"tools.ablation: error: a sweep failed ({' '.join(map(str, e.cmd[:6]))} ...); "
+        sys.exit(f"tools.ablation: error: a sweep or the report failed ({' '.join(map(str, e.cmd[:6]))} ...); "
                  "rerun the same command to continue")
 
 
