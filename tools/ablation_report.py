@@ -16,10 +16,11 @@ import yaml
 from tools.report import cost_section
 from tools.report_plots import plot_ap_curves
 from tools.report_runs import (
-    FLAT,
+    CONVERGENCE_HEADER,
     bg_per_fg,
     convergence,
     convergence_cells,
+    convergence_note,
     load_runs,
     markdown_table,
 )
@@ -87,9 +88,9 @@ def write_report(study) -> Path:
     plots.mkdir(parents=True, exist_ok=True)
     plot_ap_curves({m: c["curve"] for m, c in conv.items()}, plots / "ap_curve.png")
     md += ["## Convergence", "", "![AP against iteration](plots/ap_curve.png)", "",
-           f"Criterion: a method has converged when its mean AP gained less than {FLAT:.0f} AP over the last "
-           "quarter of training.", ""]
-    md += markdown_table(["method", "AP at 3/4", "AP at the end", "gain", "converged"],
+           convergence_note("`make followups ARGS=\"--study schedule_check\"`: its report's Schedule length section"),
+           ""]
+    md += markdown_table(CONVERGENCE_HEADER,
                  [[m, *convergence_cells(c)] for m, c in conv.items()]) + [""]
 
     md += controls_section(study, aps)

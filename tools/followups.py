@@ -167,8 +167,8 @@ class Followups:
         print(f"== {sweep.label}: {len(pairs)} jobs, the same runs as the ablation's: copied, not trained", flush=True)
         for (name, source), job in zip(pairs, sweep.jobs()):
             dst = sweep.dir / name
-            if (dst / "reused_from.txt").is_file():
-                continue
+            if (dst / "reused_from.txt").is_file() or finished(dst):
+                continue  # copied before, or trained here (the ablation's run may be a copy of this one)
             copy_records(source, dst)
             (dst / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(list(job), default_flow_style=False))
             (dst / "reused_from.txt").write_text(f"{source}\n")
@@ -247,6 +247,16 @@ class Followups:
         # modules this one imported at its start.
         subprocess.run([sys.executable, "-m", "tools.report", str(self.out / study)], check=True)
         return self.out / study / "report.md"
+
+
+def finished(folder: Path) -> bool:
+    """Whether ``folder`` holds a finished run."""
+    from detection.run_folder import RunFolder
+
+    try:
+        return (RunFolder(folder).read_status() or {}).get("status") == "finished"
+    except ValueError:
+        return False
 
 
 def canonical(config: dict) -> str:

@@ -29,12 +29,13 @@ from tools.report_paper import paper_section
 from tools.report_plots import plot_ap, plot_ap_curves, plot_curves, plot_focal_loss, plot_loss_cdf
 from tools.report_prior import prior_section
 from tools.report_runs import (
-    FLAT,
+    CONVERGENCE_HEADER,
     STATS,
     Run,
     bg_per_fg,
     convergence,
     convergence_cells,
+    convergence_note,
     cost,
     groups_of,
     load_runs,
@@ -99,12 +100,8 @@ def convergence_section(groups: dict[str, list[Run]], plots: Path) -> list[str]:
         return []
     plot_ap_curves({label: c["curve"] for label, c in conv.items()}, plots / "ap_curve.png")
     md = ["## Convergence", "", "![AP against iteration](plots/ap_curve.png)", "",
-          "Mean AP (%) over each method's finished seeds at each evaluation (`schedule.eval_every`), and what "
-          f"the last quarter of training added; **flat**: less than {FLAT:.0f} AP. A gain says the schedule "
-          "ended while the model still improved. A flat end does not prove the converse: under cosine decay the "
-          "lr reaches 0 there, and every curve flattens however long the schedule. Training the same jobs for "
-          "longer tells (the Schedule length section, where a sweep holds such jobs).", ""]
-    md += markdown_table(["method", "AP at 3/4", "AP at the end", "last-quarter gain", "flat"],
+          convergence_note("the Schedule length section, where a sweep holds such jobs"), ""]
+    md += markdown_table(CONVERGENCE_HEADER,
                          [[label, *convergence_cells(c)] for label, c in conv.items()])
     return md + [""]
 

@@ -249,6 +249,19 @@ def convergence(runs) -> dict:
     return {"curve": curve, "gain": curve[last] - curve[quarter], "from": quarter, "to": last}
 
 
+CONVERGENCE_HEADER = ["method", "AP at 3/4", "AP at the end", "last-quarter gain", "flat"]
+
+
+def convergence_note(longer: str) -> str:
+    """What a Convergence table's numbers mean and what they cannot say; ``longer`` names where
+    the same jobs trained for longer are reported."""
+    return ("Mean AP (%) over each method's finished seeds at each evaluation (`schedule.eval_every`), and what "
+            f"the last quarter of training added; **flat**: less than {FLAT:.0f} AP. A gain says the schedule "
+            "ended while the model still improved. A flat end does not prove the converse: under cosine decay the "
+            "lr reaches 0 there, and every curve flattens however long the schedule. Training the same jobs for "
+            f"longer tells ({longer}).")
+
+
 def convergence_cells(c: dict) -> list[str]:
     """A ``convergence`` result as table cells: AP at 3/4 and at the end (with their
     iterations), the gain, and whether it is below FLAT ("–" each without a gain)."""

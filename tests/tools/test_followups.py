@@ -129,6 +129,11 @@ def test_jobs_the_ablation_already_ran_are_copied_not_trained(tmp_path, ablation
     lrs = {(m, level): CHOSEN[m]["optim.lr"] for m in CHOSEN for level in f.studies["imbalance_sweep"]["levels"]}
     dense = [s for s in f.sweeps("imbalance_sweep", lrs) if s.dir.parts[-2:] == ("focal", "synthetic")][0]
     assert [name for name, _ in f.reusable(dense)] == ["seed0", "seed1", "seed2"]
+    # a job this study trained itself is kept, and not called a copy (the ablation's run may be its copy)
+    own = write_run(dense.dir / "seed0", ["loss=focal"], 0, "finished", ap=0.7)
+    assert f.reuse(dense)
+    assert not (own / "reused_from.txt").exists() and '"AP": 0.7' in (own / "eval.json").read_text()
+    assert (dense.dir / "seed1" / "reused_from.txt").is_file()
 
 
 def test_schedule_check_runs_the_ablations_jobs_at_longer_schedules_and_copies_the_ones_it_ran(tmp_path, ablation):
