@@ -47,7 +47,7 @@ import yaml
 from omegaconf import OmegaConf
 
 from detection.build import CONFIGS
-from detection.run_folder import RUN_CONTROL
+from detection.run_folder import RUN_CONTROL, RunFolder
 from tools.ablation import STUDY, Study, Sweep, choose, extend_edge, merge
 
 FOLLOWUPS = CONFIGS / "study" / "followups.yaml"
@@ -126,17 +126,11 @@ class Followups:
     def final_runs(self) -> dict[str, Path]:
         """canonical resolved config -> folder of each finished run of the ablation's final stage."""
         if self._finals is None:
-            from detection.run_folder import RunFolder
-
             self._finals = {}
             final = self.ablation.out / "final"
             for status in sorted(final.glob("*/*/status.json")) if final.is_dir() else []:
                 folder = RunFolder(status.parent)
-                try:
-                    finished = (folder.read_status() or {}).get("status") == "finished"
-                except ValueError:
-                    continue
-                if finished and folder.config.is_file():
+                if finished(folder.path) and folder.config.is_file():
                     self._finals.setdefault(canonical(yaml.safe_load(folder.config.read_text())), folder.path)
         return self._finals
 
@@ -251,8 +245,6 @@ class Followups:
 
 def finished(folder: Path) -> bool:
     """Whether ``folder`` holds a finished run."""
-    from detection.run_folder import RunFolder
-
     try:
         return (RunFolder(folder).read_status() or {}).get("status") == "finished"
     except ValueError:
