@@ -139,7 +139,9 @@ def test_jobs_the_ablation_already_ran_are_copied_not_trained(tmp_path, ablation
 def test_schedule_check_runs_the_ablations_jobs_at_longer_schedules_and_copies_the_ones_it_ran(tmp_path, ablation):
     f = Followups(tmp_path / "f", ablation)
     base = ["loss=focal", "schedule.max_iters=3000", "schedule.eval_every=300", "optim.lr=0.1", "loss.alpha=0.5"]
-    for seed in (0, 1, 2):
+    seeds = f.seeds_of("schedule_check")
+    assert seeds == [0, 1, 2, 3, 4]  # its own, as many as the headline's
+    for seed in seeds:
         fake_final_run(ablation, "focal", seed, base)
     short, long, longer = [s for s in f.sweeps("schedule_check") if s.dir.name == "focal"]
     # the grid's schedule replaces the common one: one max_iters per job, the grid's
@@ -148,7 +150,7 @@ def test_schedule_check_runs_the_ablations_jobs_at_longer_schedules_and_copies_t
         assert all([o for o in job if o.startswith("schedule.max_iters=")] == [f"schedule.max_iters={iters}"]
                    for job in sweep.jobs())
         assert "optim.lr=0.1" in sweep.fixed and "loss.alpha=0.5" in sweep.fixed
-    assert [name for name, _ in f.reusable(short)] == [f"max_iters3000_seed{s}" for s in (0, 1, 2)]
+    assert [name for name, _ in f.reusable(short)] == [f"max_iters3000_seed{s}" for s in seeds]
     assert f.reusable(long) is None and f.reusable(longer) is None  # no ablation run at these: trained
 
 
@@ -220,8 +222,8 @@ def test_study_jobs_prints_one_single_seed_multirun_per_job_into_the_studys_fold
     study_jobs.main(["--ablation", str(ablation), "--out", str(out), "--study", "schedule_check",
                      "--where", "schedule.max_iters=12000"])
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 3 * 3  # three losses x the study's seeds 0-2
-    for line, (m, seed) in zip(lines, [(m, s) for m in ("softmax_bg", "bce_alpha", "focal") for s in (0, 1, 2)]):
+    assert len(lines) == 3 * 5  # three losses x the study's seeds 0-4
+    for line, (m, seed) in zip(lines, [(m, s) for m in ("softmax_bg", "bce_alpha", "focal") for s in range(5)]):
         args = line.split(" ")
         assert f"loss={m}" in args and "schedule.max_iters=12000" in args and f"seed={seed}" in args
         assert f"optim.lr={CHOSEN[m]['optim.lr']}" in args and "schedule.max_iters=3000" not in args
