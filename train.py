@@ -38,6 +38,7 @@ from detection.run_folder import (
     StatusWriter,
     code_version,
     effective_status,
+    flatten,
     load_checkpoint,
     resolve_checkpoint,
 )
@@ -138,16 +139,6 @@ def check_same_run(cfg, folder: RunFolder, status: dict | None, code: bool = Tru
         raise ValueError(f"{folder.path} holds a run of another configuration ({'; '.join(diffs[:10])}"
                          f"{' ...' if len(diffs) > 10 else ''}): rerun the sweep with its own command, or add "
                          "force=true to continue it anyway")
-
-
-def flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
 
 
 def read_status_or_none(folder: RunFolder) -> dict | None:

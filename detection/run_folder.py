@@ -47,6 +47,17 @@ STALE_AFTER = 600.0  # a heartbeat this old (and no process to ask) means the ru
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def flatten(d: dict, prefix: str = "") -> dict:
+    """A nested config dict as {"a.b.c": value}: what two runs' configs are compared by."""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
 def write_json_atomic(path, obj) -> None:
     """Writes ``obj`` as JSON to ``path`` through a temporary file and ``os.replace``."""
     _write_atomic(path, lambda f: f.write(json.dumps(obj, indent=2).encode()))

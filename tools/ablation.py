@@ -16,7 +16,9 @@ multiruns with a sweep folder of their own under OUT:
 3. ``final``: every method at its selection over the same seeds, evaluated on val, with an
    AP curve; at the study's ``final_overrides`` (a longer schedule than the tuning's).
 4. ``controls``: the final checkpoints re-evaluated (one class per anchor, score threshold
-   0.001) and retrained variants (the softmax prior per class), at the final's schedule.
+   0.001) and retrained variants (the softmax prior per class), at the final's schedule. A
+   re-evaluation whose checkpoints are not here (final runs copied as records) is skipped
+   with a warning, and the report says so.
 5. ``report``: OUT/report.md and report.csv (tools/ablation_report.py), ``## Verdict`` first.
 
 Rerunning the command continues where it stopped: finished jobs are skipped, killed ones
@@ -54,6 +56,11 @@ class Sweep:
     values: list
     label: str = field(default="")
     grid: dict = field(default_factory=dict)
+    reads: list[Path] = field(default_factory=list)  # files its jobs need (an eval control: the final checkpoints)
+
+    def missing(self) -> list[Path]:
+        """The files of ``reads`` that are not there."""
+        return [p for p in self.reads if not p.is_file()]
 
     def swept(self) -> dict:
         return {**self.grid, self.key: self.values}
@@ -134,6 +141,10 @@ class Study:
                      f"final {method}")
 
     # --- stage 4 ---
+    def final_checkpoints(self, method: str) -> list[Path]:
+        """The checkpoints of ``method``'s final runs, one per seed, that the eval controls re-evaluate."""
+        return [self.out / "final" / method / f"seed{s}" / "checkpoints" / "last.pt" for s in self.seeds]
+
     def control_sweeps(self, selections: dict[str, list[str]]) -> list[Sweep]:
         sweeps = []
         for name, overrides in self.controls["eval"].items():
@@ -141,7 +152,7 @@ class Study:
                 checkpoint = f"checkpoint={self.out / 'final' / m}/seed${{seed}}/checkpoints/last.pt"
                 sweeps.append(Sweep(self.out / "controls" / name / m,
                                     [*self.final_base(m), *selections[m], "eval_only=true", checkpoint, *overrides],
-                                    "seed", self.seeds, f"control {name}: {m}"))
+                                    "seed", self.seeds, f"control {name}: {m}", reads=self.final_checkpoints(m)))
         for name, spec in self.controls["train"].items():
             for m in spec["methods"]:
                 sweeps.append(Sweep(self.out / "controls" / name / m, [*self.final_base(m), *selections[m],
@@ -269,6 +280,13 @@ def run_stage(study: Study, stage: str) -> None:
         print(f"wrote {write_report(study)}")
     else:
         for sweep in stage_sweeps(study, stage, dry=False):
+            if missing := sweep.missing():
+                # Final runs copied as records (tools.records) have no checkpoints: the other
+                # controls still run, and the report says why this one did not.
+                print(f"warning: skipping {sweep.label}: {len(missing)} of the {len(sweep.reads)} files it reads "
+                      f"are not here (first: {missing[0]}); the final runs' records were copied without "
+                      "their checkpoints", file=sys.stderr)
+                continue
             sweep.run()
 
 

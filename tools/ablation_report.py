@@ -99,10 +99,15 @@ def write_report(study) -> Path:
            "share of steps whose gradient norm was clipped (optim.clip_grad_norm).", ""]
     md += markdown_table(["method", "fg:bg anchors", "clipped steps"],
                  [[m, _ratio(imbalance(final[m][1])), _pct(clipped_share(final[m][1]))] for m in methods]) + [""]
-    md += cost_section(study_runs(out))
+    runs = study_runs(out)
+    copies = [r for r in runs if reused_from(r)]
+    md += cost_section([r for r in runs if not reused_from(r)])
+    if copies:
+        md += [f"{len(copies)} runs copied from another study (below) are not counted: their cost is in "
+               "their source's report.", ""]
     md += ["## Final runs", ""]
-    md += markdown_table(["method", "run", "seed", "status", "AP (%)"],
-                 [[m, r.name, r.seed, r.status, f"{100 * r.eval['AP']:.1f}" if r.eval else "–"]
+    md += markdown_table(["method", "run", "seed", "status", "AP (%)", "copied from"],
+                 [[m, r.name, r.seed, r.status, f"{100 * r.eval['AP']:.1f}" if r.eval else "–", reused_from(r) or "–"]
                   for m in methods for r in final[m][1]]) + [""]
     (out / "report.md").write_text("\n".join(md))
     write_csv(out / "report.csv", aps, verdicts)
@@ -120,7 +125,10 @@ def controls_section(study, aps: dict) -> list[str]:
         folder = study.out / "controls" / name
         under = {m: ap_by_seed(folder / m)[0] for m in study.methods if (folder / m).is_dir()}
         if not under:
-            md += [f"### {name}", "", "not run", ""]
+            missing = [p for m in study.methods for p in study.final_checkpoints(m) if not p.is_file()]
+            why = (f": it re-evaluates the final runs' checkpoints, and {len(missing)} of them are not here "
+                   "(their records were copied without them)" if name in study.controls["eval"] and missing else "")
+            md += [f"### {name}", "", f"not run{why}", ""]
             continue
         changes = {m: pairwise_verdicts({"control": under[m], "final": aps[m]})[0] for m in under}
         md += [f"### {name}", ""]
@@ -153,6 +161,12 @@ def edge_choices(candidates: list[dict]) -> list[str]:
             lines.append(f"{method}: {key}={chosen[0]} is at the {'top' if chosen[0] == values[-1] else 'bottom'} "
                          f"of its grid ({values[0]} … {values[-1]}): a wider grid might do better")
     return lines
+
+
+def reused_from(run) -> str | None:
+    """Where a run's records were copied from (its ``reused_from.txt``, tools.followups), else None."""
+    note = Path(run.dir) / "reused_from.txt"
+    return note.read_text().strip() if note.is_file() else None
 
 
 def study_runs(out: Path) -> list:

@@ -25,9 +25,9 @@ lr the ablation chose for ``lr_of`` (OHEM's base loss), and carried to its other
 Both tunings follow the ablation's rule for a best lr at an end of the values tried: the next
 lr beyond it (x2 or /2) is trained too, up to the ablation's ``tune.extend`` times.
 
-A job whose resolved config equals a finished run of the ablation's final stage (the
-prior_init study's "on" arm, the imbalance study's densest level: the same method, setting,
-schedule and seed) is not trained again: the run's records are copied into the study's folder
+A job whose resolved config equals a finished run of the ablation's final stage (the same
+method, setting, schedule and seed: the prior_init study's "on" arm and the imbalance study's
+densest level, while that final trained 3000 iterations) is not trained again: the run's records are copied into the study's folder
 (tools.records' copy, its overrides those of the job, ``reused_from.txt`` naming the source).
 A study may set its own ``seeds`` (fewer for the Table 1 analogues than for the headline).
 
@@ -47,7 +47,7 @@ import yaml
 from omegaconf import OmegaConf
 
 from detection.build import CONFIGS
-from detection.run_folder import RUN_CONTROL, RunFolder
+from detection.run_folder import RUN_CONTROL, RunFolder, flatten
 from tools.ablation import STUDY, Study, Sweep, choose, extend_edge, merge
 
 FOLLOWUPS = CONFIGS / "study" / "followups.yaml"
@@ -254,8 +254,6 @@ def finished(folder: Path) -> bool:
 def canonical(config: dict) -> str:
     """A resolved run config as one string, without the keys that do not change what a run
     computes (as train.py's check_same_run ignores them)."""
-    from tools.report_runs import flatten
-
     return json.dumps({k: v for k, v in flatten(config).items() if k.split(".")[0] not in RUN_CONTROL},
                       sort_keys=True, default=str)
 

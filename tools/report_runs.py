@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from detection.run_folder import RunFolder, effective_status
+from detection.run_folder import RunFolder, effective_status, flatten
 from tools.stats import summary
 
 STATS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
@@ -132,17 +132,6 @@ def load_runs(sweep_dir) -> tuple[list[Run], list[str]]:
         raise ValueError(f"no run folders in {str(sweep_dir)!r}: expected subfolders holding status.json, "
                          "config.yaml or .hydra/overrides.yaml (written by train.py / Hydra)")
     return runs, assign_groups(runs)
-
-
-def flatten(d: dict, prefix: str = "") -> dict:
-    """A nested config dict as {"a.b.c": value}."""
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
 
 
 def arms(groups: dict[str, list[Run]], key: str) -> list[dict]:

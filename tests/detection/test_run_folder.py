@@ -5,11 +5,19 @@ import torch
 
 from detection.run_folder import (
     RunFolder,
+    flatten,
     load_checkpoint,
     resolve_checkpoint,
     save_atomic,
     write_json_atomic,
 )
+
+
+def test_flatten_joins_nested_keys_with_dots_and_keeps_leaves_as_they_are():
+    cfg = {"seed": 0, "optim": {"lr": 0.1, "steps": [6, 8]}, "model": {"head": {"convs": 4}, "name": None}}
+    assert flatten(cfg) == {"seed": 0, "optim.lr": 0.1, "optim.steps": [6, 8], "model.head.convs": 4,
+                            "model.name": None}
+    assert flatten({}) == {} and flatten({"a": {}}) == {}  # an empty group leaves no key
 
 
 def test_save_is_atomic_and_resolve_finds_last(tmp_path):

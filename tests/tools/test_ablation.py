@@ -80,13 +80,13 @@ def test_the_final_and_the_controls_train_at_final_overrides_and_the_tuning_at_c
         return [o for o in job if o.startswith("schedule.max_iters=")]
 
     study = Study(tmp_path / "study")
-    assert study.final_overrides == ["schedule.max_iters=6000"]  # bg_ablation.yaml: the headline's schedule
+    assert study.final_overrides == ["schedule.max_iters=12000"]  # bg_ablation.yaml: the headline's schedule
     assert iters(study.tune_lr("focal").jobs()[0]) == ["schedule.max_iters=3000"]
     assert iters(study.tune_alpha("focal", 0.1).jobs()[0]) == ["schedule.max_iters=3000"]
     selection = {m: [f"optim.lr=0.0{i + 1}"] for i, m in enumerate(study.methods)}
-    assert iters(study.final("focal", selection["focal"]).jobs()[0]) == ["schedule.max_iters=6000"]
+    assert iters(study.final("focal", selection["focal"]).jobs()[0]) == ["schedule.max_iters=12000"]
     controls = study.control_sweeps(selection)
-    assert controls and all(iters(job) == ["schedule.max_iters=6000"] for c in controls for job in c.jobs())
+    assert controls and all(iters(job) == ["schedule.max_iters=12000"] for c in controls for job in c.jobs())
     # an override given on the command line wins over the study's, in every stage
     cli = Study(tmp_path / "study", overrides=["schedule.max_iters=50"])
     assert iters(cli.final("focal", selection["focal"]).jobs()[0]) == ["schedule.max_iters=50"]
@@ -257,3 +257,54 @@ def test_the_lr_grid_is_extended_while_the_best_is_at_its_end(tmp_path, monkeypa
     tie.tune_lr("focal").run()
     ablation.extend_lr(tie, "focal")
     assert sorted(p.name for p in tie.tune_lr("focal").dir.iterdir()) == ["lr0.025", "lr0.05", "lr0.1"]
+
+
+def test_final_runs_copied_without_checkpoints_skip_the_re_evaluations_and_the_report_says_why(
+        tmp_path, monkeypatch, capsys):
+    from tools.ablation_report import write_report
+
+    study = Study(tmp_path / "study")
+    study.seeds = [0, 1]
+    study.selection_file.parent.mkdir(parents=True)
+    study.selection_file.write_text(yaml.safe_dump({"chosen": {m: {"optim.lr": 0.1} for m in study.methods}}))
+    for i, m in enumerate(study.methods):  # the final runs: records copied from another study
+        for s in study.seeds:
+            run = write_run(study.out / "final" / m / f"seed{s}", [f"loss={m}"], s, "finished",
+                            ap=0.5 + 0.01 * i + 0.001 * s, seconds=900.0)
+            (run / "reused_from.txt").write_text(f"elsewhere/{m}/seed{s}\n")
+    ran = []
+
+    def fake_run(self):  # what the sweep would write: one finished run per seed (kept on a rerun)
+        ran.append(self.label)
+        for s in self.values:
+            if not (self.dir / f"seed{s}").is_dir():
+                write_run(self.dir / f"seed{s}", self.fixed, s, "finished", ap=0.45, seconds=60.0)
+
+    monkeypatch.setattr(Sweep, "run", fake_run)
+    ablation.run_stage(study, "controls")
+    evals, trains = study.controls["eval"], study.controls["train"]
+    assert ran == [f"control {name}: {m}" for name, spec in trains.items() for m in spec["methods"]]
+    warned = capsys.readouterr().err
+    assert warned.count("warning: skipping control ") == len(evals) * len(study.methods)
+    assert "2 of the 2 files it reads are not here (first: " + str(study.final_checkpoints("softmax_bg")[0]) in warned
+
+    md = write_report(study)
+    md = md.read_text()
+    for name in evals:
+        assert (f"### {name}\n\nnot run: it re-evaluates the final runs' checkpoints, and 6 of them are not here "
+                "(their records were copied without them)") in md
+    for name in trains:
+        assert f"### {name}\n\n| method | AP | change vs final |" in md
+    assert "| softmax_bg | seed1 | 1 | finished | 50.1 | elsewhere/softmax_bg/seed1 |" in md
+    cost = md.split("## Cost")[1].split("\n## ")[0]
+    assert "| cpu" not in cost and "| unknown device | 2 | 0.03 h |" in cost  # the 2 retrained control runs only
+    assert "6 runs copied from another study (below) are not counted" in cost
+
+    # with the checkpoints here, the re-evaluations run
+    for m in study.methods:
+        for path in study.final_checkpoints(m):
+            path.parent.mkdir(parents=True)
+            path.write_bytes(b"")
+    ran.clear()
+    ablation.run_stage(study, "controls")
+    assert ran[:len(evals) * len(study.methods)] == [f"control {n}: {m}" for n in evals for m in study.methods]
