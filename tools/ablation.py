@@ -284,8 +284,8 @@ def run_stage(study: Study, stage: str) -> None:
                 # Final runs copied as records (tools.records) have no checkpoints: the other
                 # controls still run, and the report says why this one did not.
                 print(f"warning: skipping {sweep.label}: {len(missing)} of the {len(sweep.reads)} files it reads "
-                      f"are not here (first: {missing[0]}); the final runs' records were copied without "
-                      "their checkpoints", file=sys.stderr)
+                      f"are not here (first: {missing[0]}): the final runs have not run yet, or were copied as "
+                      "records, without checkpoints", file=sys.stderr)
                 continue
             sweep.run()
 

@@ -127,7 +127,7 @@ def controls_section(study, aps: dict) -> list[str]:
         if not under:
             missing = [p for m in study.methods for p in study.final_checkpoints(m) if not p.is_file()]
             why = (f": it re-evaluates the final runs' checkpoints, and {len(missing)} of them are not here "
-                   "(their records were copied without them)" if name in study.controls["eval"] and missing else "")
+                   "(the final runs have not run yet, or were copied as records without them)" if name in study.controls["eval"] and missing else "")
             md += [f"### {name}", "", f"not run{why}", ""]
             continue
         changes = {m: pairwise_verdicts({"control": under[m], "final": aps[m]})[0] for m in under}

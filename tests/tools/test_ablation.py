@@ -292,7 +292,7 @@ def test_final_runs_copied_without_checkpoints_skip_the_re_evaluations_and_the_r
     md = md.read_text()
     for name in evals:
         assert (f"### {name}\n\nnot run: it re-evaluates the final runs' checkpoints, and 6 of them are not here "
-                "(their records were copied without them)") in md
+                "(the final runs have not run yet, or were copied as records without them)") in md
     for name in trains:
         assert f"### {name}\n\n| method | AP | change vs final |" in md
     assert "| softmax_bg | seed1 | 1 | finished | 50.1 | elsewhere/softmax_bg/seed1 |" in md
