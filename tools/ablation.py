@@ -141,15 +141,19 @@ class Study:
                      f"final {method}")
 
     # --- stage 4 ---
+    def final_checkpoint(self, method: str, seed) -> Path:
+        """The checkpoint of ``method``'s final run of ``seed`` (``"${seed}"``: a sweep's own)."""
+        return self.out / "final" / method / f"seed{seed}" / "checkpoints" / "last.pt"
+
     def final_checkpoints(self, method: str) -> list[Path]:
         """The checkpoints of ``method``'s final runs, one per seed, that the eval controls re-evaluate."""
-        return [self.out / "final" / method / f"seed{s}" / "checkpoints" / "last.pt" for s in self.seeds]
+        return [self.final_checkpoint(method, s) for s in self.seeds]
 
     def control_sweeps(self, selections: dict[str, list[str]]) -> list[Sweep]:
         sweeps = []
         for name, overrides in self.controls["eval"].items():
             for m in self.methods:
-                checkpoint = f"checkpoint={self.out / 'final' / m}/seed${{seed}}/checkpoints/last.pt"
+                checkpoint = f"checkpoint={self.final_checkpoint(m, '${seed}')}"
                 sweeps.append(Sweep(self.out / "controls" / name / m,
                                     [*self.final_base(m), *selections[m], "eval_only=true", checkpoint, *overrides],
                                     "seed", self.seeds, f"control {name}: {m}", reads=self.final_checkpoints(m)))

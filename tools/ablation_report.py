@@ -13,6 +13,7 @@ from pathlib import Path
 
 import yaml
 
+from tools.records import reused_from
 from tools.report import cost_section
 from tools.report_plots import plot_ap_curves
 from tools.report_runs import (
@@ -100,14 +101,15 @@ def write_report(study) -> Path:
     md += markdown_table(["method", "fg:bg anchors", "clipped steps"],
                  [[m, _ratio(imbalance(final[m][1])), _pct(clipped_share(final[m][1]))] for m in methods]) + [""]
     runs = study_runs(out)
-    copies = [r for r in runs if reused_from(r)]
-    md += cost_section([r for r in runs if not reused_from(r)])
-    if copies:
-        md += [f"{len(copies)} runs copied from another study (below) are not counted: their cost is in "
-               "their source's report.", ""]
+    trained = [r for r in runs if reused_from(r.dir) is None]
+    md += cost_section(trained)
+    if len(trained) < len(runs):
+        md += [f"{len(runs) - len(trained)} runs copied from another study (below) are not counted: their cost "
+               "is in their source's report.", ""]
     md += ["## Final runs", ""]
     md += markdown_table(["method", "run", "seed", "status", "AP (%)", "copied from"],
-                 [[m, r.name, r.seed, r.status, f"{100 * r.eval['AP']:.1f}" if r.eval else "–", reused_from(r) or "–"]
+                 [[m, r.name, r.seed, r.status, f"{100 * r.eval['AP']:.1f}" if r.eval else "–",
+                   reused_from(r.dir) or "–"]
                   for m in methods for r in final[m][1]]) + [""]
     (out / "report.md").write_text("\n".join(md))
     write_csv(out / "report.csv", aps, verdicts)
@@ -125,10 +127,7 @@ def controls_section(study, aps: dict) -> list[str]:
         folder = study.out / "controls" / name
         under = {m: ap_by_seed(folder / m)[0] for m in study.methods if (folder / m).is_dir()}
         if not under:
-            missing = [p for m in study.methods for p in study.final_checkpoints(m) if not p.is_file()]
-            why = (f": it re-evaluates the final runs' checkpoints, and {len(missing)} of them are not here "
-                   "(the final runs have not run yet, or were copied as records without them)" if name in study.controls["eval"] and missing else "")
-            md += [f"### {name}", "", f"not run{why}", ""]
+            md += [f"### {name}", "", f"not run{why_not_run(study, name)}", ""]
             continue
         changes = {m: pairwise_verdicts({"control": under[m], "final": aps[m]})[0] for m in under}
         md += [f"### {name}", ""]
@@ -163,10 +162,14 @@ def edge_choices(candidates: list[dict]) -> list[str]:
     return lines
 
 
-def reused_from(run) -> str | None:
-    """Where a run's records were copied from (its ``reused_from.txt``, tools.followups), else None."""
-    note = Path(run.dir) / "reused_from.txt"
-    return note.read_text().strip() if note.is_file() else None
+def why_not_run(study, control: str) -> str:
+    """Why a control has no runs, where the study can tell: a re-evaluation whose final
+    checkpoints are missing (the controls stage skips it); else ""."""
+    if control not in study.controls["eval"]:
+        return ""
+    missing = [p for m in study.methods for p in study.final_checkpoints(m) if not p.is_file()]
+    return (f": it re-evaluates the final runs' checkpoints, and {len(missing)} of them are not here (the final "
+            "runs have not run yet, or were copied as records without them)" if missing else "")
 
 
 def study_runs(out: Path) -> list:

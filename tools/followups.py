@@ -27,8 +27,8 @@ lr beyond it (x2 or /2) is trained too, up to the ablation's ``tune.extend`` tim
 
 A job whose resolved config equals a finished run of the ablation's final stage (the same
 method, setting, schedule and seed: the prior_init study's "on" arm and the imbalance study's
-densest level, while that final trained 3000 iterations) is not trained again: the run's records are copied into the study's folder
-(tools.records' copy, its overrides those of the job, ``reused_from.txt`` naming the source).
+densest level, while that final trained 3000 iterations) is not trained again: the run's
+records are copied into the study's folder (tools.records' copy, its overrides those of the job, ``reused_from.txt`` naming the source).
 A study may set its own ``seeds`` (fewer for the Table 1 analogues than for the headline).
 
 Rerunning the command continues where it stopped (train.py's sweep resumption).
@@ -153,7 +153,7 @@ class Followups:
     def reuse(self, sweep: Sweep) -> bool:
         """Copies the ablation's runs into ``sweep``'s folder when every job has one (see the
         module docstring); True if it did (or had), False if the sweep must be trained."""
-        from tools.records import copy_records
+        from tools.records import REUSED_FROM, copy_records, reused_from
 
         pairs = self.reusable(sweep)
         if pairs is None:
@@ -161,11 +161,11 @@ class Followups:
         print(f"== {sweep.label}: {len(pairs)} jobs, the same runs as the ablation's: copied, not trained", flush=True)
         for (name, source), job in zip(pairs, sweep.jobs()):
             dst = sweep.dir / name
-            if (dst / "reused_from.txt").is_file() or finished(dst):
+            if reused_from(dst) is not None or finished(dst):
                 continue  # copied before, or trained here (the ablation's run may be a copy of this one)
             copy_records(source, dst)
             (dst / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(list(job), default_flow_style=False))
-            (dst / "reused_from.txt").write_text(f"{source}\n")
+            (dst / REUSED_FROM).write_text(f"{source}\n")
         return True
 
     def tune_sweeps(self, study: str) -> list[Sweep]:
