@@ -22,14 +22,14 @@ test-all: setup
 demo: setup
 	$(PY) train.py
 
-# The fair background ablation, from nothing to OUT/report.md (tools/ablation.py). A rerun
+# The fair background ablation, from nothing to OUT/report.md (studies/ablation.py). A rerun
 # continues where it stopped. QUICK=1: the whole protocol in miniature (a few minutes).
 # ARGS: more options and train.py overrides, e.g. ARGS=--dry-run or ARGS="dataset=coco_sample".
 OUT ?= multirun/ablation$(if $(QUICK),_quick)
 ablation: setup
 	$(PY) -m tools.ablation --out $(OUT) $(if $(QUICK),--quick) $(ARGS)
 
-# The studies that build on the ablation (tools/followups.py, configs/study/followups.yaml): each
+# The studies that build on the ablation (studies/followups.py, configs/study/followups.yaml): each
 # method at the ablation's choice; sweep folders under FOLLOWUPS, reports copied to
 # benchmarks/results/<study>/ (not with QUICK=1). ARGS: e.g. "--study alpha_sweep" or --dry-run.
 FOLLOWUPS ?= multirun/followups$(if $(QUICK),_quick)

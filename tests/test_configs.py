@@ -71,7 +71,7 @@ TABLE1D = sorted(p.stem for p in (CONFIGS / "table1d").glob("*.yaml"))
 def test_every_table1d_row_composes_at_its_paper_row(row):
     from omegaconf import OmegaConf
 
-    from tools.report_table1d import FL_ROW, row_of
+    from reports.table1d import FL_ROW, row_of
 
     cfg = compose_config([f"+table1d={row}"])
     instantiate(cfg.loss)

@@ -57,7 +57,7 @@ def test_a_killed_sweep_rerun_skips_finished_jobs_and_matches_an_uninterrupted_o
     assert proc.returncode == -9, proc.stderr[-3000:]  # SIGKILL: nothing ran after it
     first, second = job_dirs(killed)
     assert RunFolder(second).read_status()["status"] == "running"  # as the kill left it...
-    from tools.report_runs import load_run
+    from reports.runs import load_run
 
     assert load_run(second, killed).status == "killed"  # ...and as the report reads it
     assert torch.load(RunFolder(second).checkpoint, weights_only=False)["iter"] == 3

@@ -1,1 +1,2 @@
-"""Command-line tools (report, evaluate), run from the repository root: ``python tools/report.py``."""
+"""The command lines, each a thin entry point over analysis/, reports/ or studies/, run from the
+repository root: ``python -m tools.report SWEEP_DIR``, ``python -m tools.ablation --out OUT``, ..."""

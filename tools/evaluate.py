@@ -10,9 +10,12 @@ import argparse
 import os
 import sys
 
-from detection.evaluation import coco_evaluate
-from detection.run_folder import write_json_atomic
-from tools.coco_files import load_ground_truth, load_results
+if not __package__:  # `python tools/evaluate.py`: the packages it imports are found from the root only
+    sys.exit(f"run it from the repository root as a module: python -m tools.evaluate {' '.join(sys.argv[1:])}".rstrip())
+
+from analysis.coco_files import load_ground_truth, load_results  # noqa: E402
+from detection.evaluation import coco_evaluate  # noqa: E402
+from detection.run_folder import write_json_atomic  # noqa: E402
 
 
 def main(argv=None) -> dict:

@@ -1,85 +1,11 @@
-"""A study's records without its bulk: what a sweep report and a resumed sweep need, small
-enough to commit, so a study can move to another machine between sessions.
+"""``python -m tools.records``: the command line of ``studies.records`` (its docstring says what it does)."""
 
-    python -m tools.records SRC DST [--ended-only]
+import sys
 
-Copies every file under SRC to DST except checkpoints/, tb/ (TensorBoard), detections.json,
-anchor_losses.pt and plots/ (the report redraws them), keeping the layout. A run copied this
-way reads as what it was (finished, diverged, ...): rerunning its sweep skips it (finished
-runs need no checkpoint), and tools.report and tools.ablation's selection read it. Copied back
-into a sweep folder, the study continues there (``make ablation`` with the same OUT).
+if not __package__:  # `python tools/records.py`: the packages it imports are found from the root only
+    sys.exit(f"run it from the repository root as a module: python -m tools.records {' '.join(sys.argv[1:])}".rstrip())
 
-``--ended-only`` copies only the runs that ended (finished, diverged or failed): a run in
-progress or stopped midway is left out whole, since without its checkpoints its half a
-record would only be retrained from scratch. This is what a session that ends during a study
-commits.
-"""
-
-import argparse
-import shutil
-from pathlib import Path
-
-from detection.run_folder import STATUSES, RunFolder, effective_status
-
-LEFT_OUT_DIRS = {"checkpoints", "tb", "plots", "__pycache__"}
-REUSED_FROM = "reused_from.txt"  # in a run folder copied into another study: where it came from
-LEFT_OUT_FILES = {"detections.json", "anchor_losses.pt"}
-ENDED = set(STATUSES) - {"running"}  # finished, diverged, failed
-
-
-def reused_from(run_dir) -> str | None:
-    """Where the run in ``run_dir`` was copied from (its ``REUSED_FROM``), or None if it was
-    trained there."""
-    note = Path(run_dir) / REUSED_FROM
-    return note.read_text().strip() if note.is_file() else None
-
-
-def unended_runs(src) -> set[Path]:
-    """The run folders under ``src`` (relative to it) that have not ended: running, killed or
-    interrupted midway."""
-    src = Path(src)
-    runs = set()
-    for status in src.rglob("status.json"):
-        try:
-            state = effective_status(RunFolder(status.parent).read_status())
-        except ValueError as e:
-            raise ValueError(f"{status}: not a run status ({e})") from e
-        if state not in ENDED:
-            runs.add(status.parent.relative_to(src))
-    return runs
-
-
-def copy_records(src, dst, ended_only: bool = False) -> list[Path]:
-    """Copies the records of ``src`` into ``dst`` (files there are replaced); returns the
-    copied files, relative to ``src``. ``ended_only``: runs that have not ended are left out."""
-    src, dst = Path(src), Path(dst)
-    if not src.is_dir():
-        raise FileNotFoundError(f"{src}: no such folder (expected a sweep or study folder)")
-    skipped = unended_runs(src) if ended_only else set()
-    copied = []
-    for path in sorted(src.rglob("*")):
-        rel = path.relative_to(src)
-        if not path.is_file() or LEFT_OUT_DIRS & set(rel.parts[:-1]) or path.name in LEFT_OUT_FILES:
-            continue
-        if skipped & set(rel.parents):
-            continue
-        (dst / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(path, dst / rel)
-        copied.append(rel)
-    return copied
-
-
-def main(argv=None) -> None:
-    p = argparse.ArgumentParser(prog="python -m tools.records", description=__doc__.split("\n")[0])
-    p.add_argument("src", type=Path, help="a sweep or study folder")
-    p.add_argument("dst", type=Path, help="where its records go")
-    p.add_argument("--ended-only", action="store_true",
-                   help="leave out the runs that have not ended (running, killed, interrupted)")
-    args = p.parse_args(argv)
-    copied = copy_records(args.src, args.dst, args.ended_only)
-    size = sum((args.dst / f).stat().st_size for f in copied)
-    print(f"copied {len(copied)} files ({size / 2**20:.1f} MiB) from {args.src} to {args.dst}")
-
+from studies.records import main  # noqa: E402
 
 if __name__ == "__main__":
     main()

@@ -1,0 +1,229 @@
+"""The report's ``## Background errors`` section: where each method's false positives go.
+
+Reads each run's ``analysis/`` (written when the run ended, ``analysis/callback.py``;
+``python -m tools.analysis_callback RUN_DIR`` for older runs) and compares the methods on four
+numbers, each as mean ± sample std [95% t interval] over the method's finished seeds
+(``reports.stats.summary``, as AP in the accuracy table):
+
+    Bkg dAP50        errors.json "Bkg": the AP50 gained by removing only the background false
+                     positives (TIDE: IoU <= 0.1 with every box of any class), AP points
+    FalsePos dAP50   errors.json "FalsePos": the AP50 gained by removing every false positive
+    BG band          bands.json: the area of the COCO-analyze BG band (BG curve minus Oth curve;
+                     IoU .1, class confusions forgiven): the AP lost to background, in points
+    bkg FPs / image  errors.json counts["Bkg"] / "images": TIDE background errors per evaluated
+                     image, among the detections the run kept (score >= model.score_thresh,
+                     at most 100 per image)
+    bkg FPs / image at recall .8
+                     errors.json "bkg_vs_recall": the same count at the score threshold where
+                     recall (IoU .5, classes pooled) first reaches RECALL (None: never reached)
+    bg anchors >= thresh / image
+                     anchor_scores.json: background anchors whose highest foreground score is
+                     >= model.score_thresh, per image (candidates for false positives before NMS)
+
+and draws each method's mean overall precision-recall curve at IoU .5 (bands.json "pr" C50)
+in ``plots/pr_overlay.png``, its mean background false positives per image against recall in
+``plots/bkg_recall_overlay.png``, and its anchor score histograms (counts summed over seeds)
+in ``plots/anchor_scores.png``. Diverged and unfinished runs are never averaged; finished runs
+without an analysis are named. No run with an analysis: no section.
+
+    md_lines = errors_section(groups, out / "plots")
+"""
+
+import json
+import math
+from pathlib import Path
+
+from matplotlib.figure import Figure
+
+from analysis.callback import analysis_dir
+from reports.plots import method_axes, save_figure
+from reports.runs import Run, markdown_table
+from reports.stats import summary
+
+PLOT = "pr_overlay.png"
+BKG_RECALL_PLOT = "bkg_recall_overlay.png"
+SCORES_PLOT = "anchor_scores.png"
+RECALL = 0.8  # the recall at which background false positives per image are compared
+# key -> column title; the CSV's columns are <key>_mean, _std, _lo, _hi, _n
+VALUES = {"bkg_dap50": "Bkg dAP50", "falsepos_dap50": "FalsePos dAP50", "bg_band": "BG band (AP)",
+          "bkg_per_image": "bkg FPs / image", "bkg_at_recall": f"bkg FPs / image at recall {RECALL}",
+          "bg_anchors_above": "bg anchors >= thresh / image"}
+
+
+def read_analysis(run: Run) -> tuple[dict | None, str | None]:
+    """(the run's values of VALUES plus "c50" (101 precisions or None), "bkg_curve" (the
+    bkg_vs_recall dict or None) and "hist" (anchor_scores.json or None), None), or (None, why
+    not): no analysis/, or a file unreadable. A value the files do not hold is None."""
+    folder = analysis_dir(run.dir)
+    if not (folder / "errors.json").is_file():
+        return None, "no analysis/"
+    try:
+        errors = json.loads((folder / "errors.json").read_text())
+        bands_path = folder / "bands.json"
+        bands = json.loads(bands_path.read_text()) if bands_path.is_file() else {}
+        scores_path = folder / "anchor_scores.json"
+        hist = json.loads(scores_path.read_text()) if scores_path.is_file() else None
+        images, bkg = errors.get("images"), (errors.get("counts") or {}).get("Bkg")
+        curve = errors.get("bkg_vs_recall")
+        values = {"bkg_dap50": errors.get("Bkg"), "falsepos_dap50": errors.get("FalsePos"),
+                  "bg_band": _bg_area(bands),
+                  "bkg_per_image": bkg / images if images and bkg is not None else None,
+                  "bkg_at_recall": _at_recall(curve, RECALL),
+                  "bg_anchors_above": (hist or {}).get("bg_above_thresh_per_image"),
+                  "c50": (bands.get("pr") or {}).get("C50"), "bkg_curve": curve, "hist": hist}
+    except (OSError, ValueError, TypeError, AttributeError, KeyError) as e:
+        return None, f"analysis/ unreadable ({type(e).__name__}: {str(e)[:80]})"
+    return values, None
+
+
+def _at_recall(curve: dict | None, recall: float) -> float | None:
+    """bkg_vs_recall's background false positives per image at ``recall`` (a level it holds)."""
+    if not curve:
+        return None
+    levels = curve["recall"]
+    i = min(range(len(levels)), key=lambda j: abs(levels[j] - recall))
+    return curve["bkg_per_image"][i] if abs(levels[i] - recall) < 1e-6 else None
+
+
+def _bg_area(bands: dict) -> float | None:
+    """The BG band's area in AP points: bands.json's "overall_area", else (a bands.json written
+    before it had one) BG's AP minus the AP of the band before it."""
+    area = (bands.get("overall_area") or {}).get("BG")
+    if area is None:
+        order, ap = bands.get("bands") or [], bands.get("overall") or {}
+        if "BG" not in order or order.index("BG") == 0:
+            return None
+        before, bg = ap.get(order[order.index("BG") - 1]), ap.get("BG")
+        if before is None or bg is None or before < 0 or bg < 0:  # -1: no ground truth
+            return None
+        area = bg - before
+    return 100.0 * area
+
+
+def errors_summary(groups: dict[str, list[Run]]) -> dict[str, dict]:
+    """Per method: {"n": finished runs with an analysis, "missing": [(run name, why)] of its
+    finished runs without one, key of VALUES: ``reports.stats.summary`` of the values,
+    "c50": the mean curve over its runs with one (None if none)}."""
+    out = {}
+    for label, runs in groups.items():
+        values, missing = [], []
+        for run in (r for r in runs if r.status == "finished"):
+            v, why = read_analysis(run)
+            if v is None:
+                missing.append((run.name, why))
+            else:
+                values.append(v)
+        row = {"n": len(values), "missing": missing}
+        for k in VALUES:
+            row[k] = summary(v[k] for v in values)
+        curves = [v["c50"] for v in values if isinstance(v["c50"], list) and len(v["c50"]) == 101]
+        row["c50"] = [math.fsum(c[i] for c in curves) / len(curves) for i in range(101)] if curves else None
+        row["c50_n"] = len(curves)
+        row["bkg_curve"], row["bkg_curve_n"] = _mean_bkg_curve([v["bkg_curve"] for v in values if v["bkg_curve"]])
+        hists = [v["hist"] for v in values if v["hist"]]
+        row["hist"] = ({"edges": hists[0]["edges"], "fg": [sum(c) for c in zip(*(h["fg"] for h in hists))],
+                        "bg": [sum(c) for c in zip(*(h["bg"] for h in hists))], "n": len(hists),
+                        "score_thresh": hists[0]["score_thresh"]}
+                       if hists and all(h["edges"] == hists[0]["edges"] for h in hists) else None)
+        out[label] = row
+    return out
+
+
+def _mean_bkg_curve(curves: list[dict]) -> tuple[dict | None, int]:
+    """The mean background false positives per image at each recall level that every run
+    reached (a level some run never reached is left out: averaging only the runs that got
+    there would flatter the method), and the number of runs."""
+    curves = [c for c in curves if c["recall"] == curves[0]["recall"]] if curves else []
+    if not curves:
+        return None, 0
+    mean = [math.fsum(c["bkg_per_image"][i] for c in curves) / len(curves)
+            if all(c["bkg_per_image"][i] is not None for c in curves) else None
+            for i in range(len(curves[0]["recall"]))]
+    return {"recall": curves[0]["recall"], "bkg_per_image": mean}, len(curves)
+
+
+def csv_columns(row: dict | None) -> dict:
+    """A method's summary as report.csv's columns (<key>_mean, _std, _lo, _hi, _n); empty
+    values without an analysis."""
+    cols = {}
+    for k in VALUES:
+        s = (row or {}).get(k) or {}
+        cols.update({f"{k}_{f}": s.get(f) for f in ("mean", "std", "lo", "hi")})
+        cols[f"{k}_n"] = s.get("n", 0)
+    return cols
+
+
+CSV_FIELDS = [f"{k}_{f}" for k in VALUES for f in ("mean", "std", "lo", "hi", "n")]
+
+
+def _cell(s: dict, n: int, fmt: str) -> str:
+    if s["mean"] is None:
+        return "–"
+    text = f"{s['mean']:{fmt}}"
+    if s["std"] is not None:
+        text += f" ± {s['std']:{fmt}} [{s['lo']:{fmt}}, {s['hi']:{fmt}}]"
+    return text + ("" if s["n"] == n else f" (n={s['n']})")
+
+
+def plot_pr_overlay(curves: dict[str, tuple[list[float], int]], path) -> None:
+    """Each method's mean precision at IoU .5 against recall: ``label -> (101 precisions, n runs)``."""
+    recall = [i / 100 for i in range(101)]
+    fig = Figure(figsize=(6.5, 4.8))
+    ax = method_axes(fig)
+    for label, (curve, n) in curves.items():
+        ap = math.fsum(curve) / len(curve)
+        ax.plot(recall, curve, label=f"{label} (AP50 {100 * ap:.1f}, n={n})")
+    ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02),
+           title="Precision-recall at IoU .5, all classes (mean over seeds)")
+    save_figure(fig, path, legend_axes=[ax], loc="lower left")
+
+
+def errors_section(groups: dict[str, list[Run]], plots_dir, summaries: dict | None = None) -> list[str]:
+    """``## Background errors`` as markdown lines, and ``plots_dir/pr_overlay.png`` (linked as
+    ``plots/pr_overlay.png``: the report sits beside plots/). [] when no finished run has an
+    analysis; then no plot is written. ``summaries``: ``errors_summary(groups)`` if already made."""
+    rows = errors_summary(groups) if summaries is None else summaries
+    if not any(r["n"] for r in rows.values()):
+        return []
+    md = ["## Background errors", "",
+          "From each run's `analysis/` (its detections against the ground truth of the images it was "
+          "evaluated on; `analysis/analyze.py`). Per method, mean ± std [95% t interval] over its finished seeds "
+          "with an analysis (n): **Bkg dAP50**, the AP50 gained by removing only the background false positives "
+          "(TIDE: IoU <= 0.1 with every box of any class); **FalsePos dAP50**, by removing every false positive; "
+          "**BG band**, the area of the COCO-analyze BG band (IoU .1, class confusions forgiven): the AP lost to "
+          "background; all three in AP points. **bkg FPs / image**: background errors per evaluated image among the "
+          "detections the run kept (score >= `model.score_thresh`, at most 100 per image); **at recall "
+          f"{RECALL}**: the same at the score threshold where the run's recall (IoU .5, classes pooled) first reaches "
+          f"{RECALL} (– if it never does). **bg anchors >= thresh / image**: background anchors (matcher label K) "
+          "whose highest foreground score is at least `model.score_thresh`, per image, before NMS.", ""]
+    md += markdown_table(["method", "n", *VALUES.values()],
+                         [[label, r["n"], *(_cell(r[k], r["n"], ".2f") for k in VALUES)]
+                          for label, r in rows.items()])
+    curves = {label: (r["c50"], r["c50_n"]) for label, r in rows.items() if r["c50"] is not None}
+    if curves:
+        plots_dir = Path(plots_dir)
+        plots_dir.mkdir(parents=True, exist_ok=True)
+        plot_pr_overlay(curves, plots_dir / PLOT)
+        md += ["", f"![Precision-recall at IoU .5](plots/{PLOT})"]
+    bkg_curves = {f"{label} (n={r['bkg_curve_n']})": r["bkg_curve"] for label, r in rows.items() if r["bkg_curve"]}
+    if bkg_curves:
+        from analysis.analyze import plot_bkg_vs_recall
+
+        Path(plots_dir).mkdir(parents=True, exist_ok=True)
+        plot_bkg_vs_recall(bkg_curves, Path(plots_dir) / BKG_RECALL_PLOT,
+                           title="Background false positives per image against recall (mean over seeds)")
+        md += ["", f"![Background false positives against recall](plots/{BKG_RECALL_PLOT})"]
+    hists = {f"{label} (n={r['hist']['n']})": r["hist"] for label, r in rows.items() if r["hist"]}
+    if hists:
+        from analysis.anchor_scores import plot_histograms
+
+        Path(plots_dir).mkdir(parents=True, exist_ok=True)
+        plot_histograms(hists, Path(plots_dir) / SCORES_PLOT, next(iter(hists.values()))["score_thresh"])
+        md += ["", "Each method's anchors by their highest foreground score on the evaluated images, foreground "
+               "and background as shares of their own totals (summed over seeds; `analysis/anchor_scores.py`):", "",
+               f"![Anchor scores](plots/{SCORES_PLOT})"]
+    missing = [f"{name} ({why})" for r in rows.values() for name, why in r["missing"]]
+    if missing:
+        md += ["", "Finished runs not in these numbers: " + "; ".join(missing) +
+               " (`python -m tools.analysis_callback RUN_DIR` writes a run's analysis)."]
+    return md + [""]

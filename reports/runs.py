@@ -1,0 +1,299 @@
+"""Reading a sweep for the report: run folders, what each holds, and its method group.
+
+A run folder is one job of a sweep, written by train.py and read here through
+``detection.run_folder.RunFolder`` (which defines its files). A sweep is read as it is,
+half-finished included: whatever a run folder lacks or holds unreadably becomes a note on
+that run, never an exception, so the report lists every run.
+"""
+
+import os
+import re
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from detection.run_folder import RunFolder, effective_status, flatten
+from reports.stats import summary
+
+STATS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
+FLAT = 1.0  # AP points: a curve whose last quarter adds less than this has flattened
+# Not run folders, and never holding one: what train.py writes inside a run, and the report.
+_SKIP_DIRS = {".hydra", "checkpoints", "tb", "plots"}
+
+
+def is_run_folder(path: Path) -> bool:
+    folder = RunFolder(path)
+    return any(p.is_file() for p in (folder.status, folder.config, folder.overrides))
+
+
+@dataclass
+class Run:
+    dir: Path
+    name: str  # path relative to the sweep folder
+    status: str = "unknown"  # running | finished | diverged | failed | killed | interrupted | unknown
+    seconds: float | None = None
+    device: str | None = None  # what the seconds were spent on ("cpu (2 threads)", a card's name)
+    message: str | None = None
+    seed: int | None = None
+    overrides: list[str] | None = None
+    config: dict | None = None
+    eval: dict | None = None
+    metrics: list[dict] = field(default_factory=list)  # training lines of metrics.jsonl
+    curve: list[dict] = field(default_factory=list)  # its evaluation lines: {"iter", "eval": {"AP", ...}}
+    notes: list[str] = field(default_factory=list)
+    group: str = ""
+
+    @property
+    def folder(self) -> RunFolder:
+        return RunFolder(self.dir)
+
+    @property
+    def last_iter(self) -> int | None:
+        return self.metrics[-1].get("iter") if self.metrics else None
+
+
+def _natural(text: str):
+    """Sort key in which "10_x" comes after "9_x" (Hydra numbers its job folders)."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)]
+
+
+def find_run_dirs(sweep_dir: Path) -> list[Path]:
+    """Every run folder under ``sweep_dir`` (itself included), in job order."""
+    found = []
+    for root, dirs, _ in os.walk(sweep_dir):
+        path = Path(root)
+        if is_run_folder(path):
+            found.append(path)
+            dirs.clear()  # a run folder holds no other run
+        else:
+            dirs[:] = [d for d in dirs if d not in _SKIP_DIRS]
+    return sorted(found, key=lambda p: _natural(str(p.relative_to(sweep_dir))))
+
+
+def _read(read, what: str, run: Run):
+    """``read()``, or None with a note on ``run`` when the file is unreadable."""
+    try:
+        return read()
+    except (OSError, ValueError, yaml.YAMLError) as e:
+        run.notes.append(f"{what} unreadable ({type(e).__name__}: {str(e)[:80]})")
+        return None
+
+
+def _seed_of(override: str) -> str | None:
+    key, _, value = override.lstrip("+~").partition("=")
+    return value if key == "seed" else None
+
+
+def load_run(run_dir: Path, sweep_dir: Path) -> Run:
+    run = Run(dir=run_dir, name=str(run_dir.relative_to(sweep_dir)) or ".")
+    folder = run.folder
+    status = _read(folder.read_status, "status.json", run)
+    if status is not None:  # "running" with no live process: killed or interrupted
+        run.status, run.seconds, run.message = effective_status(status), status.get("seconds"), status.get("message")
+        run.device = status.get("device")
+    elif not folder.status.is_file():
+        run.notes.append("no status.json")
+    run.overrides = _read(folder.read_overrides, ".hydra/overrides.yaml", run)
+    config = _read(folder.read_config, "config.yaml", run)
+    if isinstance(config, dict):
+        run.config = config
+    seeds = [s for s in map(_seed_of, run.overrides or []) if s is not None]
+    seed = (run.config or {}).get("seed", seeds[0] if seeds else None)
+    try:
+        run.seed = None if seed is None else int(seed)
+    except ValueError:
+        run.notes.append(f"seed {seed!r} is not an int")
+
+    ev = _read(folder.read_eval, "eval.json", run)
+    if isinstance(ev, dict) and all(isinstance(ev.get(k), (int, float)) for k in STATS):
+        run.eval = ev
+    elif ev is not None:
+        run.notes.append(f"eval.json: expected numbers for {', '.join(STATS)}")
+    elif run.status == "finished":
+        run.notes.append("no eval.json")
+    rows, bad = folder.read_metrics()
+    run.metrics = [r for r in rows if "eval" not in r]
+    run.curve = [r for r in rows if isinstance(r.get("eval"), dict)]
+    if bad:
+        run.notes.append(f"metrics.jsonl: {len(bad)} unreadable line(s) skipped (line {bad[0]}...)")
+    return run
+
+
+def load_runs(sweep_dir) -> tuple[list[Run], list[str]]:
+    """Every run of the sweep, each with its ``group`` (method) label set, and the settings
+    shared by all runs (see ``assign_groups``)."""
+    sweep_dir = Path(sweep_dir)
+    if not sweep_dir.is_dir():
+        raise FileNotFoundError(f"sweep folder {str(sweep_dir)!r} does not exist or is not a folder")
+    runs = [load_run(d, sweep_dir) for d in find_run_dirs(sweep_dir)]
+    if not runs:
+        raise ValueError(f"no run folders in {str(sweep_dir)!r}: expected subfolders holding status.json, "
+                         "config.yaml or .hydra/overrides.yaml (written by train.py / Hydra)")
+    return runs, assign_groups(runs)
+
+
+def arms(groups: dict[str, list[Run]], key: str) -> list[dict]:
+    """The groups that are arms of one setting over ``key``: per setting (the config without
+    ``key``, the seed, the run name and ``RUN_CONTROL``, the keys that only say how a run was
+    started), {key's value: group label}, in the groups' order. A group counts when all its
+    runs with a config agree on the setting and set ``key``; settings with one arm are kept
+    (a caller asks for the values it needs)."""
+    from detection.run_folder import RUN_CONTROL
+
+    ignored = (key, "seed", "run_name", *RUN_CONTROL)
+    found: dict[tuple, dict] = {}
+    for label, runs in groups.items():
+        seen = {}  # (setting, repr of key's value) -> the value
+        for flat in (flatten(r.config) for r in runs if r.config):
+            setting = tuple(sorted((k, repr(v)) for k, v in flat.items() if k not in ignored))
+            seen[(setting, repr(flat[key]) if key in flat else None)] = flat.get(key)
+        if len(seen) != 1 or next(iter(seen))[1] is None:
+            continue
+        ((setting, _), value), = seen.items()
+        found.setdefault(setting, {}).setdefault(value, label)
+    return list(found.values())
+
+
+def assign_groups(runs: list[Run]) -> list[str]:
+    """Sets ``run.group``: the run's settings except the seed, shown as what varies in the sweep.
+
+    With every run's ``.hydra/overrides.yaml``: its overrides without ``seed=...``; otherwise
+    the config keys whose values differ between runs (``seed`` and the derived ``run_name``
+    aside). Settings shared by all runs (``experiment=...``) are left out of the labels and
+    returned.
+    """
+    if all(r.overrides is not None for r in runs):
+        items = [[o for o in r.overrides if _seed_of(o) is None] for r in runs]
+    else:
+        flat = [flatten(r.config) if r.config else None for r in runs]
+        keys = sorted({k for f in flat if f for k in f} - {"seed", "run_name"})
+        varying = [k for k in keys if len({repr(f.get(k, "<unset>")) for f in flat if f}) > 1]
+        items = [[f"{k}={f[k]}" for k in varying if k in f] if f else None for f in flat]
+    known = [set(i) for i in items if i is not None]
+    shared = set.intersection(*known) if known else set()
+    for run, item in zip(runs, items):
+        if item is None:  # neither overrides nor config: a group of its own
+            run.group = f"? {run.name}"
+        else:
+            run.group = ", ".join(o for o in item if o not in shared) or ", ".join(item) or "(defaults)"
+    first = next((i for i in items if i is not None), [])
+    return [o for o in first if o in shared]
+
+
+def groups_of(runs: list[Run]) -> dict[str, list[Run]]:
+    """group label -> its runs sorted by seed; groups in the order of their first job."""
+    groups: dict[str, list[Run]] = {}
+    for r in runs:
+        groups.setdefault(r.group, []).append(r)
+    return {g: sorted(rs, key=lambda r: (r.seed is None, r.seed or 0, _natural(r.name))) for g, rs in groups.items()}
+
+
+def bg_per_fg(metrics: list[dict]) -> float | None:
+    """Measured background anchors per foreground anchor over training lines of metrics.jsonl.
+
+    Total ``num_bg`` over total ``num_fg`` of the lines that log both (each a per-image mean of
+    one logged step), so steps count equally. None without such lines or without any
+    foreground anchor. Example: lines (fg 10, bg 1000) and (fg 30, bg 2000) give 3000 / 40 = 75,
+    shown as "1:75".
+    """
+    both = [m for m in metrics if m.get("num_fg") is not None and m.get("num_bg") is not None]
+    fg = sum(m["num_fg"] for m in both)
+    return sum(m["num_bg"] for m in both) / fg if fg > 0 else None
+
+
+def run_values(run: Run) -> dict[str, float | None]:
+    """The numbers the report averages over seeds, for one run (None where it has none).
+
+    AP stats in percent (COCOeval's -1, "undefined", is None); the losses and loss shares of
+    the last metrics line; #fg anchors per image averaged over the log; background anchors per
+    foreground anchor over the log (``bg_per_fg``); wall seconds from
+    status.json; the median images/s of the log (robust to a slow first interval).
+    """
+    ev, last = run.eval or {}, run.metrics[-1] if run.metrics else {}
+    values = {k: 100.0 * ev[k] if k in ev and ev[k] >= 0 else None for k in STATS}
+    for k in ("loss_cls", "loss_box", "bg_share", "easy_bg_share"):
+        values[k] = last.get(k)
+    fg = [m["num_fg"] for m in run.metrics if "num_fg" in m]
+    values["num_fg"] = statistics.fmean(fg) if fg else None
+    values["bg_per_fg"] = bg_per_fg(run.metrics)
+    values["train_s"] = run.seconds
+    speed = [m["images_per_s"] for m in run.metrics if "images_per_s" in m]
+    values["images_per_s"] = statistics.median(speed) if speed else None
+    return values
+
+
+def convergence(runs) -> dict:
+    """Mean AP curve over the runs (iteration -> AP %) and the gain of its last quarter."""
+    points: dict[int, list[float]] = {}
+    for r in runs:
+        for row in r.curve:
+            points.setdefault(row["iter"], []).append(100 * row["eval"]["AP"])
+    curve = {it: statistics.fmean(v) for it, v in sorted(points.items())}
+    if len(curve) < 2:
+        return {"curve": curve, "gain": None}
+    last = max(curve)
+    quarter = min(curve, key=lambda it: abs(it - 0.75 * last))  # the point nearest 3/4 of training
+    return {"curve": curve, "gain": curve[last] - curve[quarter], "from": quarter, "to": last}
+
+
+CONVERGENCE_HEADER = ["method", "AP at 3/4", "AP at the end", "last-quarter gain", "flat"]
+
+
+def convergence_note(longer: str) -> str:
+    """What a Convergence table's numbers mean and what they cannot say; ``longer`` names where
+    the same jobs trained for longer are reported."""
+    return ("Mean AP (%) over each method's finished seeds at each evaluation (`schedule.eval_every`), and what "
+            f"the last quarter of training added; **flat**: less than {FLAT:.0f} AP. A gain says the schedule "
+            "ended while the model still improved. A flat end does not prove the converse: under cosine decay the "
+            "lr reaches 0 there, and every curve flattens however long the schedule. Training the same jobs for "
+            f"longer tells ({longer}).")
+
+
+def convergence_cells(c: dict) -> list[str]:
+    """A ``convergence`` result as table cells: AP at 3/4 and at the end (with their
+    iterations), the gain, and whether it is below FLAT ("–" each without a gain)."""
+    if c["gain"] is None:
+        return ["–"] * 4
+    return [f"{c['curve'][c['from']]:.1f} (iter {c['from']})", f"{c['curve'][c['to']]:.1f} (iter {c['to']})",
+            f"{c['gain']:+.1f}", "yes" if c["gain"] < FLAT else "**no**"]
+
+
+def ap_by_seed(runs: list[Run]) -> dict:
+    """{seed: AP (%)} of the finished runs with a seed: what a paired difference pairs."""
+    return {r.seed: run_values(r)["AP"] for r in runs if r.status == "finished" and r.seed is not None}
+
+
+def on_tuning_split(run: Run) -> bool:
+    """Evaluated on the tuning split (``eval_split: tune``, a study's lr tuning): its AP is of
+    other images than the compared runs', so it is no point of a comparison."""
+    return (run.config or {}).get("eval_split") == "tune"
+
+
+def mean_std(values) -> tuple[float | None, float | None, int]:
+    """(mean, sample std, n) over the finite values; std is None for n < 2, mean for n = 0."""
+    s = summary(values)
+    return s["mean"], s["std"], s["n"]
+
+
+def cost(runs: list[Run]) -> list[dict]:
+    """What the runs cost, per device they ran on: {device, runs, seconds (wall time of every
+    session of every run), images (training images seen: last logged iteration x batch), images_per_s}."""
+    by_device: dict[str, dict] = {}
+    for run in runs:
+        if run.seconds is None:
+            continue
+        row = by_device.setdefault(run.device or "unknown device", {"runs": 0, "seconds": 0.0, "images": 0})
+        row["runs"] += 1
+        row["seconds"] += run.seconds
+        batch = ((run.config or {}).get("schedule") or {}).get("batch_size") or 0
+        row["images"] += (run.last_iter or 0) * batch
+    return [{"device": d, **r, "images_per_s": r["images"] / r["seconds"] if r["seconds"] else None}
+            for d, r in by_device.items()]
+
+
+def markdown_table(header: list[str], lines: list[list]) -> list[str]:
+    """A markdown table's lines; ``|`` and newlines inside cells are escaped."""
+    esc = [[str(c).replace("|", "\\|").replace("\n", " ") for c in line] for line in lines]
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(c) + " |" for c in esc]

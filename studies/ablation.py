@@ -1,0 +1,353 @@
+"""The fair background ablation, from nothing to its report: ``make ablation``.
+
+    python -m tools.ablation --out OUT [--quick] [--dry-run] [--stage STAGE] [--study YAML] [OVERRIDE ...]
+
+OVERRIDEs (train.py's, e.g. ``dataset=coco_sample``) apply to every job of every stage, after
+the study's own (``final_overrides`` included).
+
+Stages (configs/study/bg_ablation.yaml says what each runs), each a set of train.py
+multiruns with a sweep folder of their own under OUT:
+
+1. ``tune``: every method's learning rate at the paper's alpha, then (bce_alpha, focal) its
+   alpha at the best learning rate, trained without and evaluated on a tuning split carved from
+   the training images (``eval_split=tune``): val is never looked at.
+2. ``select``: the best tuning AP of each method -> OUT/selection.yaml (what the final sweep
+   reads) and the selection table of the report.
+3. ``final``: every method at its selection over the same seeds, evaluated on val, with an
+   AP curve; at the study's ``final_overrides`` (a longer schedule than the tuning's).
+4. ``controls``: the final checkpoints re-evaluated (one class per anchor, score threshold
+   0.001) and retrained variants (the softmax prior per class), at the final's schedule. A
+   re-evaluation whose checkpoints are not here (final runs copied as records) is skipped
+   with a warning, and the report says so.
+5. ``report``: OUT/report.md and report.csv (reports/ablation.py), ``## Verdict`` first.
+
+Rerunning the command continues where it stopped: finished jobs are skipped, killed ones
+resumed (train.py's sweep resumption). ``--quick`` runs the whole protocol in miniature.
+"""
+
+import argparse
+import itertools
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from omegaconf import OmegaConf
+
+from detection.build import CONFIGS
+from reports.runs import load_runs
+
+STUDY = CONFIGS / "study" / "bg_ablation.yaml"
+STAGES = ("tune", "select", "final", "controls", "report")
+GROUPS = {p.name for p in CONFIGS.iterdir() if p.is_dir()}  # config groups: dataset, loss, model, ...
+
+
+@dataclass
+class Sweep:
+    """One train.py multirun: ``fixed`` overrides for every job; ``key`` swept over ``values``
+    (within every combination of ``grid``, more keys swept). Its jobs' folders inside ``dir``
+    are named by the swept values: ``<key's last part><value>`` (``lr0.05``, ``seed3``), a
+    config group by its choice (``synthetic_fg1to540``), joined by ``_``."""
+
+    dir: Path
+    fixed: list[str]
+    key: str
+    values: list
+    label: str = field(default="")
+    grid: dict = field(default_factory=dict)
+    reads: list[Path] = field(default_factory=list)  # files its jobs need (an eval control: the final checkpoints)
+
+    def missing(self) -> list[Path]:
+        """The files of ``reads`` that are not there."""
+        return [p for p in self.reads if not p.is_file()]
+
+    def swept(self) -> dict:
+        return {**self.grid, self.key: self.values}
+
+    def jobs(self) -> list[list[str]]:
+        keys, lists = zip(*self.swept().items())
+        return [[*self.fixed, *(f"{k}={v}" for k, v in zip(keys, combo))] for combo in itertools.product(*lists)]
+
+    def command(self) -> list[str]:
+        subdir = "_".join(f"${{hydra:runtime.choices.{k}}}" if "." not in k and k in GROUPS
+                          else f"{k.split('.')[-1]}${{{k}}}" for k in self.swept())
+        return [sys.executable, "train.py", "-m", *self.fixed,
+                *(f"{k}={','.join(map(str, vs))}" for k, vs in self.swept().items()),
+                f"hydra.sweep.dir={self.dir}", f"hydra.sweep.subdir={subdir}"]
+
+    def job_name(self, job: list[str], cfg) -> str:
+        """The folder (inside ``dir``) of ``job``, one of ``jobs()``, with ``cfg`` its composed
+        config: ``command()``'s hydra.sweep.subdir, worked out here."""
+        values = dict(o.split("=", 1) for o in job)
+        return "_".join(values[k] if "." not in k and k in GROUPS else f"{k.split('.')[-1]}{OmegaConf.select(cfg, k)}"
+                        for k in self.swept())
+
+    def run(self) -> None:
+        print(f"== {self.label or self.dir}: {len(self.jobs())} jobs", flush=True)
+        subprocess.run(self.command(), check=True)
+
+
+class Study:
+    """The protocol of configs/study/bg_ablation.yaml, rooted at ``out``."""
+
+    def __init__(self, out, quick: bool = False, spec=STUDY, overrides=()):
+        self.out, self.quick = Path(out).resolve(), quick
+        s = OmegaConf.to_container(OmegaConf.load(spec))
+        self.methods: dict[str, list[str]] = s["methods"]
+        self.tune, self.controls = s["tune"], s["controls"]
+        self.seeds = s["quick"]["seeds"] if quick else s["seeds"]
+        self.common = merge(s["common"] + (s["quick"]["common"] if quick else []) + list(overrides))
+        # the final sweep's and the controls' own schedule (the tuning's is common's)
+        self.final_overrides = list((s["quick"] if quick else s).get("final_overrides") or [])
+        self.overrides = list(overrides)
+        self.selection_file = self.out / "selection.yaml"
+
+    def base(self, method: str) -> list[str]:
+        return [*self.methods[method], *self.common]
+
+    def final_base(self, method: str) -> list[str]:
+        """What every final and control job of ``method`` runs with before its selection."""
+        return merge([*self.base(method), *self.final_overrides, *self.overrides])
+
+    # --- stage 1 ---
+    def tune_lr(self, method: str) -> Sweep:
+        return Sweep(self.out / "tune" / "lr" / method, [*self.base(method), *self.tune["overrides"],
+                                                           f"seed={self.tune['seed']}"],
+                     "optim.lr", self.tune["lr"], f"tune {method}: learning rate")
+
+    def tune_alpha(self, method: str, lr) -> Sweep | None:
+        if method not in self.tune["alpha"]:
+            return None
+        return Sweep(self.out / "tune" / "alpha" / method, [*self.base(method), *self.tune["overrides"],
+                                                              f"seed={self.tune['seed']}", f"optim.lr={lr}"],
+                     "loss.alpha", self.tune["alpha"][method], f"tune {method}: alpha at lr {lr}")
+
+    # --- stage 2 ---
+    def read_selection(self) -> dict[str, dict]:
+        if not self.selection_file.is_file():
+            raise FileNotFoundError(
+                f"no selection at {self.selection_file}: the final sweep runs each method at the setting "
+                f"chosen on the tuning split. Make it with `python -m tools.ablation --out {self.out}"
+                f"{' --quick' if self.quick else ''} --stage tune` then `--stage select` (or `make ablation`)")
+        return yaml.safe_load(self.selection_file.read_text())["chosen"]
+
+    def selected(self, method: str) -> list[str]:
+        return [f"{k}={v}" for k, v in self.read_selection()[method].items()]
+
+    # --- stage 3 ---
+    def final(self, method: str, selection: list[str]) -> Sweep:
+        return Sweep(self.out / "final" / method, [*self.final_base(method), *selection], "seed", self.seeds,
+                     f"final {method}")
+
+    # --- stage 4 ---
+    def final_checkpoint(self, method: str, seed) -> Path:
+        """The checkpoint of ``method``'s final run of ``seed`` (``"${seed}"``: a sweep's own)."""
+        return self.out / "final" / method / f"seed{seed}" / "checkpoints" / "last.pt"
+
+    def final_checkpoints(self, method: str) -> list[Path]:
+        """The checkpoints of ``method``'s final runs, one per seed, that the eval controls re-evaluate."""
+        return [self.final_checkpoint(method, s) for s in self.seeds]
+
+    def control_sweeps(self, selections: dict[str, list[str]]) -> list[Sweep]:
+        sweeps = []
+        for name, overrides in self.controls["eval"].items():
+            for m in self.methods:
+                checkpoint = f"checkpoint={self.final_checkpoint(m, '${seed}')}"
+                sweeps.append(Sweep(self.out / "controls" / name / m,
+                                    [*self.final_base(m), *selections[m], "eval_only=true", checkpoint, *overrides],
+                                    "seed", self.seeds, f"control {name}: {m}", reads=self.final_checkpoints(m)))
+        for name, spec in self.controls["train"].items():
+            for m in spec["methods"]:
+                sweeps.append(Sweep(self.out / "controls" / name / m, [*self.final_base(m), *selections[m],
+                                                                        *spec["overrides"]],
+                                    "seed", self.seeds, f"control {name}: {m}"))
+        return sweeps
+
+
+def merge(overrides: list[str]) -> list[str]:
+    """Overrides with one entry per key: a later ``key=value`` replaces an earlier one in place."""
+    merged: dict[str, str] = {}
+    for o in overrides:
+        merged[o.split("=", 1)[0]] = o
+    return list(merged.values())
+
+
+def choose(sweep: Sweep) -> tuple[object, list[dict]]:
+    """The value of ``sweep.key`` whose run has the best AP in ``sweep.dir``, and a row
+    {value, AP, status, run} per value of the grid, in its order, then per value run beyond it
+    (``extend_lr``). Diverged, failed, unfinished or missing runs are rows too, never chosen;
+    with no finished run: a ValueError naming them. Equal APs: the first in that order."""
+    runs, _ = load_runs(sweep.dir) if sweep.dir.is_dir() else ([], [])
+    by_value, found = {}, []
+    for run in runs:
+        value = run.config
+        for part in sweep.key.split("."):
+            value = (value or {}).get(part)
+        by_value[str(value)] = run
+        found.append(value)
+    grid = [str(v) for v in sweep.values]
+    extended = sorted({v for v in found if str(v) not in grid and v is not None})  # runs beyond the grid (extend)
+    rows = []
+    for value in [*sweep.values, *extended]:
+        run = by_value.get(str(value))
+        ap = run.eval["AP"] if run is not None and run.status == "finished" and run.eval else None
+        rows.append({"value": value, "AP": ap, "status": "missing" if run is None else run.status,
+                     "run": run.name if run is not None else f"{sweep.key}={value}"})
+    finished = [r for r in rows if r["AP"] is not None]
+    if not finished:
+        raise ValueError(f"{sweep.dir}: no finished run to choose {sweep.key} from ("
+                         + ", ".join(f"{r['run']}: {r['status']}" for r in rows)
+                         + "); rerun the tuning stage to complete it")
+    skipped = [r for r in rows if r["AP"] is None]
+    if skipped:
+        print(f"warning: {sweep.dir}: choosing {sweep.key} among the finished runs only; left out: "
+              + ", ".join(f"{r['run']} ({r['status']})" for r in skipped), file=sys.stderr)
+    best = max(finished, key=lambda r: r["AP"])  # max keeps the first of equals
+    for r in rows:
+        r["chosen"] = r is best
+    return best["value"], rows
+
+
+def select(study: Study) -> dict:
+    """Stage 2: each method's learning rate (then alpha) from its tuning sweeps."""
+    chosen, table = {}, []
+    for m in study.methods:
+        lr, rows = choose(study.tune_lr(m))
+        table += [{"method": m, "key": "optim.lr", **r} for r in rows]
+        chosen[m] = {"optim.lr": lr}
+        if study.tune_alpha(m, lr) is not None:
+            alpha, rows = choose(study.tune_alpha(m, lr))
+            table += [{"method": m, "key": "loss.alpha", **r} for r in rows]
+            chosen[m]["loss.alpha"] = alpha
+    study.selection_file.parent.mkdir(parents=True, exist_ok=True)
+    study.selection_file.write_text(yaml.safe_dump({"chosen": chosen, "candidates": table}, sort_keys=False))
+    print(f"selection: {chosen} -> {study.selection_file}")
+    return chosen
+
+
+def stage_sweeps(study: Study, stage: str, dry: bool) -> list[Sweep]:
+    """The sweeps of ``stage``; in a dry run the settings not chosen yet are placeholders."""
+    if stage == "tune":
+        sweeps = [study.tune_lr(m) for m in study.methods]
+        return sweeps + [s for m in study.methods if (s := study.tune_alpha(m, "<best lr>")) is not None]
+    if stage in ("final", "controls"):
+        if dry and not study.selection_file.is_file():
+            selections = {m: ["optim.lr=<chosen>"] + (["loss.alpha=<chosen>"] if m in study.tune["alpha"] else [])
+                          for m in study.methods}
+        else:
+            selections = {m: study.selected(m) for m in study.methods}
+        if stage == "final":
+            return [study.final(m, selections[m]) for m in study.methods]
+        return study.control_sweeps(selections)
+    return []
+
+
+def extend_edge(sweep: Sweep, times: int, name: str) -> None:
+    """While the best ``sweep.key`` (a learning rate) is at an end of the values tried, try the
+    next one beyond it (x2 or /2), at most ``times`` times: a choice at the edge of a grid is a
+    guess. ``name`` says whose lr it is in the log."""
+    for _ in range(times):
+        best, rows = choose(sweep)
+        ap = {r["value"]: r["AP"] for r in rows}
+        tried = sorted(ap)
+        if best not in (tried[0], tried[-1]) or len(tried) < 2:
+            return
+        neighbour = tried[1] if best == tried[0] else tried[-2]
+        if ap[neighbour] is not None and ap[neighbour] >= ap[best]:
+            return  # a tie at the edge (e.g. nothing learned yet) says nothing about beyond it
+        beyond = round(best * 2 if best == tried[-1] else best / 2, 8)
+        Sweep(sweep.dir, sweep.fixed, sweep.key, [beyond], f"{name}: learning rate {beyond} "
+              f"(the best, {best}, was at the end of the values tried)").run()
+
+
+def extend_lr(study: Study, method: str) -> None:
+    """``extend_edge`` on ``method``'s lr tuning, at most ``tune.extend`` times."""
+    extend_edge(study.tune_lr(method), study.tune.get("extend", 0), f"tune {method}")
+
+
+def run_stage(study: Study, stage: str) -> None:
+    if stage == "tune":
+        for m in study.methods:
+            study.tune_lr(m).run()
+            extend_lr(study, m)
+        for m in study.methods:  # the alpha pass needs this method's best lr
+            lr, _ = choose(study.tune_lr(m))
+            sweep = study.tune_alpha(m, lr)
+            if sweep is not None:
+                sweep.run()
+    elif stage == "select":
+        select(study)
+    elif stage == "report":
+        from reports.ablation import write_report
+
+        print(f"wrote {write_report(study)}")
+    else:
+        for sweep in stage_sweeps(study, stage, dry=False):
+            if missing := sweep.missing():
+                # Final runs copied as records (tools.records) have no checkpoints: the other
+                # controls still run, and the report says why this one did not.
+                print(f"warning: skipping {sweep.label}: {len(missing)} of the {len(sweep.reads)} files it reads "
+                      f"are not here (first: {missing[0]}): the final runs have not run yet, or were copied as "
+                      "records, without checkpoints", file=sys.stderr)
+                continue
+            sweep.run()
+
+
+def dry_run(study: Study, stages) -> int:
+    """Prints every job of ``stages`` (its overrides; each config composed, so a bad override
+    fails here) and the study's estimated time at the images/s measured here (``build.speed``)."""
+    from detection import build
+
+    total, seconds, evals = 0, 0.0, 0
+    for stage in stages:
+        print(f"## stage {stage}")
+        if stage == "select":
+            print(f"  choose each method's lr (then alpha) by tuning AP -> {study.selection_file}")
+        if stage == "report":
+            print(f"  {study.out / 'report.md'}: Verdict, selection, convergence, controls")
+        for sweep in stage_sweeps(study, stage, dry=True):
+            print(f"  {sweep.label} -> {sweep.dir}\n    every job: {' '.join(sweep.fixed)}")
+            for job in sweep.jobs():
+                # settings chosen later are left at their defaults: they do not change the speed
+                cfg = build.config([o.replace("${seed}", "0") for o in job if "<" not in o])
+                est = build.estimate(cfg, build.speed(cfg))
+                print(f"    job: {job[-1]}  (~{build.duration(est.seconds)} of training, {est.evaluations} evaluations)")
+                total, seconds, evals = total + 1, seconds + est.seconds, evals + est.evaluations
+    print(f"{total} training/evaluation jobs: ~{build.duration(seconds)} of training on this machine (one job "
+          f"after another; images/s measured here by build.speed) and {evals} evaluations on top")
+    return total
+
+
+def main(argv=None) -> int | None:
+    p = argparse.ArgumentParser(prog="python -m tools.ablation", description=__doc__.split("\n")[0])
+    p.add_argument("--out", required=True, help="the study's folder (sweeps, selection.yaml, report.md)")
+    p.add_argument("--quick", action="store_true", help="the whole protocol in miniature")
+    p.add_argument("--stage", choices=("all",) + STAGES, default="all")
+    p.add_argument("--dry-run", action="store_true", help="list every stage's jobs and their estimated time, train nothing")
+    p.add_argument("--study", type=Path, default=STUDY, help=f"the protocol (default {STUDY.relative_to(CONFIGS.parent)})")
+    p.add_argument("overrides", nargs="*", help="train.py overrides for every job (dataset=..., schedule.max_iters=...)")
+    args = p.parse_args(argv)
+    study = Study(args.out, args.quick, args.study, args.overrides)
+    stages = STAGES if args.stage == "all" else (args.stage,)
+    if args.dry_run:
+        return dry_run(study, stages)
+    try:
+        for stage in stages:
+            if stage == "report" and len(stages) > 1:
+                # In a fresh process: the stages before it train for hours, and tools/ edited
+                # meanwhile would meet the modules this one imported at its start.
+                subprocess.run([sys.executable, "-m", "tools.ablation", "--out", str(study.out), "--study",
+                                str(args.study), *(["--quick"] if args.quick else []), "--stage", "report",
+                                *args.overrides], check=True)
+            else:
+                run_stage(study, stage)
+    except (FileNotFoundError, ValueError) as e:
+        sys.exit(f"tools.ablation: error: {e}")
+    except subprocess.CalledProcessError as e:
+        sys.exit(f"tools.ablation: error: a sweep or the report failed ({' '.join(map(str, e.cmd[:6]))} ...); "
+                 "rerun the same command to continue")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,310 @@
+"""The fair ablation's driver (studies/ablation.py): selection on the tuning split, its bad
+input, the dry run, and the whole protocol in miniature ending in a report whose first
+section is the Verdict."""
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+from tests.sweep_fixtures import write_run
+from studies import ablation
+from studies.ablation import Study, Sweep, choose
+
+LRS = [0.01, 0.02, 0.04, 0.08]
+
+
+def tuning_sweep(root, runs: dict) -> Sweep:
+    """A fake lr sweep: ``runs[lr] = (status, AP or None)``; lrs not in ``runs`` have no folder."""
+    sweep = Sweep(root / "tune", ["loss=focal"], "optim.lr", LRS)
+    for lr, (status, ap) in runs.items():
+        run = write_run(sweep.dir / f"lr{lr}", ["loss=focal", f"optim.lr={lr}"], 0, status, ap=ap)
+        (run / "config.yaml").write_text(yaml.safe_dump({"seed": 0, "optim": {"lr": lr},
+                                                         "loss": {"_target_": "losses.focal.FocalLoss"}}))
+    return sweep
+
+
+def test_choose_picks_the_best_finished_run_and_names_the_others(tmp_path, capsys):
+    sweep = tuning_sweep(tmp_path, {0.01: ("finished", 0.30), 0.02: ("diverged", None), 0.04: ("failed", 0.5)})
+    value, rows = choose(sweep)
+    assert value == 0.01
+    assert [(r["value"], r["status"], r["AP"], r["chosen"]) for r in rows] == [
+        (0.01, "finished", 0.30, True), (0.02, "diverged", None, False),
+        (0.04, "failed", None, False),  # an eval.json of a failed run is not a result
+        (0.08, "missing", None, False)]
+    warning = capsys.readouterr().err
+    assert "lr0.02 (diverged)" in warning and "lr0.04 (failed)" in warning and "optim.lr=0.08 (missing)" in warning
+
+
+def test_choose_keeps_the_first_of_equal_aps_in_grid_order(tmp_path):
+    sweep = tuning_sweep(tmp_path, {lr: ("finished", 0.25) for lr in reversed(LRS)})
+    assert choose(sweep)[0] == 0.01
+
+
+def test_choose_with_no_finished_run_is_an_error_naming_every_run(tmp_path):
+    sweep = tuning_sweep(tmp_path, {0.01: ("diverged", None), 0.02: ("failed", None)})
+    with pytest.raises(ValueError, match="no finished run") as e:
+        choose(sweep)
+    for named in ("lr0.01: diverged", "lr0.02: failed", "optim.lr=0.04: missing", "optim.lr=0.08: missing"):
+        assert named in str(e.value)
+
+
+def test_select_writes_each_methods_choice_where_the_final_sweep_reads_it(tmp_path):
+    study = Study(tmp_path / "study")
+    for m in study.methods:
+        for lr in study.tune["lr"]:
+            run = write_run(study.tune_lr(m).dir / f"lr{lr}", [f"loss={m}", f"optim.lr={lr}"], 0, "finished",
+                            ap=lr if m != "focal" else 1 - lr)  # focal: the smallest lr is best
+            (run / "config.yaml").write_text(yaml.safe_dump({"seed": 0, "optim": {"lr": lr}}))
+        best_lr = study.tune["lr"][-1] if m != "focal" else study.tune["lr"][0]
+        if m in study.tune["alpha"]:
+            for i, alpha in enumerate(study.tune["alpha"][m]):
+                run = write_run(study.tune_alpha(m, best_lr).dir / f"alpha{alpha}", [f"loss={m}"], 0, "finished",
+                                ap=0.1 * (i == 1))  # the middle alpha is best
+                (run / "config.yaml").write_text(yaml.safe_dump({"seed": 0, "optim": {"lr": best_lr},
+                                                                 "loss": {"alpha": alpha}}))
+    chosen = ablation.select(study)
+    assert chosen == {"softmax_bg": {"optim.lr": 0.1}, "bce_alpha": {"optim.lr": 0.1, "loss.alpha": 0.75},
+                      "focal": {"optim.lr": 0.0125, "loss.alpha": 0.25}}
+    assert study.selected("focal") == ["optim.lr=0.0125", "loss.alpha=0.25"]
+    final = study.final("focal", study.selected("focal"))
+    assert final.jobs()[0][-3:] == ["optim.lr=0.0125", "loss.alpha=0.25", "seed=0"]
+
+
+def test_the_final_and_the_controls_train_at_final_overrides_and_the_tuning_at_common(tmp_path):
+    def iters(job):
+        return [o for o in job if o.startswith("schedule.max_iters=")]
+
+    study = Study(tmp_path / "study")
+    assert study.final_overrides == ["schedule.max_iters=12000"]  # bg_ablation.yaml: the headline's schedule
+    assert iters(study.tune_lr("focal").jobs()[0]) == ["schedule.max_iters=3000"]
+    assert iters(study.tune_alpha("focal", 0.1).jobs()[0]) == ["schedule.max_iters=3000"]
+    selection = {m: [f"optim.lr=0.0{i + 1}"] for i, m in enumerate(study.methods)}
+    assert iters(study.final("focal", selection["focal"]).jobs()[0]) == ["schedule.max_iters=12000"]
+    controls = study.control_sweeps(selection)
+    assert controls and all(iters(job) == ["schedule.max_iters=12000"] for c in controls for job in c.jobs())
+    # an override given on the command line wins over the study's, in every stage
+    cli = Study(tmp_path / "study", overrides=["schedule.max_iters=50"])
+    assert iters(cli.final("focal", selection["focal"]).jobs()[0]) == ["schedule.max_iters=50"]
+    assert iters(cli.tune_lr("focal").jobs()[0]) == ["schedule.max_iters=50"]
+    # --quick: the miniature's schedule everywhere
+    quick = Study(tmp_path / "study", quick=True)
+    assert quick.final_overrides == []
+    assert iters(quick.final("focal", selection["focal"]).jobs()[0]) == iters(quick.tune_lr("focal").jobs()[0])
+
+
+def test_a_final_sweep_without_a_selection_names_the_command_that_makes_one(tmp_path):
+    with pytest.raises(SystemExit) as e:
+        ablation.main(["--out", str(tmp_path / "study"), "--stage", "final"])
+    assert "no selection at" in str(e.value) and "--stage select" in str(e.value)
+    assert not (tmp_path / "study" / "final").exists()
+
+
+def test_the_dry_run_lists_every_stages_jobs_and_trains_nothing(tmp_path, capsys, synthetic_cache):
+    out = tmp_path / "study"
+    total = ablation.main(["--out", str(out), "--quick", "--dry-run", f"dataset.cache_dir={synthetic_cache}"])
+    printed = capsys.readouterr().out
+    study = Study(out, quick=True)
+    methods, seeds = len(study.methods), len(study.seeds)
+    tune = methods * len(study.tune["lr"]) + sum(len(v) for v in study.tune["alpha"].values())
+    controls = len(study.controls["eval"]) * methods * seeds + \
+        sum(len(c["methods"]) for c in study.controls["train"].values()) * seeds
+    assert total == tune + methods * seeds + controls
+    assert printed.count("    job: ") == total
+    for stage in ablation.STAGES:
+        assert f"## stage {stage}" in printed
+    assert re.search(rf"{total} training/evaluation jobs: ~.+ of training on this machine", printed)
+    assert not out.exists()  # nothing trained, nothing written
+
+
+MINI_STUDY = """
+methods:
+  softmax_bg: [loss=softmax_bg]
+  focal: [loss=focal]
+tune:
+  seed: 0
+  lr: [0.01, 0.1]
+  alpha: {focal: [0.25, 0.5]}
+  overrides: [eval_split=tune]
+seeds: [0, 1, 2, 3, 4]
+common: [schedule.max_iters=3000]
+final_overrides: [schedule.max_iters=6000]   # not in --quick: its quick block has none
+controls:
+  eval:
+    one_class_per_anchor: [model.one_class_per_anchor=true]
+  train:
+    softmax_prior_per_class: {methods: [softmax_bg], overrides: [loss.prior=per_class]}
+quick:
+  seeds: [0, 1]
+  common:
+    - dataset.generator.num_train=12
+    - dataset.generator.num_val=4
+    - dataset.generator.image_size=96
+    - dataset.min_size=96
+    - dataset.max_size=96
+    - model.backbone.widths=[8,8,8]
+    - model.backbone.fpn_channels=8
+    - model.head_width=8
+    - model.head_convs=1
+    - schedule.max_iters=2
+    - schedule.eval_every=1
+    - schedule.batch_size=2
+    - schedule.eval_batch_size=4
+    - schedule.warmup_iters=1
+    - schedule.log_every=1
+    - schedule.checkpoint_every=2
+    - tune_fraction=0.25
+    - loss_cdf_images=2     # 1 image would give GroupNorm 1 value per group on the 1x1 P7 map of this 8-wide head
+    - num_workers=0
+    - cache_images_mb=0
+"""
+
+
+def test_the_whole_protocol_in_miniature_ends_in_a_report_that_starts_with_the_verdict(tmp_path, synthetic_cache):
+    spec = tmp_path / "mini.yaml"
+    spec.write_text(MINI_STUDY)
+    out = tmp_path / "study"
+    cmd = [sys.executable, "-m", "tools.ablation", "--out", str(out), "--quick", "--study", str(spec),
+           f"dataset.cache_dir={synthetic_cache}"]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env={**os.environ})
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    check_report(out, methods=["softmax_bg", "focal"], seeds=2,
+                 controls=["one_class_per_anchor", "softmax_prior_per_class"])
+
+    # a rerun of the same command trains nothing again and writes the same report
+    before = (out / "report.md").read_text()
+    again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env={**os.environ})
+    assert again.returncode == 0, again.stderr[-3000:]
+    logged = again.stdout + again.stderr
+    assert "resumed" not in logged and logged.count("finished, skipped") == 16  # every job of every stage
+    assert strip_timing((out / "report.md").read_text()) == strip_timing(before)
+
+
+@pytest.mark.slow
+def test_make_ablation_quick(tmp_path):
+    """The command of the README, literally (the test above covers the same path faster)."""
+    out = tmp_path / "study"
+    done = subprocess.run(["make", "ablation", "QUICK=1", f"OUT={out}"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=3600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    study = Study(out, quick=True)
+    check_report(out, methods=list(study.methods), seeds=len(study.seeds),
+                 controls=[*study.controls["eval"], *study.controls["train"]])
+
+
+def strip_timing(md: str) -> str:
+    """The report without its wall-time figures (a rerun's skipped jobs add seconds)."""
+    return re.sub(r"## Cost.*?(?=\n## |\Z)", "", md, flags=re.S)
+
+
+def check_report(out, methods, seeds, controls):
+    md = (out / "report.md").read_text()
+    sections = re.findall(r"^## (.+)$", md, flags=re.M)
+    assert sections[0] == "Verdict"
+    verdict = md.split("## Verdict")[1].split("\n## ")[0]
+    for m in methods:  # every method's AP with its 95% interval over the paired seeds
+        assert re.search(rf"^\| {m} \| .* \| {seeds} \| -?[\d.]+ ± [\d.]+ \[-?[\d.]+, -?[\d.]+\] \|$", verdict, re.M), verdict
+    assert re.search(rf"{methods[0]} - {methods[1]} = [+-][\d.]+ AP \[[+-][\d.]+, [+-][\d.]+\], {seeds} paired seeds: ",
+                     verdict)
+    iters = re.search(r"^Schedules: the tuning trained for (\d+) iterations, the final runs and the controls for "
+                      r"(\d+)\.$", verdict, re.M)
+    assert iters and iters[1] == iters[2], verdict  # --quick: the miniature's schedule in every stage
+    selection = md.split("## Selection on the tuning split")[1].split("\n## ")[0]
+    assert len(re.findall(r"\*\*[\d.]+\*\*", selection)) == len(methods) + 1  # each lr, focal's alpha
+    assert "![AP against iteration](plots/ap_curve.png)" in md and (out / "plots" / "ap_curve.png").is_file()
+    for c in controls:
+        assert f"### {c}" in md
+    rows = (out / "report.csv").read_text().splitlines()
+    assert rows[0].startswith("kind,method,a,b,n,mean,std,half_width,lo,hi")
+    assert sum(r.startswith("pair,") for r in rows) == len(methods) * (len(methods) - 1) // 2
+
+
+def test_a_choice_at_the_end_of_its_grid_is_flagged():
+    from reports.ablation import edge_choices
+
+    rows = [{"method": "focal", "key": "optim.lr", "value": v, "chosen": v == 0.1} for v in (0.0125, 0.025, 0.05, 0.1)]
+    rows += [{"method": "focal", "key": "loss.alpha", "value": v, "chosen": v == 0.25} for v in (0.1, 0.25, 0.5)]
+    rows += [{"method": "bce_alpha", "key": "optim.lr", "value": v, "chosen": v == 0.0125} for v in (0.0125, 0.05, 0.1)]
+    assert edge_choices(rows) == [
+        "focal: optim.lr=0.1 is at the top of its grid (0.0125 … 0.1): a wider grid might do better",
+        "bce_alpha: optim.lr=0.0125 is at the bottom of its grid (0.0125 … 0.1): a wider grid might do better"]
+
+
+def test_the_lr_grid_is_extended_while_the_best_is_at_its_end(tmp_path, monkeypatch):
+    study = Study(tmp_path / "study")
+    study.tune = {**study.tune, "lr": [0.025, 0.05, 0.1], "extend": 2}
+    sweep = study.tune_lr("focal")
+    ap = {0.025: 0.30, 0.05: 0.32, 0.1: 0.35, 0.2: 0.36, 0.4: 0.20}  # rises up to 0.2, then falls
+
+    def fake_run(self):  # writes the finished runs a real sweep would
+        for lr in self.values:
+            run = write_run(self.dir / f"lr{lr}", ["loss=focal"], 0, "finished", ap=ap[lr])
+            (run / "config.yaml").write_text(yaml.safe_dump({"seed": 0, "optim": {"lr": lr}}))
+
+    monkeypatch.setattr(Sweep, "run", fake_run)
+    sweep.run()
+    ablation.extend_lr(study, "focal")
+    value, rows = choose(sweep)
+    assert value == 0.2 and [r["value"] for r in rows] == [0.025, 0.05, 0.1, 0.2, 0.4]  # 0.4 tried, worse: stop
+
+    tie = Study(tmp_path / "tie")
+    tie.tune = {**tie.tune, "lr": [0.025, 0.05, 0.1], "extend": 2}
+    ap.update({0.025: 0.0, 0.05: 0.0, 0.1: 0.0})  # nothing learned: the first of equals is no reason to go on
+    tie.tune_lr("focal").run()
+    ablation.extend_lr(tie, "focal")
+    assert sorted(p.name for p in tie.tune_lr("focal").dir.iterdir()) == ["lr0.025", "lr0.05", "lr0.1"]
+
+
+def test_final_runs_copied_without_checkpoints_skip_the_re_evaluations_and_the_report_says_why(
+        tmp_path, monkeypatch, capsys):
+    from reports.ablation import write_report
+
+    study = Study(tmp_path / "study")
+    study.seeds = [0, 1]
+    study.selection_file.parent.mkdir(parents=True)
+    study.selection_file.write_text(yaml.safe_dump({"chosen": {m: {"optim.lr": 0.1} for m in study.methods}}))
+    for i, m in enumerate(study.methods):  # the final runs: records copied from another study
+        for s in study.seeds:
+            run = write_run(study.out / "final" / m / f"seed{s}", [f"loss={m}"], s, "finished",
+                            ap=0.5 + 0.01 * i + 0.001 * s, seconds=900.0)
+            (run / "reused_from.txt").write_text(f"elsewhere/{m}/seed{s}\n")
+    ran = []
+
+    def fake_run(self):  # what the sweep would write: one finished run per seed (kept on a rerun)
+        ran.append(self.label)
+        for s in self.values:
+            if not (self.dir / f"seed{s}").is_dir():
+                write_run(self.dir / f"seed{s}", self.fixed, s, "finished", ap=0.45, seconds=60.0)
+
+    monkeypatch.setattr(Sweep, "run", fake_run)
+    ablation.run_stage(study, "controls")
+    evals, trains = study.controls["eval"], study.controls["train"]
+    assert ran == [f"control {name}: {m}" for name, spec in trains.items() for m in spec["methods"]]
+    warned = capsys.readouterr().err
+    assert warned.count("warning: skipping control ") == len(evals) * len(study.methods)
+    assert "2 of the 2 files it reads are not here (first: " + str(study.final_checkpoints("softmax_bg")[0]) in warned
+
+    md = write_report(study)
+    md = md.read_text()
+    for name in evals:
+        assert (f"### {name}\n\nnot run: it re-evaluates the final runs' checkpoints, and 6 of them are not here "
+                "(the final runs have not run yet, or were copied as records without them)") in md
+    for name in trains:
+        assert f"### {name}\n\n| method | AP | change vs final |" in md
+    assert "| softmax_bg | seed1 | 1 | finished | 50.1 | elsewhere/softmax_bg/seed1 |" in md
+    cost = md.split("## Cost")[1].split("\n## ")[0]
+    assert "| cpu" not in cost and "| unknown device | 2 | 0.03 h |" in cost  # the 2 retrained control runs only
+    assert "6 runs copied from another study (below) are not counted" in cost
+
+    # with the checkpoints here, the re-evaluations run
+    for m in study.methods:
+        for path in study.final_checkpoints(m):
+            path.parent.mkdir(parents=True)
+            path.write_bytes(b"")
+    ran.clear()
+    ablation.run_stage(study, "controls")
+    assert ran[:len(evals) * len(study.methods)] == [f"control {n}: {m}" for n in evals for m in study.methods]

@@ -1,0 +1,56 @@
+"""tools.records: a study's records without its bulk read as the study itself."""
+
+import pytest
+
+from tests.sweep_fixtures import make_sweep
+from studies.records import copy_records, main
+from reports.runs import load_runs
+
+
+def test_the_records_read_as_the_sweep_without_its_bulk(tmp_path):
+    sweep = make_sweep(tmp_path / "src")
+    run = sweep / "0_synthetic_softmax_bg"
+    for bulk in ("checkpoints/last.pt", "checkpoints/previous.pt", "tb/events.out", "detections.json",
+                 "anchor_losses.pt"):
+        (run / bulk).parent.mkdir(parents=True, exist_ok=True)
+        (run / bulk).write_bytes(b"x" * 1000)
+    (sweep / "plots").mkdir()
+    (sweep / "plots" / "ap.png").write_bytes(b"png")
+    copied = copy_records(sweep, tmp_path / "dst")
+    names = {p.name for p in copied}
+    assert not names & {"last.pt", "previous.pt", "events.out", "detections.json", "anchor_losses.pt", "ap.png"}
+    assert {"status.json", "metrics.jsonl", "eval.json", "config.yaml", "overrides.yaml", "multirun.yaml"} <= names
+    before, after = load_runs(sweep)[0], load_runs(tmp_path / "dst")[0]
+    assert [(r.name, r.status, r.eval, r.metrics, r.seed) for r in before] == \
+        [(r.name, r.status, r.eval, r.metrics, r.seed) for r in after]
+
+
+def test_a_missing_folder_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nothing: no such folder"):
+        copy_records(tmp_path / "nothing", tmp_path / "dst")
+
+
+def test_cli(tmp_path, capsys):
+    make_sweep(tmp_path / "src")
+    main([str(tmp_path / "src" / "sweep"), str(tmp_path / "dst")])
+    assert capsys.readouterr().out.startswith("copied ")
+
+
+def test_ended_only_leaves_out_whole_the_runs_that_have_not_ended(tmp_path):
+    sweep = make_sweep(tmp_path / "src")  # focal seed 2 is "running" with a pid that is gone
+    runs = {r.name: r.status for r in load_runs(sweep)[0]}
+    unended = {name for name, status in runs.items() if status not in ("finished", "diverged", "failed")}
+    assert unended == {"8_synthetic_focal"}
+    copied = copy_records(sweep, tmp_path / "dst", ended_only=True)
+    assert not any(p.parts[0] == "8_synthetic_focal" for p in copied)
+    assert {p.parts[0] for p in copied} == set(runs) - unended | {"multirun.yaml"}
+    after = {r.name: r.status for r in load_runs(tmp_path / "dst")[0]}
+    assert after == {name: status for name, status in runs.items() if name not in unended}
+
+
+def test_ended_only_names_an_unreadable_status(tmp_path):
+    make_sweep(tmp_path / "src")
+    bad = tmp_path / "src" / "sweep" / "0_synthetic_softmax_bg" / "status.json"
+    bad.write_text('{"time": 1}')
+    with pytest.raises(ValueError, match="0_synthetic_softmax_bg/status.json: not a run status"):
+        copy_records(tmp_path / "src", tmp_path / "dst", ended_only=True)
