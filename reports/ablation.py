@@ -4,20 +4,23 @@ Sections: ``## Verdict`` (per method: AP mean, std, 95% CI over the paired seeds
 paired difference with its CI and a one-line verdict), the selection on the tuning split, the
 convergence (AP against iteration, and whether the last quarter still added >= 1 AP), the
 controls (how much each moves the answer), the measured imbalance, the runs and their cost.
-Read from the run folders only.
+Read from the run folders (``from_folders``) or from the study's results tables
+(``from_tables``, reports/table_io.py), to the same report.
 """
 
 import csv
+import dataclasses
 import statistics
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-from studies.records import reused_from
 from reports.sweep import cost_section
 from reports.plots import plot_ap_curves
 from reports.runs import (
     CONVERGENCE_HEADER,
+    Run,
     bg_per_fg,
     convergence,
     convergence_cells,
@@ -36,12 +39,63 @@ def _ci(s: dict) -> str:
     return f"{s['mean']:.1f} ± {s['std']:.1f} [{s['lo']:.1f}, {s['hi']:.1f}]"
 
 
-def ap_by_seed(sweep_dir: Path) -> tuple[dict, list]:
-    """({seed: AP in %} of the finished runs, every run) of a sweep folder ({} if missing)."""
-    if not sweep_dir.is_dir():
-        return {}, []
-    runs, _ = load_runs(sweep_dir)
-    return {r.seed: 100 * r.eval["AP"] for r in runs if r.status == "finished" and r.eval}, runs
+@dataclass
+class AblationRuns:
+    """What the ablation's report reads: its protocol and runs, from the study's folders
+    (``from_folders``) or its results tables (``from_tables``)."""
+
+    title: str  # the study's name
+    methods: list[str]
+    seeds: list
+    tune_iterations: str  # the schedule.max_iters of the tuning runs
+    final_iterations: str  # of the final runs and the controls
+    selection: dict  # selection.yaml: chosen (method -> {key: value}), candidates
+    final: dict[str, list[Run]]  # method -> its final runs, named within final/<method>
+    controls: dict[str, dict[str, list[Run]]]  # control -> {method -> its runs} of the methods it ran
+    why_not: dict[str, str]  # control -> why it has no runs ("": not known)
+    runs: list[Run]  # every run of the study (the cost)
+
+
+def from_folders(study) -> AblationRuns:
+    """The runs under ``study.out`` (studies.ablation.Study), read from their folders."""
+    out, methods = study.out, list(study.methods)
+    names = list(study.controls["eval"]) + list(study.controls["train"])
+    controls = {name: {m: load_runs(out / "controls" / name / m)[0] for m in methods
+                       if (out / "controls" / name / m).is_dir()} for name in names}
+    return AblationRuns(
+        title=out.name, methods=methods, seeds=list(study.seeds),
+        tune_iterations=_iterations(study.tune_lr(methods[0]).fixed),
+        final_iterations=_iterations(study.final_base(methods[0])),
+        selection=yaml.safe_load(study.selection_file.read_text()) if study.selection_file.is_file() else {},
+        final={m: load_runs(out / "final" / m)[0] if (out / "final" / m).is_dir() else [] for m in methods},
+        controls=controls, why_not={name: why_not_run(study, name) for name in names}, runs=study_runs(out))
+
+
+def from_tables(tables, study: str) -> AblationRuns:
+    """The runs of ``study`` read from its results tables (reports.table_io.Tables); its
+    study.yaml's ``ablation`` holds the protocol. The tables keep no checkpoints: an eval
+    control without runs had all its final checkpoints missing."""
+    spec = tables.study(study)["meta"]["ablation"]
+    runs = tables.runs(study)
+    methods, seeds = list(spec["methods"]), list(spec["seeds"])
+
+    def within(prefix: str) -> list[Run]:
+        return [dataclasses.replace(r, name=r.name[len(prefix):]) for r in runs if r.name.startswith(prefix)]
+
+    controls = {name: {m: rs for m in methods if (rs := within(f"controls/{name}/{m}/"))}
+                for name in [*spec["controls"]["eval"], *spec["controls"]["train"]]}
+    return AblationRuns(
+        title=study, methods=methods, seeds=seeds, tune_iterations=str(spec["tune_iterations"]),
+        final_iterations=str(spec["final_iterations"]), selection=spec.get("selection") or {},
+        final={m: within(f"final/{m}/") for m in methods}, controls=controls,
+        why_not={name: _missing_checkpoints(len(methods) * len(seeds)) if name in spec["controls"]["eval"] else ""
+                 for name in controls},
+        runs=sorted(runs, key=lambda r: Path(r.name) / "status.json"))  # as study_runs finds them
+
+
+def ap_by_seed(runs: list[Run]) -> dict:
+    """{seed: AP in %} of the finished runs with an AP."""
+    return {r.seed: 100 * r.eval["AP"] for r in runs if r.status == "finished" and r.eval}
 
 
 def imbalance(runs) -> float | None:
@@ -55,22 +109,27 @@ def clipped_share(runs) -> float | None:
 
 
 def write_report(study) -> Path:
-    out, methods = study.out, list(study.methods)
-    final = {m: ap_by_seed(out / "final" / m) for m in methods}
-    aps = {m: final[m][0] for m in methods}
-    verdicts = pairwise_verdicts(aps)
-    selection = yaml.safe_load(study.selection_file.read_text()) if study.selection_file.is_file() else {}
-    chosen = selection.get("chosen", {})
+    """OUT/report.md, report.csv and plots/ of ``study`` (studies.ablation.Study) from its folders."""
+    return write(from_folders(study), study.out)
 
-    md = [f"# Background ablation: `{out}`", "", "## Verdict", ""]
+
+def write(a: AblationRuns, out, plots=None) -> Path:
+    """report.md and report.csv of ``a`` into ``out``, the plot into ``plots`` (default:
+    ``out``/plots, where report.md links it); returns the path of report.md."""
+    out, methods = Path(out), a.methods
+    aps = {m: ap_by_seed(a.final[m]) for m in methods}
+    verdicts = pairwise_verdicts(aps)
+    chosen = a.selection.get("chosen", {})
+
+    md = [f"# Background ablation: `{a.title}`", "", "## Verdict", ""]
     md += [f"COCO AP (%) on val of each method at the setting chosen on the tuning split, over paired seeds "
-           f"{study.seeds} (same initial weights but the class output, same batches). Mean ± sample std "
+           f"{a.seeds} (same initial weights but the class output, same batches). Mean ± sample std "
            "[95% t confidence interval].", ""]
     rows = [[m, ", ".join(f"{k}={v}" for k, v in chosen.get(m, {}).items()) or "–", summary(aps[m].values())["n"],
              _ci(summary(aps[m].values()))] for m in methods]
     md += markdown_table(["method", "setting", "n", "AP"], rows) + [""]
-    md += [f"Schedules: the tuning trained for {_iterations(study.tune_lr(methods[0]).fixed)} iterations, the "
-           f"final runs and the controls for {_iterations(study.final_base(methods[0]))}.", ""]
+    md += [f"Schedules: the tuning trained for {a.tune_iterations} iterations, the "
+           f"final runs and the controls for {a.final_iterations}.", ""]
     md += [f"- {v['verdict']}" for v in verdicts] + [""]
     md += ["A difference counts only where its paired 95% interval excludes 0; otherwise: no difference "
            "resolved at this number of seeds.", ""]
@@ -81,11 +140,11 @@ def write_report(study) -> Path:
     md += markdown_table(["method", "key", "value", "tuning AP (%)", "status"],
                  [[c["method"], c["key"], f"**{c['value']}**" if c.get("chosen") else c["value"],
                    "–" if c["AP"] is None else f"{100 * c['AP']:.1f}", c["status"]]
-                  for c in selection.get("candidates", [])]) + [""]
-    md += [f"- {line}" for line in edge_choices(selection.get("candidates", []))] + [""]
+                  for c in a.selection.get("candidates", [])]) + [""]
+    md += [f"- {line}" for line in edge_choices(a.selection.get("candidates", []))] + [""]
 
-    conv = {m: convergence(final[m][1]) for m in methods}
-    plots = out / "plots"
+    conv = {m: convergence(a.final[m]) for m in methods}
+    plots = Path(plots) if plots is not None else out / "plots"
     plots.mkdir(parents=True, exist_ok=True)
     plot_ap_curves({m: c["curve"] for m, c in conv.items()}, plots / "ap_curve.png")
     md += ["## Convergence", "", "![AP against iteration](plots/ap_curve.png)", "",
@@ -94,40 +153,38 @@ def write_report(study) -> Path:
     md += markdown_table(CONVERGENCE_HEADER,
                  [[m, *convergence_cells(c)] for m, c in conv.items()]) + [""]
 
-    md += controls_section(study, aps)
+    md += controls_section(a, aps)
     md += ["## Imbalance and clipping", "",
            "Measured over each method's training logs: background anchors per foreground anchor, and the "
            "share of steps whose gradient norm was clipped (optim.clip_grad_norm).", ""]
     md += markdown_table(["method", "fg:bg anchors", "clipped steps"],
-                 [[m, _ratio(imbalance(final[m][1])), _pct(clipped_share(final[m][1]))] for m in methods]) + [""]
-    runs = study_runs(out)
-    trained = [r for r in runs if reused_from(r.dir) is None]
+                 [[m, _ratio(imbalance(a.final[m])), _pct(clipped_share(a.final[m]))] for m in methods]) + [""]
+    trained = [r for r in a.runs if r.reused_from is None]
     md += cost_section(trained)
-    if len(trained) < len(runs):
-        md += [f"{len(runs) - len(trained)} runs copied from another study (below) are not counted: their cost "
+    if len(trained) < len(a.runs):
+        md += [f"{len(a.runs) - len(trained)} runs copied from another study (below) are not counted: their cost "
                "is in their source's report.", ""]
     md += ["## Final runs", ""]
     md += markdown_table(["method", "run", "seed", "status", "AP (%)", "copied from"],
                  [[m, r.name, r.seed, r.status, f"{100 * r.eval['AP']:.1f}" if r.eval else "–",
-                   reused_from(r.dir) or "–"]
-                  for m in methods for r in final[m][1]]) + [""]
+                   r.reused_from or "–"]
+                  for m in methods for r in a.final[m]]) + [""]
+    out.mkdir(parents=True, exist_ok=True)
     (out / "report.md").write_text("\n".join(md))
     write_csv(out / "report.csv", aps, verdicts)
     return out / "report.md"
 
 
-def controls_section(study, aps: dict) -> list[str]:
+def controls_section(a: AblationRuns, aps: dict) -> list[str]:
     """Per control and method: AP, the paired change against the final runs, and the
     verdicts under the control (does it change the answer?)."""
     md = ["## Controls", "",
           "Each control changes one thing; `change` is the paired difference control - final over the same "
           "seeds. The verdicts under the control show whether it moves the answer.", ""]
-    names = list(study.controls["eval"]) + list(study.controls["train"])
-    for name in names:
-        folder = study.out / "controls" / name
-        under = {m: ap_by_seed(folder / m)[0] for m in study.methods if (folder / m).is_dir()}
+    for name, by_method in a.controls.items():
+        under = {m: ap_by_seed(runs) for m, runs in by_method.items()}
         if not under:
-            md += [f"### {name}", "", f"not run{why_not_run(study, name)}", ""]
+            md += [f"### {name}", "", f"not run{a.why_not.get(name, '')}", ""]
             continue
         changes = {m: pairwise_verdicts({"control": under[m], "final": aps[m]})[0] for m in under}
         md += [f"### {name}", ""]
@@ -168,8 +225,12 @@ def why_not_run(study, control: str) -> str:
     if control not in study.controls["eval"]:
         return ""
     missing = [p for m in study.methods for p in study.final_checkpoints(m) if not p.is_file()]
-    return (f": it re-evaluates the final runs' checkpoints, and {len(missing)} of them are not here (the final "
-            "runs have not run yet, or were copied as records without them)" if missing else "")
+    return _missing_checkpoints(len(missing)) if missing else ""
+
+
+def _missing_checkpoints(n: int) -> str:
+    return (f": it re-evaluates the final runs' checkpoints, and {n} of them are not here (the final "
+            "runs have not run yet, or were copied as records without them)")
 
 
 def study_runs(out: Path) -> list:

@@ -43,3 +43,18 @@ def hardest_share(losses: Tensor, fraction: float) -> float | None:
         return None
     n = max(1, round(fraction * len(losses)))
     return float(losses.topk(n).values.sum() / total)
+
+
+HARDEST = {"hardest_10_fg": ("fg", 0.10), "hardest_1_bg": ("bg", 0.01), "hardest_10_bg": ("bg", 0.10)}
+
+
+def figure4_numbers(fg: Tensor, bg: Tensor) -> dict:
+    """What the report's Figure 4 table shows of one run's per-anchor losses: the number of
+    foreground and background anchors and, per key of HARDEST, the share of the loss held by
+    that fraction of the hardest anchors of that kind (``hardest_share``; None: no loss).
+
+    Example: fg losses [3, 1, 0, 4] -> fg_anchors 4, hardest_10_fg 4 / 8 = 0.5 (one anchor).
+    """
+    losses = {"fg": fg, "bg": bg}
+    return {"fg_anchors": len(fg), "bg_anchors": len(bg),
+            **{k: hardest_share(losses[kind], f) for k, (kind, f) in HARDEST.items()}}

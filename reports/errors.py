@@ -36,6 +36,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from analysis.callback import analysis_dir
+from analysis.errors import MAIN_TYPES
 from reports.plots import method_axes, save_figure
 from reports.runs import Run, markdown_table
 from reports.stats import summary
@@ -44,6 +45,7 @@ PLOT = "pr_overlay.png"
 BKG_RECALL_PLOT = "bkg_recall_overlay.png"
 SCORES_PLOT = "anchor_scores.png"
 RECALL = 0.8  # the recall at which background false positives per image are compared
+TIDE = (*MAIN_TYPES, "FalsePos", "FalseNeg")  # the dAPs of errors.json (analysis/errors.py)
 # key -> column title; the CSV's columns are <key>_mean, _std, _lo, _hi, _n
 VALUES = {"bkg_dap50": "Bkg dAP50", "falsepos_dap50": "FalsePos dAP50", "bg_band": "BG band (AP)",
           "bkg_per_image": "bkg FPs / image", "bkg_at_recall": f"bkg FPs / image at recall {RECALL}",
@@ -51,9 +53,13 @@ VALUES = {"bkg_dap50": "Bkg dAP50", "falsepos_dap50": "FalsePos dAP50", "bg_band
 
 
 def read_analysis(run: Run) -> tuple[dict | None, str | None]:
-    """(the run's values of VALUES plus "c50" (101 precisions or None), "bkg_curve" (the
-    bkg_vs_recall dict or None) and "hist" (anchor_scores.json or None), None), or (None, why
-    not): no analysis/, or a file unreadable. A value the files do not hold is None."""
+    """(the run's values of VALUES plus "tide" (errors.json's dAP of every TIDE error type,
+    TIDE), "c50" (101 precisions or None), "bkg_curve" (the bkg_vs_recall dict or None) and
+    "hist" (anchor_scores.json or None), None), or (None, why not): no analysis/, or a file
+    unreadable. A value the files do not hold is None. A run read from results tables
+    (``run.analysis`` set) has them from there."""
+    if run.analysis is not None:
+        return run.analysis
     folder = analysis_dir(run.dir)
     if not (folder / "errors.json").is_file():
         return None, "no analysis/"
@@ -65,7 +71,7 @@ def read_analysis(run: Run) -> tuple[dict | None, str | None]:
         hist = json.loads(scores_path.read_text()) if scores_path.is_file() else None
         images, bkg = errors.get("images"), (errors.get("counts") or {}).get("Bkg")
         curve = errors.get("bkg_vs_recall")
-        values = {"bkg_dap50": errors.get("Bkg"), "falsepos_dap50": errors.get("FalsePos"),
+        values = {"tide": {k: errors.get(k) for k in TIDE}, "bkg_dap50": errors.get("Bkg"), "falsepos_dap50": errors.get("FalsePos"),
                   "bg_band": _bg_area(bands),
                   "bkg_per_image": bkg / images if images and bkg is not None else None,
                   "bkg_at_recall": _at_recall(curve, RECALL),

@@ -19,6 +19,7 @@ from reports.stats import summary
 
 STATS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 FLAT = 1.0  # AP points: a curve whose last quarter adds less than this has flattened
+REUSED_FROM = "reused_from.txt"  # in a run folder copied into another study: where it came from
 # Not run folders, and never holding one: what train.py writes inside a run, and the report.
 _SKIP_DIRS = {".hydra", "checkpoints", "tb", "plots"}
 
@@ -30,7 +31,7 @@ def is_run_folder(path: Path) -> bool:
 
 @dataclass
 class Run:
-    dir: Path
+    dir: Path | None  # None: read from results tables, not from a folder
     name: str  # path relative to the sweep folder
     status: str = "unknown"  # running | finished | diverged | failed | killed | interrupted | unknown
     seconds: float | None = None
@@ -44,6 +45,11 @@ class Run:
     curve: list[dict] = field(default_factory=list)  # its evaluation lines: {"iter", "eval": {"AP", ...}}
     notes: list[str] = field(default_factory=list)
     group: str = ""
+    code: str | None = None  # the code hash it ran (status.json)
+    reused_from: str | None = None  # the run it is a copy of (REUSED_FROM), None if trained here
+    # Read from results tables (reports/table_io.py) instead of the folder, which is then None:
+    analysis: tuple | None = None  # reports.errors.read_analysis's (values, why not)
+    loss_cdf: dict | None = None  # Figure 4's numbers (reports.cdf.figure4_numbers), None: none saved
 
     @property
     def folder(self) -> RunFolder:
@@ -92,7 +98,7 @@ def load_run(run_dir: Path, sweep_dir: Path) -> Run:
     status = _read(folder.read_status, "status.json", run)
     if status is not None:  # "running" with no live process: killed or interrupted
         run.status, run.seconds, run.message = effective_status(status), status.get("seconds"), status.get("message")
-        run.device = status.get("device")
+        run.device, run.code = status.get("device"), status.get("code")
     elif not folder.status.is_file():
         run.notes.append("no status.json")
     run.overrides = _read(folder.read_overrides, ".hydra/overrides.yaml", run)
@@ -113,6 +119,8 @@ def load_run(run_dir: Path, sweep_dir: Path) -> Run:
         run.notes.append(f"eval.json: expected numbers for {', '.join(STATS)}")
     elif run.status == "finished":
         run.notes.append("no eval.json")
+    note = run_dir / REUSED_FROM
+    run.reused_from = note.read_text().strip() if note.is_file() else None
     rows, bad = folder.read_metrics()
     run.metrics = [r for r in rows if "eval" not in r]
     run.curve = [r for r in rows if isinstance(r.get("eval"), dict)]

@@ -17,12 +17,11 @@ left out of the means; running, failed and incomplete runs are listed with their
 import argparse
 import csv
 import sys
-import time
 from pathlib import Path
 
 import yaml
 
-from reports.cdf import hardest_share
+from reports.cdf import HARDEST, figure4_numbers
 from reports.errors import CSV_FIELDS, csv_columns, errors_section, errors_summary
 from reports.imbalance import imbalance_section
 from reports.paper import paper_section
@@ -107,23 +106,29 @@ def convergence_section(groups: dict[str, list[Run]], plots: Path) -> list[str]:
 
 
 def loss_samples(groups):
-    """Figure 4's data: per method, the per-anchor losses its first finished seed saved at
-    evaluation (``anchor_losses.pt``).
+    """Figure 4's data: per method, its first finished seed with per-anchor losses: the losses
+    it saved at evaluation (``anchor_losses.pt``), or a run read from results tables with its
+    numbers (``run.loss_cdf``).
 
-    Returns ({label: (fg losses, bg losses, run)}, [problems]). A method without them is left
-    out of the figure with its reason, so one missing file costs one curve.
+    Returns ({label: (figure4_numbers, run, (fg losses, bg losses) or None from tables)},
+    [problems]). A method without them is left out of the figure with its reason, so one
+    missing file costs one curve.
     """
     samples, problems = {}, []
     for label, runs in groups.items():
         finished = [r for r in runs if r.status == "finished"]
-        run = next((r for r in finished if r.folder.anchor_losses.is_file()), None)
+        run = next((r for r in finished if r.loss_cdf is not None
+                    or (r.dir is not None and r.folder.anchor_losses.is_file())), None)
         if run is None:
             problems.append(f"{label}: no finished run with anchor_losses.pt" if finished else
                             f"{label}: no finished run")
             continue
+        if run.loss_cdf is not None:
+            samples[label] = (run.loss_cdf, run, None)
+            continue
         try:
             losses = run.folder.load_anchor_losses()
-            samples[label] = (losses["fg"], losses["bg"], run)
+            samples[label] = (figure4_numbers(losses["fg"], losses["bg"]), run, (losses["fg"], losses["bg"]))
         except Exception as e:  # noqa: BLE001 - reported in report.md, the rest still gets written
             problems.append(f"{label}: {run.name}/anchor_losses.pt: {type(e).__name__}: {e}")
     return samples, problems
@@ -147,19 +152,21 @@ def cost_section(runs: list[Run]) -> list[str]:
     return md + [""]
 
 
-def _sweep_overrides(sweep_dir: Path) -> list[str] | None:
+def sweep_overrides(sweep_dir: Path) -> list[str] | None:
+    """The overrides of the sweep's command line (its multirun.yaml), None without one."""
     try:
-        return list(yaml.safe_load((sweep_dir / "multirun.yaml").read_text())["hydra"]["overrides"]["task"])
+        return list(yaml.safe_load((Path(sweep_dir) / "multirun.yaml").read_text())["hydra"]["overrides"]["task"])
     except Exception:  # noqa: BLE001 - optional context for the header
         return None
 
 
-def render_markdown(sweep_dir, runs, shared, rows, samples, problems, seconds, studies=()) -> str:
-    """``studies``: the lines of the sections a study's runs call for (the paper's tables, AP
-    against imbalance), placed after the accuracy table."""
+def render_markdown(title, runs, shared, rows, samples, problems, studies=(), swept=None) -> str:
+    """``title``: what the report is of (a study's or sweep folder's name, never a machine's
+    path); ``studies``: the lines of the sections a study's runs call for (the paper's
+    tables, AP against imbalance), placed after the accuracy table; ``swept``: the sweep's
+    command overrides (``sweep_overrides``)."""
     counts = {s: sum(r.status == s for r in runs) for s in dict.fromkeys(r.status for r in runs)}
-    md = [f"# Report: `{sweep_dir}`", ""]
-    swept = _sweep_overrides(Path(sweep_dir))
+    md = [f"# Report: `{title}`", ""]
     if swept is not None:
         md.append(f"Sweep command overrides: `{' '.join(swept) or '(none)'}`.")
     if shared:
@@ -199,9 +206,9 @@ def render_markdown(sweep_dir, runs, shared, rows, samples, problems, seconds, s
                    "hardest anchors:", ""]
             md += markdown_table(["method", "run", "fg anchors", "bg anchors", "hardest 10% fg", "hardest 1% bg",
                           "hardest 10% bg"],
-                         [[label, run.name, len(fg), len(bg), *(_pct(hardest_share(x, f)) for x, f in
-                                                                 ((fg, .1), (bg, .01), (bg, .1)))]
-                          for label, (fg, bg, run) in samples.items()])
+                         [[label, run.name, numbers["fg_anchors"], numbers["bg_anchors"],
+                           *(_pct(numbers.get(k)) for k in HARDEST)]
+                          for label, (numbers, run, _) in samples.items()])
             md += [""] + [f"- not drawn: {p}" for p in problems] + [""] * bool(problems)
     md += ["## Runs", ""]
     md += markdown_table(["run", "method", "seed", "status", "AP (%)", "fg:bg anchors", "last iter", "time (s)", "notes"],
@@ -211,7 +218,7 @@ def render_markdown(sweep_dir, runs, shared, rows, samples, problems, seconds, s
                    "–" if r.seconds is None else f"{r.seconds:.0f}",
                    "; ".join(([r.message[:160]] if r.message else []) + r.notes) or ""] for r in runs])
     md += [""] + cost_section(runs)
-    md += [f"_Written by `python -m tools.report` in {seconds:.1f} s._", ""]
+    md += ["_Written by `python -m tools.report`._", ""]
     return "\n".join(md)
 
 
@@ -238,30 +245,40 @@ def write_csv(rows: list[dict], path) -> None:
 def write_report(sweep_dir, out=None) -> Path:
     """Writes report.md, report.csv and plots/ for ``sweep_dir`` into ``out`` (default: the
     sweep folder); returns the path of report.md."""
-    t0 = time.perf_counter()
     runs, shared = load_runs(sweep_dir)
+    out = Path(out) if out is not None else Path(sweep_dir)
+    return write(runs, shared, out, Path(sweep_dir).resolve().name, sweep_overrides(sweep_dir))
+
+
+def write(runs: list[Run], shared: list[str], out, title: str, swept: list[str] | None = None,
+          plots=None) -> Path:
+    """report.md and report.csv of ``runs`` (groups assigned, ``shared`` their common
+    overrides: ``load_runs``) into ``out``, the plots into ``plots`` (default: ``out``/plots,
+    where report.md links them); returns the path of report.md."""
     groups = groups_of(runs)
     runs = [r for rs in groups.values() for r in rs]  # grouped, in job order, for the runs table
     rows = summarize(groups)
     errors = errors_summary(groups)
     for row in rows:
         row.update(csv_columns(errors.get(row["method"])))
-    out = Path(out) if out is not None else Path(sweep_dir)
-    plots = out / "plots"
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    plots = Path(plots) if plots is not None else out / "plots"
     plots.mkdir(parents=True, exist_ok=True)
     plot_ap([r["method"] for r in rows],
             [[v for v in (run_values(r)["AP"] for r in rs if r.status == "finished") if v is not None]
              for rs in groups.values()], plots / "ap.png")
     plot_curves(mean_curves(groups), plots / "curves.png")
     samples, problems = loss_samples(groups)
-    plot_loss_cdf({label: (fg, bg) for label, (fg, bg, _) in samples.items()}, plots / "loss_cdf.png")
+    plot_loss_cdf({label: losses for label, (_, _, losses) in samples.items() if losses is not None},
+                  plots / "loss_cdf.png")
     plot_focal_loss(plots / "focal_loss.png")
     write_csv(rows, out / "report.csv")
     md = out / "report.md"
     studies = (convergence_section(groups, plots) + paper_section(groups) + table1d_section(groups)
                + imbalance_section(runs, plots) + prior_section(groups) + schedule_section(groups)
                + errors_section(groups, plots, errors))
-    md.write_text(render_markdown(sweep_dir, runs, shared, rows, samples, problems, time.perf_counter() - t0, studies))
+    md.write_text(render_markdown(title, runs, shared, rows, samples, problems, studies, swept))
     return md
 
 

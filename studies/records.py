@@ -20,9 +20,9 @@ import shutil
 from pathlib import Path
 
 from detection.run_folder import STATUSES, RunFolder, effective_status
+from reports.runs import REUSED_FROM
 
 LEFT_OUT_DIRS = {"checkpoints", "tb", "plots", "__pycache__"}
-REUSED_FROM = "reused_from.txt"  # in a run folder copied into another study: where it came from
 LEFT_OUT_FILES = {"detections.json", "anchor_losses.pt"}
 ENDED = set(STATUSES) - {"running"}  # finished, diverged, failed
 
