@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: setup test test-all demo ablation followups bench lint clean
+.PHONY: setup test test-all demo ablation followups results bench lint clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,19 +22,25 @@ test-all: setup
 demo: setup
 	$(PY) train.py
 
-# The fair background ablation, from nothing to OUT/report.md (studies/ablation.py). A rerun
-# continues where it stopped. QUICK=1: the whole protocol in miniature (a few minutes).
+# The fair background ablation, from nothing to OUT/report.md and its tables in
+# results/bg_ablation/ (not with QUICK=1; studies/ablation.py). A rerun continues where it
+# stopped. QUICK=1: the whole protocol in miniature (a few minutes).
 # ARGS: more options and train.py overrides, e.g. ARGS=--dry-run or ARGS="dataset=coco_sample".
 OUT ?= multirun/ablation$(if $(QUICK),_quick)
 ablation: setup
 	$(PY) -m tools.ablation --out $(OUT) $(if $(QUICK),--quick) $(ARGS)
 
 # The studies that build on the ablation (studies/followups.py, configs/study/followups.yaml): each
-# method at the ablation's choice; sweep folders under FOLLOWUPS, reports copied to
-# benchmarks/results/<study>/ (not with QUICK=1). ARGS: e.g. "--study alpha_sweep" or --dry-run.
+# method at the ablation's choice; sweep folders under FOLLOWUPS, each study's tables and
+# report written to results/<study>/ (not with QUICK=1). ARGS: e.g. "--study alpha_sweep" or --dry-run.
 FOLLOWUPS ?= multirun/followups$(if $(QUICK),_quick)
 followups: setup
-	$(PY) -m tools.followups --ablation $(OUT) --out $(FOLLOWUPS) $(if $(QUICK),--quick,--results benchmarks/results) $(ARGS)
+	$(PY) -m tools.followups --ablation $(OUT) --out $(FOLLOWUPS) $(if $(QUICK),--quick) $(ARGS)
+
+# Every committed report in results/ made again from its tables alone (reports/results.py).
+# ARGS=--check: compare with the committed files instead of writing them; fails on a difference.
+results: setup
+	$(PY) -m tools.results regenerate $(ARGS)
 
 lint: setup
 	$(PY) -m pip install ruff

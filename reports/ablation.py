@@ -56,17 +56,28 @@ class AblationRuns:
     runs: list[Run]  # every run of the study (the cost)
 
 
+def protocol(study) -> dict:
+    """What the report needs of ``study`` (studies.ablation.Study) besides its runs, as its
+    results' study.yaml keeps it (``ablation``): methods, seeds, the tuning's and the final
+    runs' schedule.max_iters, the controls' names ({"eval": [...], "train": [...]}), the
+    selection (selection.yaml, {} before the select stage)."""
+    methods = list(study.methods)
+    return {"methods": methods, "seeds": list(study.seeds),
+            "tune_iterations": _iterations(study.tune_lr(methods[0]).fixed),
+            "final_iterations": _iterations(study.final_base(methods[0])),
+            "controls": {"eval": list(study.controls["eval"]), "train": list(study.controls["train"])},
+            "selection": yaml.safe_load(study.selection_file.read_text()) if study.selection_file.is_file() else {}}
+
+
 def from_folders(study) -> AblationRuns:
     """The runs under ``study.out`` (studies.ablation.Study), read from their folders."""
-    out, methods = study.out, list(study.methods)
-    names = list(study.controls["eval"]) + list(study.controls["train"])
+    out, spec = study.out, protocol(study)
+    methods, names = spec["methods"], spec["controls"]["eval"] + spec["controls"]["train"]
     controls = {name: {m: load_runs(out / "controls" / name / m)[0] for m in methods
                        if (out / "controls" / name / m).is_dir()} for name in names}
     return AblationRuns(
-        title=out.name, methods=methods, seeds=list(study.seeds),
-        tune_iterations=_iterations(study.tune_lr(methods[0]).fixed),
-        final_iterations=_iterations(study.final_base(methods[0])),
-        selection=yaml.safe_load(study.selection_file.read_text()) if study.selection_file.is_file() else {},
+        title=out.name, methods=methods, seeds=spec["seeds"], tune_iterations=spec["tune_iterations"],
+        final_iterations=spec["final_iterations"], selection=spec["selection"],
         final={m: load_runs(out / "final" / m)[0] if (out / "final" / m).is_dir() else [] for m in methods},
         controls=controls, why_not={name: why_not_run(study, name) for name in names}, runs=study_runs(out))
 

@@ -1,6 +1,7 @@
 """The fair background ablation, from nothing to its report: ``make ablation``.
 
-    python -m tools.ablation --out OUT [--quick] [--dry-run] [--stage STAGE] [--study YAML] [OVERRIDE ...]
+    python -m tools.ablation --out OUT [--quick] [--dry-run] [--stage STAGE] [--study YAML] [--results DIR]
+                             [OVERRIDE ...]
 
 OVERRIDEs (train.py's, e.g. ``dataset=coco_sample``) apply to every job of every stage, after
 the study's own (``final_overrides`` included).
@@ -19,7 +20,9 @@ multiruns with a sweep folder of their own under OUT:
    0.001) and retrained variants (the softmax prior per class), at the final's schedule. A
    re-evaluation whose checkpoints are not here (final runs copied as records) is skipped
    with a warning, and the report says so.
-5. ``report``: OUT/report.md and report.csv (reports/ablation.py), ``## Verdict`` first.
+5. ``report``: OUT/report.md and report.csv (reports/ablation.py), ``## Verdict`` first; then
+   the study's tables and the report made from them in RESULTS/<study>/ (``--results``,
+   default results/, not with ``--quick``; studies.records.write_results).
 
 Rerunning the command continues where it stopped: finished jobs are skipped, killed ones
 resumed (train.py's sweep resumption). ``--quick`` runs the whole protocol in miniature.
@@ -37,6 +40,7 @@ from omegaconf import OmegaConf
 
 from detection.build import CONFIGS
 from reports.runs import load_runs
+from studies.records import RESULTS
 
 STUDY = CONFIGS / "study" / "bg_ablation.yaml"
 STAGES = ("tune", "select", "final", "controls", "report")
@@ -93,6 +97,7 @@ class Study:
 
     def __init__(self, out, quick: bool = False, spec=STUDY, overrides=()):
         self.out, self.quick = Path(out).resolve(), quick
+        self.name = Path(spec).stem  # its results' folder name: results/bg_ablation
         s = OmegaConf.to_container(OmegaConf.load(spec))
         self.methods: dict[str, list[str]] = s["methods"]
         self.tune, self.controls = s["tune"], s["controls"]
@@ -266,7 +271,7 @@ def extend_lr(study: Study, method: str) -> None:
     extend_edge(study.tune_lr(method), study.tune.get("extend", 0), f"tune {method}")
 
 
-def run_stage(study: Study, stage: str) -> None:
+def run_stage(study: Study, stage: str, results: Path | None = None) -> None:
     if stage == "tune":
         for m in study.methods:
             study.tune_lr(m).run()
@@ -279,9 +284,13 @@ def run_stage(study: Study, stage: str) -> None:
     elif stage == "select":
         select(study)
     elif stage == "report":
-        from reports.ablation import write_report
+        from reports.ablation import protocol, write_report
 
         print(f"wrote {write_report(study)}")
+        if results is not None:
+            from studies.records import write_results
+
+            print(f"wrote {write_results(study.out, results, study.name, 'ablation', {'ablation': protocol(study)})}")
     else:
         for sweep in stage_sweeps(study, stage, dry=False):
             if missing := sweep.missing():
@@ -326,9 +335,13 @@ def main(argv=None) -> int | None:
     p.add_argument("--stage", choices=("all",) + STAGES, default="all")
     p.add_argument("--dry-run", action="store_true", help="list every stage's jobs and their estimated time, train nothing")
     p.add_argument("--study", type=Path, default=STUDY, help=f"the protocol (default {STUDY.relative_to(CONFIGS.parent)})")
+    p.add_argument("--results", type=Path,
+                   help="where the report stage writes the study's tables and report, RESULTS/<study>/ (default: "
+                        "results/, not with --quick)")
     p.add_argument("overrides", nargs="*", help="train.py overrides for every job (dataset=..., schedule.max_iters=...)")
     args = p.parse_args(argv)
     study = Study(args.out, args.quick, args.study, args.overrides)
+    results = args.results if args.results is not None or args.quick else RESULTS
     stages = STAGES if args.stage == "all" else (args.stage,)
     if args.dry_run:
         return dry_run(study, stages)
@@ -339,9 +352,10 @@ def main(argv=None) -> int | None:
                 # meanwhile would meet the modules this one imported at its start.
                 subprocess.run([sys.executable, "-m", "tools.ablation", "--out", str(study.out), "--study",
                                 str(args.study), *(["--quick"] if args.quick else []), "--stage", "report",
-                                *args.overrides], check=True)
+                                *(["--results", str(results)] if results is not None else []), *args.overrides],
+                               check=True)
             else:
-                run_stage(study, stage)
+                run_stage(study, stage, results)
     except (FileNotFoundError, ValueError) as e:
         sys.exit(f"tools.ablation: error: {e}")
     except subprocess.CalledProcessError as e:

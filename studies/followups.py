@@ -8,8 +8,10 @@ ablation chose on its tuning split (ABLATION_OUT/selection.yaml) except the keys
 sweeps or drops; the common schedule and the seeds are the file's. Each study is one folder
 OUT/<study>/ of train.py multiruns (one per method, or per method and level) and gets the
 sweep report of reports/sweep.py, whose study sections (the paper's Table 1a/1b beside ours,
-AP against measured imbalance) appear where its runs call for them. ``--results DIR`` copies
-each report (report.md, report.csv, plots/) to DIR/<study>/.
+AP against measured imbalance) appear where its runs call for them. Each finished study is
+then written to RESULTS/<study>/ (``--results``, default results/, not with ``--quick``): its
+tables, the report made from them and its plots (studies.records.write_results); runs copied
+from the ablation are rows naming their source there.
 
 ``imbalance_sweep`` first tunes each method's lr again at the sparse extreme
 (``tune_at``: factors of the chosen lr, trained and evaluated on that dataset's tuning split)
@@ -38,7 +40,6 @@ import argparse
 import itertools
 import json
 import math
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -49,6 +50,7 @@ from omegaconf import OmegaConf
 from detection.build import CONFIGS
 from detection.run_folder import RUN_CONTROL, RunFolder, flatten
 from studies.ablation import STUDY, Study, Sweep, choose, extend_edge, merge
+from studies.records import RESULTS
 
 FOLLOWUPS = CONFIGS / "study" / "followups.yaml"
 
@@ -258,15 +260,13 @@ def canonical(config: dict) -> str:
                       sort_keys=True, default=str)
 
 
-def copy_report(study_dir: Path, results: Path) -> Path:
-    """report.md, report.csv and plots/ of a study into ``results`` (its folder replaced)."""
-    if results.exists():
-        shutil.rmtree(results)
-    results.mkdir(parents=True)
-    for name in ("report.md", "report.csv"):
-        shutil.copy2(study_dir / name, results / name)
-    shutil.copytree(study_dir / "plots", results / "plots")
-    return results
+def publish(f: Followups, study: str, results: Path) -> Path:
+    """RESULTS/<study>/ from the study's folder (studies.records.write_results): a run copied
+    from the ablation, or from another of these studies, is a row naming its source there."""
+    from studies.records import write_results
+
+    sources = {f.ablation.out: f.ablation.name, **{f.out / s: s for s in f.studies}}
+    return write_results(f.out / study, results, study, sources=sources)
 
 
 def dry_run(f: Followups, studies) -> int:
@@ -301,10 +301,12 @@ def main(argv=None) -> int | None:
     p.add_argument("--study", nargs="*", help="which studies (default: all of the file)")
     p.add_argument("--quick", action="store_true", help="in miniature (the ablation's quick block)")
     p.add_argument("--dry-run", action="store_true", help="list the jobs and their estimated time, train nothing")
-    p.add_argument("--results", type=Path, help="copy each study's report to RESULTS/<study>/")
+    p.add_argument("--results", type=Path, help="write each study's tables and report to RESULTS/<study>/ "
+                                                   "(default: results/, not with --quick)")
     p.add_argument("--spec", type=Path, default=FOLLOWUPS, help="the studies file")
     p.add_argument("overrides", nargs="*", help="train.py overrides for every job")
     args = p.parse_args(argv)
+    results = args.results if args.results is not None or args.quick else RESULTS
     f = Followups(args.out, args.ablation, args.quick, args.spec, args.overrides, dry=args.dry_run)
     studies = args.study or list(f.studies)
     unknown = [s for s in studies if s not in f.studies]
@@ -315,7 +317,7 @@ def main(argv=None) -> int | None:
             return dry_run(f, studies)
         for study in studies:
             report = f.run(study)
-            print(f"wrote {report}" + (f" and {copy_report(report.parent, args.results / study)}" if args.results else ""))
+            print(f"wrote {report}" + (f" and {publish(f, study, results)}" if results is not None else ""))
     except (FileNotFoundError, ValueError) as e:
         sys.exit(f"tools.followups: error: {e}")
     except subprocess.CalledProcessError as e:
