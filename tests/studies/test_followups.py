@@ -12,6 +12,8 @@ import yaml
 from detection import build
 from tests.conftest import ROOT
 from tests.sweep_fixtures import write_run
+from reports.results import check
+from reports.table_io import read_csv
 from studies.followups import Followups
 
 CHOSEN = {"softmax_bg": {"optim.lr": 0.025}, "bce_alpha": {"optim.lr": 0.05, "loss.alpha": 0.9},
@@ -186,8 +188,12 @@ def test_a_study_in_miniature_ends_in_its_report_with_the_papers_table(tmp_path,
     f = Followups(out, ablation, quick=True, spec=spec, overrides=[f"dataset.cache_dir={synthetic_cache}"])
     assert sorted(s.job_name(j, build.config(j)) for s in f.sweeps("alpha_sweep") for j in s.jobs()) == runs
     md = (results / "alpha_sweep" / "report.md").read_text()
-    assert "## Against the paper (Table 1a)" in md
+    assert "## Against the paper (Table 1a)" in md and md.startswith("# Report: `alpha_sweep`")
     assert (results / "alpha_sweep" / "report.csv").is_file() and (results / "alpha_sweep" / "plots" / "ap.png").is_file()
+    rows = read_csv(results / "alpha_sweep" / "runs.csv")  # the study as tables, its report made from them
+    assert sorted(r["run"] for r in rows) == [f"bce_alpha/{r}" for r in runs]
+    assert all(r["status"] == "finished" and r["AP"] >= 0 for r in rows), rows
+    assert check(results, "alpha_sweep") == []
 
 
 def test_table1d_tunes_each_ohem_family_once_and_carries_its_lr_over_the_batch_sizes(tmp_path, ablation):
