@@ -35,9 +35,10 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from analysis.callback import analysis_dir
-from reports.plots import method_axes, save_figure
-from reports.runs import Run, markdown_table
+from analysis.folder import analysis_dir
+from analysis.markdown import markdown_table
+from analysis.plots import method_axes, plot_bkg_vs_recall, plot_histograms, save_figure
+from reports.runs import Run
 from reports.stats import summary
 
 PLOT = "pr_overlay.png"
@@ -207,16 +208,12 @@ def errors_section(groups: dict[str, list[Run]], plots_dir, summaries: dict | No
         md += ["", f"![Precision-recall at IoU .5](plots/{PLOT})"]
     bkg_curves = {f"{label} (n={r['bkg_curve_n']})": r["bkg_curve"] for label, r in rows.items() if r["bkg_curve"]}
     if bkg_curves:
-        from analysis.analyze import plot_bkg_vs_recall
-
         Path(plots_dir).mkdir(parents=True, exist_ok=True)
         plot_bkg_vs_recall(bkg_curves, Path(plots_dir) / BKG_RECALL_PLOT,
                            title="Background false positives per image against recall (mean over seeds)")
         md += ["", f"![Background false positives against recall](plots/{BKG_RECALL_PLOT})"]
     hists = {f"{label} (n={r['hist']['n']})": r["hist"] for label, r in rows.items() if r["hist"]}
     if hists:
-        from analysis.anchor_scores import plot_histograms
-
         Path(plots_dir).mkdir(parents=True, exist_ok=True)
         plot_histograms(hists, Path(plots_dir) / SCORES_PLOT, next(iter(hists.values()))["score_thresh"])
         md += ["", "Each method's anchors by their highest foreground score on the evaluated images, foreground "

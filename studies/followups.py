@@ -38,6 +38,7 @@ import argparse
 import itertools
 import json
 import math
+import shlex
 import shutil
 import subprocess
 import sys
@@ -48,7 +49,8 @@ from omegaconf import OmegaConf
 
 from detection.build import CONFIGS
 from detection.run_folder import RUN_CONTROL, RunFolder, flatten
-from studies.ablation import STUDY, Study, Sweep, choose, extend_edge, merge
+from studies.ablation import STUDY, Study, choose, extend_edge
+from studies.sweep import Sweep, merge
 
 FOLLOWUPS = CONFIGS / "study" / "followups.yaml"
 
@@ -153,7 +155,8 @@ class Followups:
     def reuse(self, sweep: Sweep) -> bool:
         """Copies the ablation's runs into ``sweep``'s folder when every job has one (see the
         module docstring); True if it did (or had), False if the sweep must be trained."""
-        from studies.records import REUSED_FROM, copy_records, reused_from
+        from reports.runs import REUSED_FROM, reused_from
+        from studies.records import copy_records
 
         pairs = self.reusable(sweep)
         if pairs is None:
@@ -242,6 +245,19 @@ class Followups:
         subprocess.run([sys.executable, "-m", "tools.report", str(self.out / study)], check=True)
         return self.out / study / "report.md"
 
+    def job_commands(self, study: str, where: dict[str, str], seeds=None) -> list[str]:
+        """The commands of ``study``'s sweeps whose grid point matches ``where`` ({key: value}), one
+        per seed (``seeds``, default the study's)."""
+        commands = []
+        for sweep in self.sweeps(study, self.lrs(study)):  # a study with tuning: its lrs from the tuning runs
+            point = {k: str(v[0]) for k, v in sweep.grid.items()}
+            if any(point.get(k) != v for k, v in where.items()):
+                continue
+            for seed in sweep.values if seeds is None else seeds:
+                job = Sweep(sweep.dir, sweep.fixed, sweep.key, [seed], sweep.label, sweep.grid)
+                commands.append(shlex.join([*job.command(), "~hydra.callbacks.report"]))
+        return commands
+
 
 def finished(folder: Path) -> bool:
     """Whether ``folder`` holds a finished run."""
@@ -267,6 +283,7 @@ def copy_report(study_dir: Path, results: Path) -> Path:
         shutil.copy2(study_dir / name, results / name)
     shutil.copytree(study_dir / "plots", results / "plots")
     return results
+
 
 
 def dry_run(f: Followups, studies) -> int:

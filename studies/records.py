@@ -22,16 +22,8 @@ from pathlib import Path
 from detection.run_folder import STATUSES, RunFolder, effective_status
 
 LEFT_OUT_DIRS = {"checkpoints", "tb", "plots", "__pycache__"}
-REUSED_FROM = "reused_from.txt"  # in a run folder copied into another study: where it came from
 LEFT_OUT_FILES = {"detections.json", "anchor_losses.pt"}
 ENDED = set(STATUSES) - {"running"}  # finished, diverged, failed
-
-
-def reused_from(run_dir) -> str | None:
-    """Where the run in ``run_dir`` was copied from (its ``REUSED_FROM``), or None if it was
-    trained there."""
-    note = Path(run_dir) / REUSED_FROM
-    return note.read_text().strip() if note.is_file() else None
 
 
 def unended_runs(src) -> set[Path]:
