@@ -9,11 +9,10 @@
 Every run writes a folder, printed at the start (its files: detection/run_folder.py). This
 file and detection/build.py are the only code that sees the config; everything else takes
 plain arguments. Read top to bottom: ``main`` (status of the run), ``run`` (build, restore,
-train, evaluate), ``train`` (the loop), ``step`` (one optimizer step), ``evaluate``.
+train, evaluate), ``train`` (the loop), ``step`` (one optimizer step, detection/engine.py), ``evaluate``.
 """
 
 import logging
-import math
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -30,6 +29,7 @@ from tqdm import tqdm
 
 from detection import build
 from detection import distributed as ddp
+from detection.engine import NonFiniteLossError, step, to_device
 from detection.evaluation import coco_evaluate
 from detection.run_folder import (
     RUN_CONTROL,
@@ -44,10 +44,6 @@ from detection.run_folder import (
 )
 
 log = logging.getLogger("anchorbg")
-
-
-class NonFiniteLossError(RuntimeError):
-    pass
 
 
 @hydra.main(config_path="configs", config_name="config", version_base="1.3")
@@ -307,31 +303,6 @@ def train(cfg, rt: build.Runtime, model, optimizer, scaler, ds, folder: RunFolde
     return end_iter
 
 
-def step(net, optimizer, scaler, images, targets, params, clip_grad_norm, rt: build.Runtime, with_stats: bool):
-    """Forward, backward, clip, SGD step; returns the model's outputs and the gradient norm.
-
-    A non-finite loss (on any rank) or gradient raises NonFiniteLossError before the
-    weights are touched.
-    """
-    with torch.autocast(rt.device.type, dtype=rt.amp_dtype, enabled=rt.amp_dtype is not None):
-        out = net(images, targets, with_stats=with_stats)
-    loss = out["loss"]
-    finite = torch.isfinite(loss.detach()).float()
-    if rt.world > 1:
-        torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
-    if finite.item() == 0:
-        raise NonFiniteLossError(f"non-finite loss (cls {out['loss_cls'].item()}, box {out['loss_box'].item()})")
-    optimizer.zero_grad(set_to_none=True)
-    scaler.scale(loss).backward()
-    scaler.unscale_(optimizer)
-    grad_norm = torch.nn.utils.clip_grad_norm_(params, math.inf if clip_grad_norm is None else clip_grad_norm)
-    if not torch.isfinite(grad_norm) and not scaler.is_enabled():
-        raise NonFiniteLossError("non-finite gradient norm")
-    scaler.step(optimizer)  # skips the step itself when fp16 gradients overflowed
-    scaler.update()
-    return out, grad_norm
-
-
 def log_step(record: dict, max_iters: int, writer: MetricsWriter | None) -> None:
     """One logged step to metrics.jsonl, TensorBoard and the log (rank 0)."""
     if writer is None:
@@ -408,15 +379,6 @@ def anchor_losses(cfg, rt: build.Runtime, model, ds, num_images: int):
             fg.append(losses[(labels >= 0) & (labels < k)])
             bg.append(losses[labels == k])
     return torch.cat(fg), torch.cat(bg)
-
-
-def to_device(images, targets, device, channels_last=False):
-    images = images.to(device, non_blocking=True)
-    if channels_last:
-        images = images.contiguous(memory_format=torch.channels_last)
-    tensors = ("boxes", "labels", "ignore_boxes")
-    targets = [{k: (v.to(device, non_blocking=True) if k in tensors else v) for k, v in t.items()} for t in targets]
-    return images, targets
 
 
 def total_over_ranks(counts: dict[str, int]) -> dict[str, int]:

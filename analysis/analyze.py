@@ -13,20 +13,29 @@ Writes into DIR:
   column at IoU 0.5 and the score threshold (analysis/confusion.py).
 
 Each analysis is one function ``(coco_gt, detections, out_dir, ...) -> dict`` called by ``analyze``.
+``analyze_run`` does it for a finished run folder, into ``<run>/analysis/`` (analysis/callback.py
+calls it when a run ends; ``python -m tools.analysis_callback RUN_DIR`` on demand).
 """
 
 import argparse
+import contextlib
+import io
+import json
+import logging
 import os
+import shutil
 import sys
+from pathlib import Path
 
-from matplotlib.figure import Figure
-
-from detection.run_folder import write_json_atomic
 from analysis.bands import bands, write_band_plots
 from analysis.coco_files import load_ground_truth, load_results
 from analysis.confusion import confusion_matrix, confusion_table, plot_confusion
 from analysis.errors import MAIN_TYPES, SPECIAL_TYPES, ErrorBreakdown, bkg_vs_recall, tide_errors
-from reports.plots import method_axes, save_figure
+from analysis.folder import ANALYSIS, SOURCE, analysis_dir, analyzed_detections, detections_stamp
+from analysis.plots import plot_bkg_vs_recall
+from detection.run_folder import write_json_atomic
+
+log = logging.getLogger("anchorbg.analysis")
 
 
 def format_errors(r: ErrorBreakdown) -> str:
@@ -48,19 +57,6 @@ def errors(coco_gt, detections, out_dir) -> dict:
     write_json_atomic(os.path.join(out_dir, "errors.json"), result)
     plot_bkg_vs_recall({"": curve}, os.path.join(out_dir, "bkg_recall.png"))
     return result
-
-
-def plot_bkg_vs_recall(curves: dict[str, dict], path, title: str | None = None) -> None:
-    """Background false positives per image against recall: ``label -> bkg_vs_recall dict``."""
-    fig = Figure(figsize=(6, 4.2))
-    ax = method_axes(fig)
-    for label, c in curves.items():
-        pts = [(r, b) for r, b in zip(c["recall"], c["bkg_per_image"]) if b is not None]
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], label=label or None)
-    ax.set(xlabel="recall (IoU .5, all classes pooled)", ylabel="background false positives / image",
-           xlim=(0, 1), title=title or "Background false positives paid for recall")
-    ax.set_yscale("symlog", linthresh=0.1)  # the low-recall end (hundredths) and the tail (tens) both readable
-    save_figure(fig, path, legend_axes=[ax], loc="upper left")
 
 
 def pr_bands(coco_gt, detections, out_dir, per_class: bool = False) -> dict:
@@ -100,6 +96,107 @@ def analyze(coco_gt, detections: list[dict], out_dir, per_class: bool = False, s
     return {"errors": errors(coco_gt, detections, out_dir),
             "bands": pr_bands(coco_gt, detections, out_dir, per_class),
             "confusion": confusion(coco_gt, detections, out_dir, score_thresh)}
+
+
+def skip_reason(run_dir, force: bool = False) -> str | None:
+    """Why the run folder gets no (new) analysis, or None when it should get one."""
+    from detection.run_folder import RunFolder
+
+    folder = RunFolder(run_dir)
+    try:
+        status = folder.read_status()
+    except ValueError as e:
+        return f"status.json unreadable ({e})"
+    if status is None:
+        return "no status.json"
+    if status["status"] != "finished":
+        return f"the run is {status['status']}"
+    if status.get("AP") is None:
+        return "no final evaluation (eval_at_end=false or a stop_after slice)"
+    if not folder.detections.is_file():
+        return "no detections.json"
+    if not force:
+        made_from, errors = analyzed_detections(run_dir), analysis_dir(run_dir) / "errors.json"
+        if made_from == detections_stamp(folder.detections) or (  # an analysis from before source.txt:
+                made_from is None and errors.is_file() and errors.stat().st_mtime >= folder.detections.stat().st_mtime):
+            return "analysis/ is up to date"
+    return None
+
+
+def evaluated_ground_truth(coco, image_ids, cat_ids):
+    """A pycocotools COCO holding only ``image_ids``, ``cat_ids`` and their annotations: what
+    COCOeval scores with ``params.imgIds = image_ids`` and ``params.catIds = cat_ids``
+    (``detection.evaluation.coco_evaluate``). Annotations of other categories are left out
+    there as here: a detection on such an object is a false positive (TIDE: Bkg)."""
+    from pycocotools.coco import COCO
+
+    images, cats = set(image_ids), set(cat_ids)
+    d = coco.dataset
+    subset = COCO()
+    subset.dataset = {"images": [im for im in d["images"] if im["id"] in images],
+                      "categories": [c for c in d["categories"] if c["id"] in cats],
+                      "annotations": [a for a in d["annotations"] if a["image_id"] in images and a["category_id"] in cats]}
+    with contextlib.redirect_stdout(io.StringIO()):  # "creating index..."
+        subset.createIndex()
+    return subset
+
+
+def _update_json(path: Path, **extra) -> None:
+    from detection.run_folder import write_json_atomic
+
+    write_json_atomic(path, {**json.loads(path.read_text()), **extra})
+
+
+def analyze_run(run_dir, per_class: bool = False, score_thresh: float = 0.3, anchor_scores: bool = True,
+                gallery: int = 0) -> Path:
+    """Writes ``<run_dir>/analysis/`` for a finished run folder; returns its path.
+
+    The evaluated images come from the run's own resolved config (config.yaml) through
+    ``detection.build.datasets``, as train.py built them; what the analysis prints goes to
+    the log.
+    """
+    from omegaconf import OmegaConf
+
+    from analysis.anchor_scores import anchor_scores as write_anchor_scores
+    from analysis.anchor_scores import format_summary
+    from analysis.gallery import gallery as write_gallery
+    from detection import build
+    from detection.run_folder import RunFolder
+
+    folder = RunFolder(run_dir)
+    if not folder.config.is_file():
+        raise FileNotFoundError(f"{folder.config} not found: the analysis needs the run's resolved config")
+    cfg = OmegaConf.load(folder.config)
+    eval_ds = build.datasets(cfg)[1]
+    coco_gt = evaluated_ground_truth(eval_ds.coco, eval_ds.image_ids, eval_ds.cat_ids)
+    stamp = detections_stamp(folder.detections)  # before reading: a later rewrite makes it stale
+    detections = load_results(folder.detections, coco_gt)
+
+    out = analysis_dir(run_dir)
+    tmp = out.with_name(f".{ANALYSIS}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    printed = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(printed):
+            analyze(coco_gt, detections, tmp, per_class=per_class, score_thresh=score_thresh)
+            if anchor_scores and folder.checkpoint.is_file():
+                print(format_summary(write_anchor_scores(cfg, eval_ds, folder.checkpoint, tmp)))
+            elif anchor_scores:  # e.g. a records copy (studies/records.py leaves checkpoints out)
+                print(f"no anchor scores: {folder.checkpoint} not found (they need the run's final weights)")
+            if gallery:
+                write_gallery(coco_gt, detections, eval_ds.images_dir, tmp / "gallery.png", gallery)
+        _update_json(tmp / "errors.json", images=len(eval_ds.image_ids), split=str(cfg.eval_split))
+        (tmp / SOURCE).write_text(stamp + "\n")
+        old = out.with_name(f".{ANALYSIS}.old{os.getpid()}")
+        if out.exists():
+            os.replace(out, old)
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    for line in printed.getvalue().splitlines():
+        log.info("%s", line)
+    return out
 
 
 def main(argv=None) -> dict:

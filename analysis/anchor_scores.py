@@ -26,7 +26,8 @@ import sys
 
 import numpy as np
 import torch
-from matplotlib.figure import Figure
+
+from analysis.plots import plot_histograms
 
 # [0, 1e-6), then 10 bins per decade up to 1 (1 itself in the last bin, as np.histogram does)
 EDGES = np.concatenate([[0.0], np.logspace(-6, 0, 61)])
@@ -48,7 +49,7 @@ def collect_scores(model, batches, device=None, channels_last: bool = False):
 
     The model in eval mode; targets as the data loader gives them (boxes, labels, ignore_boxes,
     ``size`` (h, w) after resizing)."""
-    from train import to_device  # what evaluation does with a batch
+    from detection.engine import to_device  # what evaluation does with a batch
 
     model.eval()
     device = device or torch.device("cpu")
@@ -81,30 +82,6 @@ def summarize(fg: torch.Tensor, bg: torch.Tensor, images: int, score_thresh: flo
             "bg_above_thresh_per_image": float((bg >= score_thresh).sum()) / images if images else None,
             "fg_above_thresh_share": float((fg >= score_thresh).float().mean()) if len(fg) else None,
             "fg_median": quantile(fg, 0.5), "bg_median": quantile(bg, 0.5), "bg_p999": quantile(bg, 0.999)}
-
-
-def plot_histograms(panels: dict[str, dict], path, score_thresh: float | None = None) -> None:
-    """One panel per label: the share of foreground and of background anchors in each score
-    bin (log scales: the background's mass is near 0 and its tail is what matters).
-    ``panels``: label -> {"edges", "fg", "bg"} (counts)."""
-    n = max(len(panels), 1)
-    fig = Figure(figsize=(4.2 * n, 3.4))
-    for i, (label, h) in enumerate(panels.items()):
-        ax = fig.add_subplot(1, n, i + 1)
-        edges = np.asarray(h["edges"])
-        edges[0] = edges[1] / 10  # the [0, 1e-6) bin drawn one decade wide on the log axis
-        for key, color in (("bg", "tab:gray"), ("fg", "tab:green")):
-            counts = np.asarray(h[key], dtype=np.float64)
-            if counts.sum() > 0:
-                ax.stairs(counts / counts.sum(), edges, color=color,
-                          label=f"{'background' if key == 'bg' else 'foreground'} ({int(counts.sum()):,})")
-        if score_thresh:
-            ax.axvline(score_thresh, color="tab:red", lw=0.8, ls="--", label=f"score_thresh {score_thresh}")
-        ax.set(xscale="log", yscale="log", xlabel="highest foreground score of the anchor",
-               ylabel="share of anchors" if i == 0 else None, title=label)
-        ax.legend(fontsize=7, loc="upper center")
-    fig.tight_layout()
-    fig.savefig(path, format="png", dpi=110)
 
 
 def anchor_scores(cfg, eval_ds, checkpoint, out_dir, max_images: int | None = None) -> dict:

@@ -34,7 +34,7 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
 from analysis.coco_files import check_results
-from reports.runs import markdown_table
+from analysis.markdown import markdown_table
 
 BACKGROUND = "background"
 

@@ -7,7 +7,7 @@ default config. Both sides run train.py's ``step`` (forward, loss, backward, cli
 on the same model:
 
 - loop: the real data path, ``build.train_loader`` from ``build.datasets`` (decoding,
-  augmentation, collation, worker processes if any), batches moved with ``train.to_device``;
+  augmentation, collation, worker processes if any), batches moved with ``detection.engine.to_device``;
 - step: the first batches of that loader held in memory, cycled.
 
 Rounds alternate which side goes first. Each loop round starts a fresh loader further along
@@ -25,7 +25,7 @@ import warnings
 import torch
 
 from detection import build
-from train import step, to_device
+from detection.engine import step, to_device
 
 
 def main():

@@ -20,7 +20,7 @@ import torch
 from omegaconf import OmegaConf
 
 from detection import build
-from train import to_device
+from detection.engine import to_device
 
 LOSSES = sorted(p.stem for p in (build.CONFIGS / "loss").glob("*.yaml"))
 

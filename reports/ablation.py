@@ -16,7 +16,8 @@ from pathlib import Path
 
 import yaml
 
-from reports.sweep import cost_section
+from analysis.markdown import markdown_table
+from reports.cost import cost_section
 from reports.plots import plot_ap_curves
 from reports.runs import (
     CONVERGENCE_HEADER,
@@ -26,7 +27,6 @@ from reports.runs import (
     convergence_cells,
     convergence_note,
     load_runs,
-    markdown_table,
 )
 from reports.stats import pairwise_verdicts, summary
 

@@ -35,17 +35,17 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from analysis.callback import analysis_dir
-from analysis.errors import MAIN_TYPES
-from reports.plots import method_axes, save_figure
-from reports.runs import Run, markdown_table
+from analysis.errors import MAIN_TYPES, SPECIAL_TYPES
+from analysis.folder import analysis_dir
+from analysis.markdown import markdown_table
+from analysis.plots import method_axes, plot_bkg_vs_recall, plot_histograms, save_figure
+from reports.runs import Run
 from reports.stats import summary
 
 PLOT = "pr_overlay.png"
 BKG_RECALL_PLOT = "bkg_recall_overlay.png"
 SCORES_PLOT = "anchor_scores.png"
 RECALL = 0.8  # the recall at which background false positives per image are compared
-TIDE = (*MAIN_TYPES, "FalsePos", "FalseNeg")  # the dAPs of errors.json (analysis/errors.py)
 # key -> column title; the CSV's columns are <key>_mean, _std, _lo, _hi, _n
 VALUES = {"bkg_dap50": "Bkg dAP50", "falsepos_dap50": "FalsePos dAP50", "bg_band": "BG band (AP)",
           "bkg_per_image": "bkg FPs / image", "bkg_at_recall": f"bkg FPs / image at recall {RECALL}",
@@ -53,10 +53,9 @@ VALUES = {"bkg_dap50": "Bkg dAP50", "falsepos_dap50": "FalsePos dAP50", "bg_band
 
 
 def read_analysis(run: Run) -> tuple[dict | None, str | None]:
-    """(the run's values of VALUES plus "tide" (errors.json's dAP of every TIDE error type,
-    TIDE), "c50" (101 precisions or None), "bkg_curve" (the bkg_vs_recall dict or None) and
-    "hist" (anchor_scores.json or None), None), or (None, why not): no analysis/, or a file
-    unreadable. A value the files do not hold is None. A run read from results tables
+    """(the run's values of VALUES plus "tide" (errors.json's dAP50 of every TIDE error type),
+    "c50" (101 precisions or None), "bkg_curve" (the bkg_vs_recall dict or None) and "hist"
+    (anchor_scores.json or None), None), or (None, why not): no analysis/, or a file unreadable. A value the files do not hold is None. A run read from results tables
     (``run.analysis`` set) has them from there."""
     if run.analysis is not None:
         return run.analysis
@@ -71,7 +70,8 @@ def read_analysis(run: Run) -> tuple[dict | None, str | None]:
         hist = json.loads(scores_path.read_text()) if scores_path.is_file() else None
         images, bkg = errors.get("images"), (errors.get("counts") or {}).get("Bkg")
         curve = errors.get("bkg_vs_recall")
-        values = {"tide": {k: errors.get(k) for k in TIDE}, "bkg_dap50": errors.get("Bkg"), "falsepos_dap50": errors.get("FalsePos"),
+        values = {"tide": {k: errors.get(k) for k in (*MAIN_TYPES, *SPECIAL_TYPES)},
+                  "bkg_dap50": errors.get("Bkg"), "falsepos_dap50": errors.get("FalsePos"),
                   "bg_band": _bg_area(bands),
                   "bkg_per_image": bkg / images if images and bkg is not None else None,
                   "bkg_at_recall": _at_recall(curve, RECALL),
@@ -213,16 +213,12 @@ def errors_section(groups: dict[str, list[Run]], plots_dir, summaries: dict | No
         md += ["", f"![Precision-recall at IoU .5](plots/{PLOT})"]
     bkg_curves = {f"{label} (n={r['bkg_curve_n']})": r["bkg_curve"] for label, r in rows.items() if r["bkg_curve"]}
     if bkg_curves:
-        from analysis.analyze import plot_bkg_vs_recall
-
         Path(plots_dir).mkdir(parents=True, exist_ok=True)
         plot_bkg_vs_recall(bkg_curves, Path(plots_dir) / BKG_RECALL_PLOT,
                            title="Background false positives per image against recall (mean over seeds)")
         md += ["", f"![Background false positives against recall](plots/{BKG_RECALL_PLOT})"]
     hists = {f"{label} (n={r['hist']['n']})": r["hist"] for label, r in rows.items() if r["hist"]}
     if hists:
-        from analysis.anchor_scores import plot_histograms
-
         Path(plots_dir).mkdir(parents=True, exist_ok=True)
         plot_histograms(hists, Path(plots_dir) / SCORES_PLOT, next(iter(hists.values()))["score_thresh"])
         md += ["", "Each method's anchors by their highest foreground score on the evaluated images, foreground "

@@ -19,21 +19,13 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from reports.plots import save_figure
-from reports.runs import Run, bg_per_fg, markdown_table, on_tuning_split
+from analysis.markdown import markdown_table
+from analysis.plots import save_figure
+from reports.runs import Run, bg_per_fg, loss_name, on_tuning_split
 from reports.stats import paired_difference, summary, verdict
 
 PLOT = "ap_vs_imbalance.png"
 _DODGE = 0.03  # relative x offset between methods in the plot, so their error bars do not overlap
-
-
-def loss_name(run: Run) -> str | None:
-    """The loss module of the run's config: ``losses.focal.FocalLoss`` -> ``focal``."""
-    target = ((run.config or {}).get("loss") or {}).get("_target_")
-    if not isinstance(target, str) or not target:
-        return None
-    parts = target.split(".")
-    return parts[-2] if len(parts) >= 2 else parts[0]
 
 
 def dataset_name(run: Run) -> str | None:

@@ -20,13 +20,13 @@ with its own table and correlation.
 import math
 from dataclasses import dataclass, field
 
-from reports.runs import Run, flatten, markdown_table, run_values
-from reports.stats import summary
+from analysis.markdown import markdown_table
+from reports.runs import Run, flatten
+from reports.stats import cell_stats, n_cell, ours_cell, spearman
 
 BCE_ALPHA = "bce_alpha.AlphaBCELoss"  # the end of config loss._target_ (losses/bce_alpha.py)
 FOCAL = "focal.FocalLoss"  # losses/focal.py
 _ATOL = 1e-6  # config values this close are the same setting (0.999 vs 0.99 differ by 9e-3)
-_STATUSES = ("diverged", "running", "failed", "killed", "interrupted", "unknown")  # the n cell's order
 
 # Fewer settings than this are no sweep of the paper's table (bg_ablation has bce_alpha .75 and
 # focal 2/.25: two Table 1b points whose "rank correlation" would only restate their order).
@@ -63,44 +63,6 @@ PAPER_SETUP = ("COCO (trainval35k, evaluated on minival), ResNet-50-FPN at 600 p
 
 # ---------------------------------------------------------------------------------------------
 # Spearman's rank correlation
-
-
-def ranks(xs) -> list[float]:
-    """1-based ranks, ties sharing the average of their ranks: [10, 20, 20, 30] -> [1, 2.5, 2.5, 4]."""
-    order = sorted(range(len(xs)), key=lambda i: xs[i])
-    out = [0.0] * len(xs)
-    i = 0
-    while i < len(order):
-        j = i
-        while j + 1 < len(order) and xs[order[j + 1]] == xs[order[i]]:
-            j += 1
-        for k in range(i, j + 1):  # positions i..j (0-based) hold ranks i+1..j+1: their mean
-            out[order[k]] = (i + j) / 2 + 1
-        i = j + 1
-    return out
-
-
-def spearman(xs, ys) -> float | None:
-    """Spearman's rank correlation: Pearson's correlation of the average ranks (ties handled).
-
-    None for fewer than 2 points or when either side has no spread (all values tied).
-
-    >>> spearman([1, 2, 3], [10, 30, 20])
-    0.5
-    """
-    xs, ys = list(xs), list(ys)
-    if len(xs) != len(ys):
-        raise ValueError(f"spearman: {len(xs)} x values but {len(ys)} y values")
-    if len(xs) < 2:
-        return None
-    rx, ry = ranks(xs), ranks(ys)
-    mx, my = math.fsum(rx) / len(rx), math.fsum(ry) / len(ry)
-    sxy = math.fsum((a - mx) * (b - my) for a, b in zip(rx, ry))
-    sxx = math.fsum((a - mx) ** 2 for a in rx)
-    syy = math.fsum((b - my) ** 2 for b in ry)
-    if sxx == 0 or syy == 0:
-        return None
-    return max(-1.0, min(1.0, sxy / math.sqrt(sxx * syy)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -157,19 +119,6 @@ def _context(runs: list[Run]) -> dict[str, str]:
     return {k: v for k, v in shared if not k.startswith("loss.") and k not in ("seed", "run_name")}
 
 
-def _cell_stats(runs: list[Run]) -> dict:
-    """summary() of AP (%) over the finished runs, plus counts of the runs not averaged."""
-    finished = [r for r in runs if r.status == "finished"]
-    stats = summary(run_values(r)["AP"] for r in finished)
-    counts = {s: sum(r.status == s for r in runs) for s in _STATUSES}
-    counts["finished without AP"] = stats["missing"]
-    counts = {k: v for k, v in counts.items() if v}
-    others = sum(r.status not in ("finished", *_STATUSES) for r in runs)  # a status we do not know
-    if others:
-        counts["other"] = others
-    return {**stats, "runs": len(runs), "counts": counts}
-
-
 def table_points(groups: dict[str, list[Run]], table: PaperTable) -> dict[str, dict[float, dict]]:
     """The sweep's groups at the table's settings: context -> setting -> point.
 
@@ -195,7 +144,7 @@ def table_points(groups: dict[str, list[Run]], table: PaperTable) -> dict[str, d
         if s in points:
             points[s]["also"].append(label)
         else:
-            points[s] = {"group": label, **_cell_stats(runs), "also": []}
+            points[s] = {"group": label, **cell_stats(runs), "also": []}
     return {name: {s: pts[s] for s in table.ap if s in pts} for name, pts in out.items()}
 
 
@@ -209,20 +158,6 @@ def _unrepr(text: str) -> str:
 
 def _setting(x: float) -> str:
     return f"{x:g}"
-
-
-def _ours(p: dict | None) -> str:
-    if p is None or p["mean"] is None:
-        return "–"
-    if p["std"] is None:
-        return f"{p['mean']:.1f}"
-    return f"{p['mean']:.1f} ± {p['std']:.1f} [{p['lo']:.1f}, {p['hi']:.1f}]"
-
-
-def _n(p: dict | None) -> str:
-    if p is None:
-        return "not in this sweep"
-    return ", ".join([str(p["n"]), *(f"{v} {k}" for k, v in p["counts"].items())])
 
 
 def rho_line(table: PaperTable, points: dict[float, dict]) -> str:
@@ -261,8 +196,8 @@ def table_section(groups: dict[str, list[Run]], table: PaperTable) -> list[str]:
     for context, pts in points.items():
         if len(points) > 1 or context:
             md += [f"### {context}", ""]
-        rows = [[_setting(s), *(_setting(table.fixed[s][k]) for k in fixed), f"{ap:.1f}", _ours(pts.get(s)),
-                 _n(pts.get(s))] for s, ap in table.ap.items()]
+        rows = [[_setting(s), *(_setting(table.fixed[s][k]) for k in fixed), f"{ap:.1f}", ours_cell(pts.get(s)),
+                 n_cell(pts.get(s))] for s, ap in table.ap.items()]
         md += markdown_table(header, rows) + ["", rho_line(table, pts), ""]
         md += [f"- note: {name} {_setting(s)}: also group{'s' if len(p['also']) > 1 else ''} "
                f"{', '.join(f'`{g}`' for g in p['also'])} (one group per setting is shown: `{p['group']}`)"

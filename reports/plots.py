@@ -2,48 +2,18 @@
 
 Figures are built with ``matplotlib.figure.Figure`` and saved through the Agg renderer, not
 pyplot: no global backend is switched and nothing needs a display, so the report can be
-written from inside a running sweep (the Hydra callback) as well as from the command line.
+written from inside a running sweep (the Hydra callback) as well as from the command line. Their
+style (one line style per method, the legend's place) is analysis/plots.py's.
 """
 
 import math
 import statistics
 
 import numpy as np
-from matplotlib import colormaps, cycler  # matplotlib's re-export of cycler: no dependency of ours
-from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from analysis.plots import method_axes, save_figure
 from reports.cdf import cumulative_loss
-
-LEGEND_INSIDE = 6  # a legend of more entries would cover the curves: it goes under the axes
-# one line per method: 10 colours, then the same colours dashed, then dotted, so a sweep of up
-# to 30 methods draws no two alike (matplotlib's default cycle repeats after 10)
-METHOD_LINES = cycler(linestyle=["-", "--", ":"]) * cycler(color=colormaps["tab10"].colors)
-
-
-def method_axes(fig: Figure, *args) -> Axes:
-    """``fig.add_subplot(*args)`` drawing its lines in METHOD_LINES."""
-    ax = fig.add_subplot(*args)
-    ax.set_prop_cycle(METHOD_LINES)
-    return ax
-
-
-def save_figure(fig: Figure, path, legend_axes=(), loc: str = "best", fontsize: float = 7, dpi: int = 110) -> None:
-    """Lays out and saves ``fig`` as PNG, with a legend on each of ``legend_axes`` that has
-    labelled artists: inside at ``loc`` up to LEGEND_INSIDE entries, else under the axes.
-
-    A sweep's method labels are its overrides, often wider than the figure: the layout is made
-    before a legend under the axes is added (so it does not squeeze the axes), and the saved
-    area grows to hold the labels ("tight") rather than cutting them at the edge.
-    """
-    fig.tight_layout()
-    for ax in legend_axes:
-        n = len(ax.get_legend_handles_labels()[1])
-        if 0 < n <= LEGEND_INSIDE:
-            ax.legend(fontsize=fontsize, loc=loc)
-        elif n:
-            ax.legend(fontsize=fontsize, loc="upper left", bbox_to_anchor=(0, -0.14), frameon=False)
-    fig.savefig(path, format="png", dpi=dpi, bbox_inches="tight")
 
 
 def plot_ap(labels: list[str], ap_per_run: list[list[float]], path) -> None:

@@ -13,10 +13,9 @@ difference on − off over the seeds both arms finished, with what its interval 
     md_lines = prior_section(groups_of(runs))   # [] unless the sweep has such a pair
 """
 
-from reports.imbalance import loss_name
-from reports.paper import _cell_stats, _n, _ours
-from reports.runs import Run, ap_by_seed, arms, markdown_table
-from reports.stats import paired_difference, verdict
+from analysis.markdown import markdown_table
+from reports.runs import Run, ap_by_seed, arms, loss_name
+from reports.stats import cell_stats, n_cell, ours_cell, paired_difference, verdict
 
 KEY = "model.prior_init"
 
@@ -36,9 +35,9 @@ def prior_section(groups: dict[str, list[Run]]) -> list[str]:
               "on − off: paired AP difference [95% CI]"]
     rows = []
     for on, off in pairs:
-        s_on, s_off = _cell_stats(groups[on]), _cell_stats(groups[off])
+        s_on, s_off = cell_stats(groups[on]), cell_stats(groups[off])
         d = paired_difference(ap_by_seed(groups[on]), ap_by_seed(groups[off]))
-        rows.append([f"`{on}`", loss_name(groups[on][0]) or "?", _ours(s_on), _n(s_on), _ours(s_off), _n(s_off),
+        rows.append([f"`{on}`", loss_name(groups[on][0]) or "?", ours_cell(s_on), n_cell(s_on), ours_cell(s_off), n_cell(s_off),
                      verdict("on", "off", d).split(" = ", 1)[1]])
     diverged = sum(r.status == "diverged" for _, off in pairs for r in groups[off])
     runs_off = sum(len(groups[off]) for _, off in pairs)

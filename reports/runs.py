@@ -14,14 +14,14 @@ from pathlib import Path
 
 import yaml
 
-from detection.run_folder import RunFolder, effective_status, flatten
-from reports.stats import summary
+from detection.run_folder import ROOT, RunFolder, effective_status, flatten
 
 STATS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 FLAT = 1.0  # AP points: a curve whose last quarter adds less than this has flattened
-REUSED_FROM = "reused_from.txt"  # in a run folder copied into another study: where it came from
+RESULTS = ROOT / "results"  # the committed results: a folder of tables and report per study (reports/table_io.py)
 # Not run folders, and never holding one: what train.py writes inside a run, and the report.
 _SKIP_DIRS = {".hydra", "checkpoints", "tb", "plots"}
+REUSED_FROM = "reused_from.txt"  # in a run folder copied into another study: where it came from
 
 
 def is_run_folder(path: Path) -> bool:
@@ -54,6 +54,12 @@ class Run:
     @property
     def folder(self) -> RunFolder:
         return RunFolder(self.dir)
+
+    @property
+    def ap(self) -> float | None:
+        """AP (%) of the final evaluation; None without one (or COCOeval's -1, "undefined")."""
+        ev = self.eval or {}
+        return 100.0 * ev["AP"] if "AP" in ev and ev["AP"] >= 0 else None
 
     @property
     def last_iter(self) -> int | None:
@@ -119,8 +125,7 @@ def load_run(run_dir: Path, sweep_dir: Path) -> Run:
         run.notes.append(f"eval.json: expected numbers for {', '.join(STATS)}")
     elif run.status == "finished":
         run.notes.append("no eval.json")
-    note = run_dir / REUSED_FROM
-    run.reused_from = note.read_text().strip() if note.is_file() else None
+    run.reused_from = reused_from(run_dir)
     rows, bad = folder.read_metrics()
     run.metrics = [r for r in rows if "eval" not in r]
     run.curve = [r for r in rows if isinstance(r.get("eval"), dict)]
@@ -279,29 +284,17 @@ def on_tuning_split(run: Run) -> bool:
     return (run.config or {}).get("eval_split") == "tune"
 
 
-def mean_std(values) -> tuple[float | None, float | None, int]:
-    """(mean, sample std, n) over the finite values; std is None for n < 2, mean for n = 0."""
-    s = summary(values)
-    return s["mean"], s["std"], s["n"]
+def loss_name(run: Run) -> str | None:
+    """The loss module of the run's config: ``losses.focal.FocalLoss`` -> ``focal``."""
+    target = ((run.config or {}).get("loss") or {}).get("_target_")
+    if not isinstance(target, str) or not target:
+        return None
+    parts = target.split(".")
+    return parts[-2] if len(parts) >= 2 else parts[0]
 
 
-def cost(runs: list[Run]) -> list[dict]:
-    """What the runs cost, per device they ran on: {device, runs, seconds (wall time of every
-    session of every run), images (training images seen: last logged iteration x batch), images_per_s}."""
-    by_device: dict[str, dict] = {}
-    for run in runs:
-        if run.seconds is None:
-            continue
-        row = by_device.setdefault(run.device or "unknown device", {"runs": 0, "seconds": 0.0, "images": 0})
-        row["runs"] += 1
-        row["seconds"] += run.seconds
-        batch = ((run.config or {}).get("schedule") or {}).get("batch_size") or 0
-        row["images"] += (run.last_iter or 0) * batch
-    return [{"device": d, **r, "images_per_s": r["images"] / r["seconds"] if r["seconds"] else None}
-            for d, r in by_device.items()]
-
-
-def markdown_table(header: list[str], lines: list[list]) -> list[str]:
-    """A markdown table's lines; ``|`` and newlines inside cells are escaped."""
-    esc = [[str(c).replace("|", "\\|").replace("\n", " ") for c in line] for line in lines]
-    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(c) + " |" for c in esc]
+def reused_from(run_dir) -> str | None:
+    """Where the run in ``run_dir`` was copied from (its ``REUSED_FROM``), or None if it was
+    trained there."""
+    note = Path(run_dir) / REUSED_FROM
+    return note.read_text().strip() if note.is_file() else None

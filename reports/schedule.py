@@ -19,10 +19,9 @@ Then, per schedule with more than one loss, the paired differences between the l
     md_lines = schedule_section(groups_of(runs))   # [] unless the sweep has such a pair
 """
 
-from reports.imbalance import loss_name
-from reports.paper import _cell_stats, _n, _ours
-from reports.runs import Run, ap_by_seed, arms, markdown_table
-from reports.stats import paired_difference, pairwise_verdicts
+from analysis.markdown import markdown_table
+from reports.runs import Run, ap_by_seed, arms, loss_name
+from reports.stats import cell_stats, n_cell, ours_cell, paired_difference, pairwise_verdicts
 
 KEY = "schedule.max_iters"
 TOLERANCE = 1.0  # AP (%): a schedule is long enough when training longer adds less
@@ -76,10 +75,10 @@ def schedule_section(groups: dict[str, list[Run]]) -> list[str]:
         return []
     rows = []
     for t, short, u, long in pairs:
-        s_short, s_long = _cell_stats(groups[short]), _cell_stats(groups[long])
+        s_short, s_long = cell_stats(groups[short]), cell_stats(groups[long])
         d = paired_difference(ap_by_seed(groups[long]), ap_by_seed(groups[short]))
-        rows.append([f"`{short}`", loss_name(groups[short][0]) or "?", f"{t} → {u}", _ours(s_short), _n(s_short),
-                     _ours(s_long), _n(s_long), _difference(d), doubling_verdict(d)])
+        rows.append([f"`{short}`", loss_name(groups[short][0]) or "?", f"{t} → {u}", ours_cell(s_short), n_cell(s_short),
+                     ours_cell(s_long), n_cell(s_long), _difference(d), doubling_verdict(d)])
     md = ["## Schedule length", "",
           f"The same jobs trained for longer (`{KEY}`). Under a cosine schedule every AP curve flattens at "
           "its end, so its shape cannot say whether training longer helps; this can. AP (%) mean ± std "

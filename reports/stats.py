@@ -219,3 +219,87 @@ def pairwise_verdicts(per_method: dict[str, dict], level: float = LEVEL) -> list
         row["verdict"] = verdict(name_a, name_b, diff)
         rows.append(row)
     return rows
+
+
+def mean_std(values) -> tuple[float | None, float | None, int]:
+    """(mean, sample std, n) over the finite values; std is None for n < 2, mean for n = 0."""
+    s = summary(values)
+    return s["mean"], s["std"], s["n"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Spearman's rank correlation
+
+
+def ranks(xs) -> list[float]:
+    """1-based ranks, ties sharing the average of their ranks: [10, 20, 20, 30] -> [1, 2.5, 2.5, 4]."""
+    order = sorted(range(len(xs)), key=lambda i: xs[i])
+    out = [0.0] * len(xs)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and xs[order[j + 1]] == xs[order[i]]:
+            j += 1
+        for k in range(i, j + 1):  # positions i..j (0-based) hold ranks i+1..j+1: their mean
+            out[order[k]] = (i + j) / 2 + 1
+        i = j + 1
+    return out
+
+
+def spearman(xs, ys) -> float | None:
+    """Spearman's rank correlation: Pearson's correlation of the average ranks (ties handled).
+
+    None for fewer than 2 points or when either side has no spread (all values tied).
+
+    >>> spearman([1, 2, 3], [10, 30, 20])
+    0.5
+    """
+    xs, ys = list(xs), list(ys)
+    if len(xs) != len(ys):
+        raise ValueError(f"spearman: {len(xs)} x values but {len(ys)} y values")
+    if len(xs) < 2:
+        return None
+    rx, ry = ranks(xs), ranks(ys)
+    mx, my = math.fsum(rx) / len(rx), math.fsum(ry) / len(ry)
+    sxy = math.fsum((a - mx) * (b - my) for a, b in zip(rx, ry))
+    sxx = math.fsum((a - mx) ** 2 for a in rx)
+    syy = math.fsum((b - my) ** 2 for b in ry)
+    if sxx == 0 or syy == 0:
+        return None
+    return max(-1.0, min(1.0, sxy / math.sqrt(sxx * syy)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Table cells of a group of runs (the report's study sections)
+
+CELL_STATUSES = ("diverged", "running", "failed", "killed", "interrupted", "unknown")  # the n cell's order
+
+
+def cell_stats(runs) -> dict:
+    """summary() of AP (%) over the finished runs, plus counts of the runs not averaged: a table
+    cell of one group of runs (``reports.runs.Run``: ``status``, ``ap``)."""
+    finished = [r for r in runs if r.status == "finished"]
+    stats = summary(r.ap for r in finished)
+    counts = {s: sum(r.status == s for r in runs) for s in CELL_STATUSES}
+    counts["finished without AP"] = stats["missing"]
+    counts = {k: v for k, v in counts.items() if v}
+    others = sum(r.status not in ("finished", *CELL_STATUSES) for r in runs)  # a status we do not know
+    if others:
+        counts["other"] = others
+    return {**stats, "runs": len(runs), "counts": counts}
+
+
+def ours_cell(p: dict | None) -> str:
+    """A ``cell_stats`` as "mean ± std [lo, hi]" (AP %); "–" without a mean."""
+    if p is None or p["mean"] is None:
+        return "–"
+    if p["std"] is None:
+        return f"{p['mean']:.1f}"
+    return f"{p['mean']:.1f} ± {p['std']:.1f} [{p['lo']:.1f}, {p['hi']:.1f}]"
+
+
+def n_cell(p: dict | None) -> str:
+    """A ``cell_stats``'s runs: the number averaged, then the others by status."""
+    if p is None:
+        return "not in this sweep"
+    return ", ".join([str(p["n"]), *(f"{v} {k}" for k, v in p["counts"].items())])

@@ -21,7 +21,9 @@ from pathlib import Path
 
 import yaml
 
+from analysis.markdown import markdown_table
 from reports.cdf import HARDEST, figure4_numbers
+from reports.cost import cost_section
 from reports.errors import CSV_FIELDS, csv_columns, errors_section, errors_summary
 from reports.imbalance import imbalance_section
 from reports.paper import paper_section
@@ -35,16 +37,13 @@ from reports.runs import (
     convergence,
     convergence_cells,
     convergence_note,
-    cost,
     groups_of,
     load_runs,
-    markdown_table,
-    mean_std,
     run_values,
 )
 from reports.schedule import schedule_section
+from reports.stats import mean_std, summary
 from reports.table1d import table1d_section
-from reports.stats import summary
 
 TRAIN = ("loss_cls", "loss_box", "bg_share", "easy_bg_share", "num_fg", "bg_per_fg", "train_s", "images_per_s")
 PLOTS = {"ap": "AP per method", "curves": "Training curves", "loss_cdf": "Loss over anchors (Figure 4)",
@@ -140,16 +139,6 @@ def _cell(row: dict, k: str, fmt: str, scale: float = 1.0, prefix: str = "") -> 
         return "–"
     text = f"{prefix}{mean * scale:{fmt}}" + ("" if std is None else f" ± {std * scale:{fmt}}")
     return text + ("" if n == row["n"] else f" (n={n})")
-
-
-def cost_section(runs: list[Run]) -> list[str]:
-    """``## Cost``: the runs' time per device (CPU or the card) and their training images/s."""
-    md = ["## Cost", "", "Wall time of every run (all its sessions, evaluations included) on what it ran on; "
-          "the training images it saw and images/s over that time.", ""]
-    md += markdown_table(["device", "runs", "time", "training images", "images/s"],
-                 [[c["device"], c["runs"], f"{c['seconds'] / 3600:.2f} h", c["images"],
-                   "–" if c["images_per_s"] is None else f"{c['images_per_s']:.1f}"] for c in cost(runs)])
-    return md + [""]
 
 
 def sweep_overrides(sweep_dir: Path) -> list[str] | None:

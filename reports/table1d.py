@@ -15,9 +15,9 @@ supports (``reports.stats.verdict``); the paper's order against ours by Spearman
 
 import math
 
-from reports.paper import PAPER_SETUP, _cell_stats, _n, _ours, spearman
-from reports.runs import Run, ap_by_seed, markdown_table, on_tuning_split
-from reports.stats import paired_difference, verdict
+from analysis.markdown import markdown_table
+from reports.runs import Run, ap_by_seed, on_tuning_split
+from reports.stats import cell_stats, n_cell, ours_cell, paired_difference, spearman, verdict
 
 OHEM = "ohem.OHEMLoss"  # the end of config loss._target_ (losses/ohem.py)
 FOCAL = "focal.FocalLoss"
@@ -32,7 +32,9 @@ TABLE_1D = {
 }
 FL_ROW = ("FL", None, None, None)
 MIN_ROWS = 3
-PAPER_1D_SETUP = PAPER_SETUP.replace("ResNet-50", "ResNet-101")
+# the setup of the paper's Table 1d (Table 1a/1b: the same with ResNet-50, reports/paper.py)
+PAPER_1D_SETUP = ("COCO (trainval35k, evaluated on minival), ResNet-101-FPN at 600 px, ~100k anchors per image, "
+                  "90k iterations")
 
 
 def _same(a, b) -> bool:
@@ -69,13 +71,13 @@ def _group_row(runs: list[Run]) -> tuple | None:
 
 
 def _cells(label: str, runs: list[Run], fl: list[Run] | None) -> list[str]:
-    stats = _cell_stats(runs)
+    stats = cell_stats(runs)
     if fl is None or runs is fl:
         diff = "–"
     else:
         d = paired_difference(ap_by_seed(runs), ap_by_seed(fl))
         diff = verdict(label, "FL", d).split(" = ", 1)[1]
-    return [_ours(stats), _n(stats), diff]
+    return [ours_cell(stats), n_cell(stats), diff]
 
 
 def table1d_section(groups: dict[str, list[Run]]) -> list[str]:
@@ -103,7 +105,7 @@ def table1d_section(groups: dict[str, list[Run]]) -> list[str]:
         label = at.get(row)
         cells = ["–", "not in this sweep", "–"] if label is None else _cells(f"{name}", groups[label], fl)
         rows.append([name, "–" if nms is None else f"{nms:g}", "–" if batch is None else batch, f"{ap:.1f}", *cells])
-        mean = _cell_stats(groups[label])["mean"] if label is not None else None
+        mean = cell_stats(groups[label])["mean"] if label is not None else None
         if mean is not None:
             paper.append(ap)
             ours.append(mean)

@@ -34,8 +34,8 @@ and read back by every report section instead of the run folders.
 Floats are written with ``repr`` and read back to the same value, so a report made from the
 tables equals the one made from the run folders.
 
-    write_tables(runs, study, out)   # runs: report_runs.load_runs(study_folder)[0]
-    runs, meta = read_tables(results_root, study)
+    write_tables(runs, study, out, analyses, reused, loss_cdf, meta)   # tools.results write: from folders
+    runs = Tables(results_root).runs(study)               # reports.runs.Run, as the sections read them
 """
 
 import csv
@@ -44,14 +44,14 @@ from pathlib import Path
 
 import yaml
 
+from analysis.errors import MAIN_TYPES, SPECIAL_TYPES
 from detection.run_folder import flatten
-from reports.errors import TIDE
-from reports.runs import STATS, Run
+from reports.runs import STATS, Run, loss_name
 
 RUNS, CURVES, TRAINING, ANALYSIS, LOSS_CDF, META = (
     "runs.csv", "curves.csv", "training.csv", "analysis.csv", "loss_cdf.csv", "study.yaml")
 BACKGROUND = ("bg_band", "bkg_per_image", "bkg_at_recall", "bg_anchors_above", "score_thresh")
-IDENTITY = ("run", "cell", "method", "seed", "overrides", "config")  # what a reused row carries
+TIDE = (*MAIN_TYPES, *SPECIAL_TYPES)  # the dAP50s of errors.json (analysis/errors.py)
 RUN_COLUMNS = ["study", "run", "cell", "method", "seed", "overrides", "status", "reused_from", *STATS,
                "last_iter", "seconds", "device", "code", "message", "notes",
                *(f"tide_{k.lower()}" for k in TIDE), *BACKGROUND, "analysis", "config"]
@@ -171,7 +171,7 @@ def run_row(run, study: str, shared: dict, analysis, reused: str | None) -> dict
     """``run`` (a report_runs.Run) as a row of runs.csv. ``analysis``: (values, why not) of
     report_errors.read_analysis; ``reused``: ``<study>/<run>`` of its source, or None."""
     config = {k: v for k, v in flatten(run.config).items() if k not in shared} if run.config else None
-    row = {"study": study, "run": run.name, "cell": run.group, "method": _loss_name(run.config), "seed": run.seed,
+    row = {"study": study, "run": run.name, "cell": run.group, "method": loss_name(run), "seed": run.seed,
            "overrides": run.overrides, "config": config}
     if reused is not None:
         return {**row, "reused_from": reused}
@@ -186,11 +186,6 @@ def run_row(run, study: str, shared: dict, analysis, reused: str | None) -> dict
         row.update({k: values[k] for k in ("bg_band", "bkg_per_image", "bkg_at_recall", "bg_anchors_above")})
         row["score_thresh"] = (values["hist"] or {}).get("score_thresh")
     return row
-
-
-def _loss_name(config: dict | None) -> str | None:
-    target = ((config or {}).get("loss") or {}).get("_target_")
-    return target.split(".")[-2] if isinstance(target, str) and target.count(".") >= 1 else None
 
 
 def analysis_rows(name: str, values: dict) -> list[dict]:
@@ -251,6 +246,19 @@ def write_tables(runs, study: str, out, analyses: dict, reused: dict | None = No
     meta["config"] = relative(shared, roots)
     (out / META).write_text(yaml.safe_dump({"study": study, **meta}, sort_keys=False, allow_unicode=True))
     return written + [out / META]
+
+
+def source_ref(note: str, sources: dict) -> str | None:
+    """A copied run's source as results name it, ``<study>/<run>``: ``note`` (the path its
+    ``REUSED_FROM`` holds) inside one of ``sources`` ({study folder: study name}); None if
+    it is in none of them."""
+    path = Path(note).resolve()
+    for folder, name in sources.items():
+        try:
+            return f"{name}/{path.relative_to(Path(folder).resolve()).as_posix()}"
+        except ValueError:
+            continue
+    return None
 
 
 # --- rows -> runs --------------------------------------------------------------------------

@@ -1,7 +1,6 @@
 """The fair background ablation, from nothing to its report: ``make ablation``.
 
-    python -m tools.ablation --out OUT [--quick] [--dry-run] [--stage STAGE] [--study YAML] [--results DIR]
-                             [OVERRIDE ...]
+    python -m tools.ablation --out OUT [--quick] [--dry-run] [--stage STAGE] [--study YAML] [OVERRIDE ...]
 
 OVERRIDEs (train.py's, e.g. ``dataset=coco_sample``) apply to every job of every stage, after
 the study's own (``final_overrides`` included).
@@ -21,18 +20,16 @@ multiruns with a sweep folder of their own under OUT:
    re-evaluation whose checkpoints are not here (final runs copied as records) is skipped
    with a warning, and the report says so.
 5. ``report``: OUT/report.md and report.csv (reports/ablation.py), ``## Verdict`` first; then
-   the study's tables and the report made from them in RESULTS/<study>/ (``--results``,
-   default results/, not with ``--quick``; studies.records.write_results).
+   the study's tables and the report made from them in results/<study>/ (tools/ablation.py).
+
+This module runs stages 1-4 (``run_stage``); tools/ablation.py, the command, runs them in order
+and then the report.
 
 Rerunning the command continues where it stopped: finished jobs are skipped, killed ones
 resumed (train.py's sweep resumption). ``--quick`` runs the whole protocol in miniature.
 """
 
-import argparse
-import itertools
-import subprocess
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -40,56 +37,10 @@ from omegaconf import OmegaConf
 
 from detection.build import CONFIGS
 from reports.runs import load_runs
-from studies.records import RESULTS
+from studies.sweep import Sweep, merge
 
 STUDY = CONFIGS / "study" / "bg_ablation.yaml"
 STAGES = ("tune", "select", "final", "controls", "report")
-GROUPS = {p.name for p in CONFIGS.iterdir() if p.is_dir()}  # config groups: dataset, loss, model, ...
-
-
-@dataclass
-class Sweep:
-    """One train.py multirun: ``fixed`` overrides for every job; ``key`` swept over ``values``
-    (within every combination of ``grid``, more keys swept). Its jobs' folders inside ``dir``
-    are named by the swept values: ``<key's last part><value>`` (``lr0.05``, ``seed3``), a
-    config group by its choice (``synthetic_fg1to540``), joined by ``_``."""
-
-    dir: Path
-    fixed: list[str]
-    key: str
-    values: list
-    label: str = field(default="")
-    grid: dict = field(default_factory=dict)
-    reads: list[Path] = field(default_factory=list)  # files its jobs need (an eval control: the final checkpoints)
-
-    def missing(self) -> list[Path]:
-        """The files of ``reads`` that are not there."""
-        return [p for p in self.reads if not p.is_file()]
-
-    def swept(self) -> dict:
-        return {**self.grid, self.key: self.values}
-
-    def jobs(self) -> list[list[str]]:
-        keys, lists = zip(*self.swept().items())
-        return [[*self.fixed, *(f"{k}={v}" for k, v in zip(keys, combo))] for combo in itertools.product(*lists)]
-
-    def command(self) -> list[str]:
-        subdir = "_".join(f"${{hydra:runtime.choices.{k}}}" if "." not in k and k in GROUPS
-                          else f"{k.split('.')[-1]}${{{k}}}" for k in self.swept())
-        return [sys.executable, "train.py", "-m", *self.fixed,
-                *(f"{k}={','.join(map(str, vs))}" for k, vs in self.swept().items()),
-                f"hydra.sweep.dir={self.dir}", f"hydra.sweep.subdir={subdir}"]
-
-    def job_name(self, job: list[str], cfg) -> str:
-        """The folder (inside ``dir``) of ``job``, one of ``jobs()``, with ``cfg`` its composed
-        config: ``command()``'s hydra.sweep.subdir, worked out here."""
-        values = dict(o.split("=", 1) for o in job)
-        return "_".join(values[k] if "." not in k and k in GROUPS else f"{k.split('.')[-1]}{OmegaConf.select(cfg, k)}"
-                        for k in self.swept())
-
-    def run(self) -> None:
-        print(f"== {self.label or self.dir}: {len(self.jobs())} jobs", flush=True)
-        subprocess.run(self.command(), check=True)
 
 
 class Study:
@@ -168,14 +119,6 @@ class Study:
                                                                         *spec["overrides"]],
                                     "seed", self.seeds, f"control {name}: {m}"))
         return sweeps
-
-
-def merge(overrides: list[str]) -> list[str]:
-    """Overrides with one entry per key: a later ``key=value`` replaces an earlier one in place."""
-    merged: dict[str, str] = {}
-    for o in overrides:
-        merged[o.split("=", 1)[0]] = o
-    return list(merged.values())
 
 
 def choose(sweep: Sweep) -> tuple[object, list[dict]]:
@@ -271,7 +214,7 @@ def extend_lr(study: Study, method: str) -> None:
     extend_edge(study.tune_lr(method), study.tune.get("extend", 0), f"tune {method}")
 
 
-def run_stage(study: Study, stage: str, results: Path | None = None) -> None:
+def run_stage(study: Study, stage: str) -> None:
     if stage == "tune":
         for m in study.methods:
             study.tune_lr(m).run()
@@ -284,13 +227,7 @@ def run_stage(study: Study, stage: str, results: Path | None = None) -> None:
     elif stage == "select":
         select(study)
     elif stage == "report":
-        from reports.ablation import protocol, write_report
-
-        print(f"wrote {write_report(study)}")
-        if results is not None:
-            from studies.records import write_results
-
-            print(f"wrote {write_results(study.out, results, study.name, 'ablation', {'ablation': protocol(study)})}")
+        raise ValueError("the report stage is tools.ablation's (reports.ablation.write_report)")
     else:
         for sweep in stage_sweeps(study, stage, dry=False):
             if missing := sweep.missing():
@@ -326,42 +263,3 @@ def dry_run(study: Study, stages) -> int:
     print(f"{total} training/evaluation jobs: ~{build.duration(seconds)} of training on this machine (one job "
           f"after another; images/s measured here by build.speed) and {evals} evaluations on top")
     return total
-
-
-def main(argv=None) -> int | None:
-    p = argparse.ArgumentParser(prog="python -m tools.ablation", description=__doc__.split("\n")[0])
-    p.add_argument("--out", required=True, help="the study's folder (sweeps, selection.yaml, report.md)")
-    p.add_argument("--quick", action="store_true", help="the whole protocol in miniature")
-    p.add_argument("--stage", choices=("all",) + STAGES, default="all")
-    p.add_argument("--dry-run", action="store_true", help="list every stage's jobs and their estimated time, train nothing")
-    p.add_argument("--study", type=Path, default=STUDY, help=f"the protocol (default {STUDY.relative_to(CONFIGS.parent)})")
-    p.add_argument("--results", type=Path,
-                   help="where the report stage writes the study's tables and report, RESULTS/<study>/ (default: "
-                        "results/, not with --quick)")
-    p.add_argument("overrides", nargs="*", help="train.py overrides for every job (dataset=..., schedule.max_iters=...)")
-    args = p.parse_args(argv)
-    study = Study(args.out, args.quick, args.study, args.overrides)
-    results = args.results if args.results is not None or args.quick else RESULTS
-    stages = STAGES if args.stage == "all" else (args.stage,)
-    if args.dry_run:
-        return dry_run(study, stages)
-    try:
-        for stage in stages:
-            if stage == "report" and len(stages) > 1:
-                # In a fresh process: the stages before it train for hours, and tools/ edited
-                # meanwhile would meet the modules this one imported at its start.
-                subprocess.run([sys.executable, "-m", "tools.ablation", "--out", str(study.out), "--study",
-                                str(args.study), *(["--quick"] if args.quick else []), "--stage", "report",
-                                *(["--results", str(results)] if results is not None else []), *args.overrides],
-                               check=True)
-            else:
-                run_stage(study, stage, results)
-    except (FileNotFoundError, ValueError) as e:
-        sys.exit(f"tools.ablation: error: {e}")
-    except subprocess.CalledProcessError as e:
-        sys.exit(f"tools.ablation: error: a sweep or the report failed ({' '.join(map(str, e.cmd[:6]))} ...); "
-                 "rerun the same command to continue")
-
-
-if __name__ == "__main__":
-    main()

@@ -10,7 +10,7 @@ OUT/<study>/ of train.py multiruns (one per method, or per method and level) and
 sweep report of reports/sweep.py, whose study sections (the paper's Table 1a/1b beside ours,
 AP against measured imbalance) appear where its runs call for them. Each finished study is
 then written to RESULTS/<study>/ (``--results``, default results/, not with ``--quick``): its
-tables, the report made from them and its plots (studies.records.write_results); runs copied
+tables, the report made from them and its plots (``python -m tools.results write``); runs copied
 from the ablation are rows naming their source there.
 
 ``imbalance_sweep`` first tunes each method's lr again at the sparse extreme
@@ -40,6 +40,7 @@ import argparse
 import itertools
 import json
 import math
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -49,8 +50,9 @@ from omegaconf import OmegaConf
 
 from detection.build import CONFIGS
 from detection.run_folder import RUN_CONTROL, RunFolder, flatten
-from studies.ablation import STUDY, Study, Sweep, choose, extend_edge, merge
-from studies.records import RESULTS
+from reports.runs import RESULTS
+from studies.ablation import STUDY, Study, choose, extend_edge
+from studies.sweep import Sweep, merge
 
 FOLLOWUPS = CONFIGS / "study" / "followups.yaml"
 
@@ -155,7 +157,8 @@ class Followups:
     def reuse(self, sweep: Sweep) -> bool:
         """Copies the ablation's runs into ``sweep``'s folder when every job has one (see the
         module docstring); True if it did (or had), False if the sweep must be trained."""
-        from studies.records import REUSED_FROM, copy_records, reused_from
+        from reports.runs import REUSED_FROM, reused_from
+        from studies.records import copy_records
 
         pairs = self.reusable(sweep)
         if pairs is None:
@@ -244,6 +247,19 @@ class Followups:
         subprocess.run([sys.executable, "-m", "tools.report", str(self.out / study)], check=True)
         return self.out / study / "report.md"
 
+    def job_commands(self, study: str, where: dict[str, str], seeds=None) -> list[str]:
+        """The commands of ``study``'s sweeps whose grid point matches ``where`` ({key: value}), one
+        per seed (``seeds``, default the study's)."""
+        commands = []
+        for sweep in self.sweeps(study, self.lrs(study)):  # a study with tuning: its lrs from the tuning runs
+            point = {k: str(v[0]) for k, v in sweep.grid.items()}
+            if any(point.get(k) != v for k, v in where.items()):
+                continue
+            for seed in sweep.values if seeds is None else seeds:
+                job = Sweep(sweep.dir, sweep.fixed, sweep.key, [seed], sweep.label, sweep.grid)
+                commands.append(shlex.join([*job.command(), "~hydra.callbacks.report"]))
+        return commands
+
 
 def finished(folder: Path) -> bool:
     """Whether ``folder`` holds a finished run."""
@@ -261,12 +277,14 @@ def canonical(config: dict) -> str:
 
 
 def publish(f: Followups, study: str, results: Path) -> Path:
-    """RESULTS/<study>/ from the study's folder (studies.records.write_results): a run copied
-    from the ablation, or from another of these studies, is a row naming its source there."""
-    from studies.records import write_results
-
+    """RESULTS/<study>/ from the study's folder (``python -m tools.results write``, in a fresh
+    process as the report): a run copied from the ablation, or from another of these studies,
+    is a row naming its source there. Returns the path of its report.md."""
     sources = {f.ablation.out: f.ablation.name, **{f.out / s: s for s in f.studies}}
-    return write_results(f.out / study, results, study, sources=sources)
+    subprocess.run([sys.executable, "-m", "tools.results", "write", str(f.out / study), "--study", study,
+                    "--results", str(results), *(f"--source={folder}={name}" for folder, name in sources.items())],
+                   check=True)
+    return results / study / "report.md"
 
 
 def dry_run(f: Followups, studies) -> int:

@@ -1,6 +1,5 @@
 """A study's records without its bulk: what a sweep report and a resumed sweep need, small
-enough to carry, so a study can move to another machine between sessions; and a finished
-study's results as tables (``write_results``: results/<study>/, reports/table_io.py).
+enough to commit, so a study can move to another machine between sessions.
 
     python -m tools.records SRC DST [--ended-only]
 
@@ -18,27 +17,13 @@ commits.
 
 import argparse
 import shutil
-import sys
 from pathlib import Path
 
 from detection.run_folder import STATUSES, RunFolder, effective_status
-from reports import sweep
-from reports.cdf import figure4_numbers
-from reports.errors import read_analysis
-from reports.results import RESULTS, regenerate
-from reports.runs import REUSED_FROM, load_runs
-from reports.table_io import write_tables
 
 LEFT_OUT_DIRS = {"checkpoints", "tb", "plots", "__pycache__"}
 LEFT_OUT_FILES = {"detections.json", "anchor_losses.pt"}
 ENDED = set(STATUSES) - {"running"}  # finished, diverged, failed
-
-
-def reused_from(run_dir) -> str | None:
-    """Where the run in ``run_dir`` was copied from (its ``REUSED_FROM``), or None if it was
-    trained there."""
-    note = Path(run_dir) / REUSED_FROM
-    return note.read_text().strip() if note.is_file() else None
 
 
 def unended_runs(src) -> set[Path]:
@@ -74,56 +59,6 @@ def copy_records(src, dst, ended_only: bool = False) -> list[Path]:
         shutil.copy2(path, dst / rel)
         copied.append(rel)
     return copied
-
-
-def source_ref(note: str, sources: dict) -> str | None:
-    """A copied run's source as results name it, ``<study>/<run>``: ``note`` (the path its
-    ``REUSED_FROM`` holds) inside one of ``sources`` ({study folder: study name}); None if
-    it is in none of them."""
-    path = Path(note).resolve()
-    for folder, name in sources.items():
-        try:
-            return f"{name}/{path.relative_to(Path(folder).resolve()).as_posix()}"
-        except ValueError:
-            continue
-    return None
-
-
-def write_results(study_dir, results, study: str, kind: str = "sweep", meta: dict | None = None,
-                  sources: dict | None = None) -> Path:
-    """results/<study>/ from the study's run folders: its tables (reports/table_io.py), the
-    report made again from them (report.md, report.csv) and its plots; the folder is replaced.
-    Returns the path of report.md.
-
-    ``kind``: "sweep" (``python -m tools.report``'s report) or "ablation" (``meta["ablation"]``:
-    reports.ablation.protocol); ``sources``: {study folder: study name} of the studies its
-    copied runs come from: such a run becomes a row naming its source (which must be written
-    to ``results`` too); a copy from elsewhere keeps its own numbers, with a warning.
-    """
-    study_dir, out = Path(study_dir), Path(results) / study
-    runs, _ = load_runs(study_dir)
-    reused = {}
-    for r in runs:
-        if r.reused_from is not None:
-            ref = source_ref(r.reused_from, sources or {})
-            if ref is None:
-                print(f"warning: {study}/{r.name} is a copy of {r.reused_from}, a study not in the results: its row "
-                      "holds its numbers", file=sys.stderr)
-            else:
-                reused[r.name] = ref
-    trained = [r for r in runs if r.name not in reused]
-    loss_cdf = {}
-    for r in trained:
-        if r.folder.anchor_losses.is_file():
-            losses = r.folder.load_anchor_losses()
-            loss_cdf[r.name] = figure4_numbers(losses["fg"], losses["bg"])
-    if out.exists():
-        shutil.rmtree(out)
-    write_tables(runs, study, out, {r.name: read_analysis(r) for r in trained}, reused, loss_cdf,
-                 {"kind": kind, **(meta or {})}, roots=[study_dir.resolve()])
-    if kind == "sweep":  # the plots from the folders: Figure 4 needs the per-anchor losses, which no table keeps
-        sweep.write_report(study_dir, out)
-    return regenerate(results, study, out, plots=None if kind == "sweep" else out / "plots")
 
 
 def main(argv=None) -> None:

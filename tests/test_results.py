@@ -7,7 +7,8 @@ import subprocess
 import pytest
 
 from detection.run_folder import ROOT
-from reports.results import RESULTS, check, studies
+from reports.runs import RESULTS
+from tools.results import check, studies
 from reports.table_io import KINDS, RUNS, Tables, read_csv, read_meta
 
 STUDIES = studies(RESULTS)

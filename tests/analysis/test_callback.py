@@ -20,10 +20,12 @@ from detection import build
 from detection.evaluation import coco_evaluate
 from detection.run_folder import RunFolder
 from tests.conftest import ROOT, compose_config, tiny_overrides
-from analysis import callback as analysis_callback
-from analysis.callback import AnalysisCallback, evaluated_ground_truth, main
+from analysis.analyze import evaluated_ground_truth
+from analysis.callback import AnalysisCallback
 from analysis.coco_files import load_results
 from analysis.errors import tide_errors
+from analysis.folder import analysis_dir
+from tools.analysis_callback import main
 
 # score_thresh 0: a model trained for 2 iterations scores every object about the prior (0.01)
 TINY = ["schedule.max_iters=2", "model.score_thresh=0.0", "loss_cdf_images=0"]
@@ -228,7 +230,7 @@ def test_the_command_line_analyzes_run_folders_and_skips_unfinished_ones(single_
     other = tmp_path / "diverged"
     shutil.copytree(run_dir, other)
     RunFolder(other).write_status("diverged")
-    assert main([str(run_dir), str(other)]) == [analysis_callback.analysis_dir(run_dir)]
+    assert main([str(run_dir), str(other)]) == [analysis_dir(run_dir)]
     assert read(run_dir / "analysis" / "errors.json")["images"] == 6
     assert f"{other}: skipped: the run is diverged" in capsys.readouterr().out
 

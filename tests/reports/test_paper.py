@@ -1,10 +1,6 @@
-"""reports/paper.py: Spearman's rho and the sections beside Lin et al. 2017, Table 1a/1b."""
+"""reports/paper.py: the sections beside Lin et al. 2017, Table 1a/1b."""
 
-import math
-
-import pytest
-
-from reports.paper import TABLE_1A, TABLE_1B, paper_section, ranks, spearman, table_points
+from reports.paper import TABLE_1A, TABLE_1B, paper_section, table_points
 from reports.runs import Run
 
 BCE = "losses.bce_alpha.AlphaBCELoss"
@@ -15,33 +11,6 @@ def run(tmp_path, name, loss, seed, ap=None, status="finished", **config):
     """A Run as load_run builds it: ``loss`` is the loss config, ``config`` the other keys."""
     return Run(dir=tmp_path / name, name=name, status=status, seed=seed,
                config={"seed": seed, "loss": loss, **config}, eval=None if ap is None else {"AP": ap})
-
-
-# -- spearman -------------------------------------------------------------------------------------
-
-def test_spearman_perfect_orders():
-    assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
-    assert spearman([1, 2, 3, 4], [40, 30, 20, 10]) == pytest.approx(-1.0)
-    assert spearman([1, 2, 3], [1, 4, 9]) == pytest.approx(1.0)  # ranks only: any increasing map
-
-
-def test_spearman_ties_use_average_ranks():
-    # x = [1, 2, 2, 3] -> ranks [1, 2.5, 2.5, 4]; y = [1, 3, 2, 4] -> ranks [1, 3, 2, 4]; both mean 2.5.
-    # deviations dx = [-1.5, 0, 0, 1.5], dy = [-1.5, 0.5, -0.5, 1.5]
-    # sum dx dy = 2.25 + 2.25 = 4.5; sum dx^2 = 4.5; sum dy^2 = 2.25 + .25 + .25 + 2.25 = 5
-    # rho = 4.5 / sqrt(4.5 * 5) = sqrt(0.9) = 0.948683...
-    assert ranks([1, 2, 2, 3]) == [1.0, 2.5, 2.5, 4.0]
-    assert spearman([1, 2, 2, 3], [1, 3, 2, 4]) == pytest.approx(math.sqrt(0.9))
-    # No ties: 1 - 6 sum d^2 / (n (n^2 - 1)); ranks [1, 2, 3] vs [2, 1, 3]: d^2 = 1 + 1 -> 1 - 12/24
-    assert spearman([1, 2, 3], [29, 27, 31]) == pytest.approx(0.5)
-
-
-def test_spearman_undefined():
-    assert spearman([], []) is None
-    assert spearman([1], [2]) is None
-    assert spearman([1, 2, 3], [5, 5, 5]) is None  # no spread on one side
-    with pytest.raises(ValueError, match="3 x values but 2 y values"):
-        spearman([1, 2, 3], [1, 2])
 
 
 # -- paper_section --------------------------------------------------------------------------------

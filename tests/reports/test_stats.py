@@ -9,7 +9,7 @@ from statistics import NormalDist
 import pytest
 
 import reports.stats
-from reports.stats import paired_difference, pairwise_verdicts, summary, t_quantile, verdict
+from reports.stats import paired_difference, pairwise_verdicts, ranks, spearman, summary, t_quantile, verdict
 
 # The worked example of the module docstring: diffs 2.0, 1.5, 1.0, 3.0 on seeds 0-3.
 SOFTMAX = {0: 40.0, 1: 41.0, 2: 39.5, 3: 42.0}
@@ -199,3 +199,31 @@ def test_pairwise_verdicts_of_one_method_is_empty():
 def test_docstring_examples_hold():
     result = doctest.testmod(reports.stats)
     assert result.attempted >= 10 and result.failed == 0
+
+
+# -- spearman -----------------------------------------------------------------------------------
+
+
+def test_spearman_perfect_orders():
+    assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3, 4], [40, 30, 20, 10]) == pytest.approx(-1.0)
+    assert spearman([1, 2, 3], [1, 4, 9]) == pytest.approx(1.0)  # ranks only: any increasing map
+
+
+def test_spearman_ties_use_average_ranks():
+    # x = [1, 2, 2, 3] -> ranks [1, 2.5, 2.5, 4]; y = [1, 3, 2, 4] -> ranks [1, 3, 2, 4]; both mean 2.5.
+    # deviations dx = [-1.5, 0, 0, 1.5], dy = [-1.5, 0.5, -0.5, 1.5]
+    # sum dx dy = 2.25 + 2.25 = 4.5; sum dx^2 = 4.5; sum dy^2 = 2.25 + .25 + .25 + 2.25 = 5
+    # rho = 4.5 / sqrt(4.5 * 5) = sqrt(0.9) = 0.948683...
+    assert ranks([1, 2, 2, 3]) == [1.0, 2.5, 2.5, 4.0]
+    assert spearman([1, 2, 2, 3], [1, 3, 2, 4]) == pytest.approx(math.sqrt(0.9))
+    # No ties: 1 - 6 sum d^2 / (n (n^2 - 1)); ranks [1, 2, 3] vs [2, 1, 3]: d^2 = 1 + 1 -> 1 - 12/24
+    assert spearman([1, 2, 3], [29, 27, 31]) == pytest.approx(0.5)
+
+
+def test_spearman_undefined():
+    assert spearman([], []) is None
+    assert spearman([1], [2]) is None
+    assert spearman([1, 2, 3], [5, 5, 5]) is None  # no spread on one side
+    with pytest.raises(ValueError, match="3 x values but 2 y values"):
+        spearman([1, 2, 3], [1, 2])

@@ -18,7 +18,8 @@ from reports.sweep import main as report_main
 from reports.sweep import write_report
 from reports.cdf import cumulative_loss, hardest_share
 from reports.plots import focal_loss_of_pt
-from reports.runs import assign_groups, bg_per_fg, load_run, mean_std, run_values
+from reports.runs import assign_groups, bg_per_fg, load_run, run_values
+from reports.stats import mean_std
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -210,8 +211,8 @@ def test_cli(tmp_path):
 
 
 def test_cost_sums_each_devices_time_and_images(tmp_path):
-    from reports.sweep import cost_section
-    from reports.runs import Run, cost
+    from reports.cost import cost, cost_section
+    from reports.runs import Run
 
     def run(name, seconds, device, iters, batch=8):
         return Run(dir=tmp_path / name, name=name, seconds=seconds, device=device,
@@ -236,35 +237,6 @@ def test_the_ap_plot_holds_labels_wider_than_the_figure(tmp_path):
     w_short, w_long = (matplotlib.image.imread(p).shape[1] for p in (short, long))
     # 149 more characters at 8 pt are > 5 inches (110 dpi) more: the saved area grew to hold them
     assert w_long > w_short + 5 * 110
-
-
-@pytest.mark.parametrize("entries, under", [(3, False), (7, True)])
-def test_a_legend_of_many_entries_goes_under_the_axes(tmp_path, entries, under):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    from reports.plots import LEGEND_INSIDE, save_figure
-    assert (entries > LEGEND_INSIDE) == under
-    fig = Figure(figsize=(6, 4))
-    FigureCanvasAgg(fig)  # a renderer to measure the legend with
-    ax = fig.add_subplot()
-    for i in range(entries):
-        ax.plot([0, 1], [i, i + 1], label=f"method {i}")
-    save_figure(fig, tmp_path / "p.png", legend_axes=[ax])
-    renderer = fig.canvas.get_renderer()
-    legend, axes = ax.get_legend().get_window_extent(renderer), ax.get_window_extent(renderer)
-    assert (legend.y1 < axes.y0) == under  # under: wholly below the axes (and the x labels)
-    assert (tmp_path / "p.png").read_bytes().startswith(PNG)
-
-
-def test_a_sweep_of_many_methods_draws_no_two_lines_alike():
-    from matplotlib.figure import Figure
-
-    from reports.plots import method_axes
-    ax = method_axes(Figure())
-    lines = [ax.plot([0, 1], [i, i])[0] for i in range(30)]
-    styles = {(line.get_color(), line.get_linestyle()) for line in lines}
-    assert len(styles) == 30
 
 
 def test_convergence_section_gives_each_methods_last_quarter_gain(tmp_path):

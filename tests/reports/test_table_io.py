@@ -14,7 +14,7 @@ import torch
 from reports import ablation, sweep
 from reports.cdf import figure4_numbers
 from reports.errors import read_analysis
-from reports.results import check, regenerate
+from tools.results import check, regenerate
 from reports.runs import assign_groups, load_runs
 from reports.table_io import RUNS, Tables, decode, encode, read_csv, relative, unflatten, write_csv, write_tables
 from tests.reports.test_errors import bkg_curve, write_analysis

@@ -13,7 +13,9 @@ import yaml
 from tests.conftest import ROOT
 from tests.sweep_fixtures import write_run
 from studies import ablation
-from studies.ablation import Study, Sweep, choose
+from studies.ablation import Study, choose
+from studies.sweep import Sweep
+from tools.ablation import main as ablation_main
 
 LRS = [0.01, 0.02, 0.04, 0.08]
 
@@ -99,14 +101,14 @@ def test_the_final_and_the_controls_train_at_final_overrides_and_the_tuning_at_c
 
 def test_a_final_sweep_without_a_selection_names_the_command_that_makes_one(tmp_path):
     with pytest.raises(SystemExit) as e:
-        ablation.main(["--out", str(tmp_path / "study"), "--stage", "final"])
+        ablation_main(["--out", str(tmp_path / "study"), "--stage", "final"])
     assert "no selection at" in str(e.value) and "--stage select" in str(e.value)
     assert not (tmp_path / "study" / "final").exists()
 
 
 def test_the_dry_run_lists_every_stages_jobs_and_trains_nothing(tmp_path, capsys, synthetic_cache):
     out = tmp_path / "study"
-    total = ablation.main(["--out", str(out), "--quick", "--dry-run", f"dataset.cache_dir={synthetic_cache}"])
+    total = ablation_main(["--out", str(out), "--quick", "--dry-run", f"dataset.cache_dir={synthetic_cache}"])
     printed = capsys.readouterr().out
     study = Study(out, quick=True)
     methods, seeds = len(study.methods), len(study.seeds)

@@ -12,7 +12,7 @@ import yaml
 from detection import build
 from tests.conftest import ROOT
 from tests.sweep_fixtures import write_run
-from reports.results import check
+from tools.results import check
 from reports.table_io import read_csv
 from studies.followups import Followups
 
@@ -74,7 +74,8 @@ def test_the_imbalance_study_tunes_at_the_sparse_extreme_and_carries_settings_to
 def test_a_tuned_lr_at_an_end_of_the_factors_is_extended_beyond_it(tmp_path, ablation, monkeypatch):
     """The ablation's edge rule (studies.ablation.extend_edge) in the follow-ups' tuning: the best
     at the low end -> /2 tried, up to tune.extend (2) times; a best inside the grid -> nothing more."""
-    from studies.ablation import Sweep, choose
+    from studies.ablation import choose
+    from studies.sweep import Sweep
 
     ap = {"softmax_bg": lambda lr: 0.5 - lr, "bce_alpha": lambda lr: 0.4 if lr == 0.0125 else 0.2,
           "focal": lambda lr: 0.3 if lr >= 0.00625 else 0.1}
@@ -222,7 +223,7 @@ def test_table1d_tunes_each_ohem_family_once_and_carries_its_lr_over_the_batch_s
 
 
 def test_study_jobs_prints_one_single_seed_multirun_per_job_into_the_studys_folders(tmp_path, ablation, capsys):
-    from studies import jobs as study_jobs
+    from tools import study_jobs
 
     out = tmp_path / "f"
     study_jobs.main(["--ablation", str(ablation), "--out", str(out), "--study", "schedule_check",

@@ -1,0 +1,66 @@
+"""One train.py multirun of a study (``Sweep``) and the override lists it is made of."""
+
+import itertools
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from detection.build import CONFIGS
+
+GROUPS = {p.name for p in CONFIGS.iterdir() if p.is_dir()}  # config groups: dataset, loss, model, ...
+
+
+@dataclass
+class Sweep:
+    """One train.py multirun: ``fixed`` overrides for every job; ``key`` swept over ``values``
+    (within every combination of ``grid``, more keys swept). Its jobs' folders inside ``dir``
+    are named by the swept values: ``<key's last part><value>`` (``lr0.05``, ``seed3``), a
+    config group by its choice (``synthetic_fg1to540``), joined by ``_``."""
+
+    dir: Path
+    fixed: list[str]
+    key: str
+    values: list
+    label: str = field(default="")
+    grid: dict = field(default_factory=dict)
+    reads: list[Path] = field(default_factory=list)  # files its jobs need (an eval control: the final checkpoints)
+
+    def missing(self) -> list[Path]:
+        """The files of ``reads`` that are not there."""
+        return [p for p in self.reads if not p.is_file()]
+
+    def swept(self) -> dict:
+        return {**self.grid, self.key: self.values}
+
+    def jobs(self) -> list[list[str]]:
+        keys, lists = zip(*self.swept().items())
+        return [[*self.fixed, *(f"{k}={v}" for k, v in zip(keys, combo))] for combo in itertools.product(*lists)]
+
+    def command(self) -> list[str]:
+        subdir = "_".join(f"${{hydra:runtime.choices.{k}}}" if "." not in k and k in GROUPS
+                          else f"{k.split('.')[-1]}${{{k}}}" for k in self.swept())
+        return [sys.executable, "train.py", "-m", *self.fixed,
+                *(f"{k}={','.join(map(str, vs))}" for k, vs in self.swept().items()),
+                f"hydra.sweep.dir={self.dir}", f"hydra.sweep.subdir={subdir}"]
+
+    def job_name(self, job: list[str], cfg) -> str:
+        """The folder (inside ``dir``) of ``job``, one of ``jobs()``, with ``cfg`` its composed
+        config: ``command()``'s hydra.sweep.subdir, worked out here."""
+        values = dict(o.split("=", 1) for o in job)
+        return "_".join(values[k] if "." not in k and k in GROUPS else f"{k.split('.')[-1]}{OmegaConf.select(cfg, k)}"
+                        for k in self.swept())
+
+    def run(self) -> None:
+        print(f"== {self.label or self.dir}: {len(self.jobs())} jobs", flush=True)
+        subprocess.run(self.command(), check=True)
+
+
+def merge(overrides: list[str]) -> list[str]:
+    """Overrides with one entry per key: a later ``key=value`` replaces an earlier one in place."""
+    merged: dict[str, str] = {}
+    for o in overrides:
+        merged[o.split("=", 1)[0]] = o
+    return list(merged.values())
