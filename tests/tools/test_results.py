@@ -1,0 +1,49 @@
+"""``python -m tools.results``: a finished study written to results/ from its run folders (runs
+copied from another study as rows naming it), and ``regenerate --check`` failing on a report
+that is not its tables' report."""
+
+import yaml
+
+from reports.table_io import RUNS, read_csv, read_meta
+from studies.ablation import Study
+from tests.sweep_fixtures import write_run
+from tools import results
+
+
+def test_an_ablation_and_a_study_copying_its_runs_are_written_and_regenerate(tmp_path, capsys):
+    study = Study(tmp_path / "ablation")
+    study.selection_file.parent.mkdir(parents=True)
+    study.selection_file.write_text(yaml.safe_dump({"chosen": {m: {"optim.lr": 0.1} for m in study.methods}}))
+    for i, m in enumerate(study.methods):
+        for s in study.seeds:
+            write_run(study.out / "final" / m / f"seed{s}", [f"loss={m}", f"seed={s}"], s, "finished",
+                      ap=0.5 + 0.01 * i + 0.002 * s, seconds=100.0)
+    followup = tmp_path / "followups" / "alpha_sweep"
+    copy = write_run(followup / "bce_alpha" / "alpha0.25_seed0", ["loss=bce_alpha", "loss.alpha=0.25", "seed=0"], 0,
+                     "finished", ap=0.55, seconds=50.0)
+    (copy / "reused_from.txt").write_text(f"{study.out / 'final' / 'bce_alpha' / 'seed0'}\n")
+    out = tmp_path / "results"
+
+    assert results.main(["write", str(study.out), "--study", "bg_ablation", "--kind", "ablation",
+                         "--results", str(out)]) == 0
+    assert results.main(["write", str(followup), "--study", "alpha_sweep", "--results", str(out),
+                         f"--source={study.out}=bg_ablation"]) == 0
+    meta = read_meta(out / "bg_ablation")
+    assert meta["kind"] == "ablation" and meta["ablation"]["seeds"] == [0, 1, 2, 3, 4]
+    md = (out / "bg_ablation" / "report.md").read_text()
+    assert md.startswith("# Background ablation: `bg_ablation`") and "| focal | seed4 | 4 | finished | 52.8 | – |" in md
+    row, = read_csv(out / "alpha_sweep" / RUNS)
+    assert row["reused_from"] == "bg_ablation/final/bce_alpha/seed0" and "AP" not in row
+    assert "| bce_alpha/alpha0.25_seed0 | loss=bce_alpha, loss.alpha=0.25 | 0 | finished | 51.0 |" in (
+        out / "alpha_sweep" / "report.md").read_text()  # the source's AP, not the copy's 55.0
+    assert (out / "alpha_sweep" / "plots" / "ap.png").is_file() and (out / "bg_ablation" / "plots" / "ap_curve.png").is_file()
+
+    capsys.readouterr()
+    assert results.main(["regenerate", "--check", "--results", str(out)]) == 0
+    assert "2 studies: every report is its tables' report" in capsys.readouterr().out
+    report = out / "alpha_sweep" / "report.md"
+    report.write_text(report.read_text().replace("51.0", "51.1"))
+    assert results.main(["regenerate", "--check", "--results", str(out)]) == 1
+    assert "differs: alpha_sweep/report.md" in capsys.readouterr().out
+    assert results.main(["regenerate", "alpha_sweep", "--results", str(out)]) == 0
+    assert results.main(["regenerate", "--check", "--results", str(out)]) == 0
