@@ -28,8 +28,10 @@ and read back by every report section instead of the run folders.
                    and the share of the loss held by the hardest 10% fg, 1% and 10% bg.
 ``study.yaml``     the study: ``kind`` (sweep: ``python -m tools.report``'s report; ablation:
                    ``tools.ablation``'s; frozen: a report kept as written, without its runs),
-                   ``superseded_by``, the sweep's command overrides, the config every run
-                   shares, and an ablation's protocol and selection.
+                   ``superseded_by`` and ``note`` (why), ``records`` (where the run folders
+                   it was made from are kept, if anywhere), the sweep's command overrides
+                   (``sweep_overrides``), the config every run shares (``config``), and an
+                   ablation's protocol and selection (``ablation``).
 
 Floats are written with ``repr`` and read back to the same value, so a report made from the
 tables equals the one made from the run folders.
@@ -168,8 +170,8 @@ def relative(value, roots: tuple[str, ...]):
 
 
 def run_row(run, study: str, shared: dict, analysis, reused: str | None) -> dict:
-    """``run`` (a report_runs.Run) as a row of runs.csv. ``analysis``: (values, why not) of
-    report_errors.read_analysis; ``reused``: ``<study>/<run>`` of its source, or None."""
+    """``run`` (a reports.runs.Run) as a row of runs.csv. ``analysis``: (values, why not) of
+    reports.errors.read_analysis; ``reused``: ``<study>/<run>`` of its source, or None."""
     config = {k: v for k, v in flatten(run.config).items() if k not in shared} if run.config else None
     row = {"study": study, "run": run.name, "cell": run.group, "method": loss_name(run), "seed": run.seed,
            "overrides": run.overrides, "config": config}
@@ -189,7 +191,7 @@ def run_row(run, study: str, shared: dict, analysis, reused: str | None) -> dict
 
 
 def analysis_rows(name: str, values: dict) -> list[dict]:
-    """The curves of one run's analysis (report_errors.read_analysis's values) as analysis.csv rows."""
+    """The curves of one run's analysis (reports.errors.read_analysis's values) as analysis.csv rows."""
     rows = []
     c50 = values.get("c50")
     if isinstance(c50, list):
@@ -208,10 +210,10 @@ def analysis_rows(name: str, values: dict) -> list[dict]:
 
 def write_tables(runs, study: str, out, analyses: dict, reused: dict | None = None, loss_cdf: dict | None = None,
                  meta: dict | None = None, roots=()) -> list[Path]:
-    """Writes the tables of ``study`` from its ``runs`` (report_runs.Run, job order, groups
+    """Writes the tables of ``study`` from its ``runs`` (reports.runs.Run, job order, groups
     assigned) into ``out``; returns the files written.
 
-    ``analyses``: run name -> (values, why not) of report_errors.read_analysis; ``reused``:
+    ``analyses``: run name -> (values, why not) of reports.errors.read_analysis; ``reused``:
     run name -> ``<study>/<run>`` of its source for the runs copied from another study (their
     numbers are not written again); ``loss_cdf``: run name -> its loss_cdf.csv values;
     ``meta``: study.yaml beyond the shared config (``kind`` at least); ``roots``: the study
@@ -315,7 +317,7 @@ class Tables:
         return self.measured(src_study, src_run, (*seen, source))
 
     def runs(self, study: str) -> list:
-        """The study's runs as report_runs.Run objects (``dir`` None: no folder behind them),
+        """The study's runs as reports.runs.Run objects (``dir`` None: no folder behind them),
         groups not yet assigned: what the report sections read."""
         tables = self.study(study)
         shared = tables["meta"].get("config") or {}
@@ -343,7 +345,7 @@ def _without_run(row: dict) -> dict:
 
 
 def _analysis(row: dict, curves: list[dict]) -> tuple[dict | None, str | None]:
-    """report_errors.read_analysis's (values, why not) from a runs.csv row and its analysis.csv rows."""
+    """reports.errors.read_analysis's (values, why not) from a runs.csv row and its analysis.csv rows."""
     if "analysis" in row:
         return None, row["analysis"]
     by = {}
