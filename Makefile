@@ -29,7 +29,7 @@ OUT ?= multirun/ablation$(if $(QUICK),_quick)
 ablation: setup
 	$(PY) -m tools.ablation --out $(OUT) $(if $(QUICK),--quick) $(ARGS)
 
-# The studies that build on the ablation (studies/followups.py, configs/study/followups.yaml): each
+# The studies that build on the ablation (studies/followups.py, studies/specs/followups.yaml): each
 # method at the ablation's choice; sweep folders under FOLLOWUPS, reports copied to
 # benchmarks/results/<study>/ (not with QUICK=1). ARGS: e.g. "--study alpha_sweep" or --dry-run.
 FOLLOWUPS ?= multirun/followups$(if $(QUICK),_quick)

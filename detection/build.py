@@ -29,7 +29,7 @@ from detection.optim import build_sgd, lr_factor
 
 # `loss=focal` -> run names like synthetic_focal: the loss class's `name` (losses/focal.py's FocalLoss.name)
 OmegaConf.register_new_resolver("loss_name", lambda target: get_class(target).name, replace=True)
-# The paper's best alpha for each gamma (Lin et al. 2017, Table 1b), for experiment=gamma_sweep.
+# The paper's best alpha for each gamma (Lin et al. 2017, Table 1b), for the gamma_sweep study (studies/specs/followups.yaml).
 FOCAL_PAPER_ALPHA = {0: 0.75, 0.1: 0.75, 0.2: 0.75, 0.5: 0.5, 1: 0.25, 2: 0.25, 5: 0.25}
 
 
