@@ -30,14 +30,14 @@ OUT ?= multirun/ablation$(if $(QUICK),_quick)
 ablation: setup
 	$(PY) -m tools.ablation --out $(OUT) $(if $(QUICK),--quick) $(ARGS)
 
-# The studies that build on the ablation (studies/followups.py, configs/study/followups.yaml): each
+# The studies that build on the ablation (studies/followups.py, studies/specs/followups.yaml): each
 # method at the ablation's choice; sweep folders under FOLLOWUPS, each study's tables and
 # report written to results/<study>/ (not with QUICK=1). ARGS: e.g. "--study alpha_sweep" or --dry-run.
 FOLLOWUPS ?= multirun/followups$(if $(QUICK),_quick)
 followups: setup
 	$(PY) -m tools.followups --ablation $(OUT) --out $(FOLLOWUPS) $(if $(QUICK),--quick) $(ARGS)
 
-# Every committed report in results/ made again from its tables alone (reports/results.py).
+# Every committed report in results/ made again from its tables alone (tools/results.py).
 # ARGS=--check: compare with the committed files instead of writing them; fails on a difference.
 results: setup
 	$(PY) -m tools.results regenerate $(ARGS)

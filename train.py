@@ -2,7 +2,7 @@
 
     python train.py                                   # embedded synthetic data, focal loss
     python train.py loss=softmax_bg dataset=coco128 optim.lr=0.005
-    python train.py -m experiment=bg_ablation         # a sweep (see configs/experiment/)
+    python train.py -m loss=softmax_bg,focal seed=0,1   # a sweep; the studies: make ablation, make followups
     torchrun --nproc_per_node=2 train.py ...          # DDP
     python train.py eval_only=true checkpoint=outputs/.../checkpoints/last.pt
 

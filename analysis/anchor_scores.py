@@ -101,7 +101,7 @@ def anchor_scores(cfg, eval_ds, checkpoint, out_dir, max_images: int | None = No
     result = summarize(fg, bg, images, float(model.score_thresh))
     os.makedirs(out_dir, exist_ok=True)
     write_json_atomic(os.path.join(out_dir, "anchor_scores.json"), result)
-    plot_histograms({f"{cfg.loss._target_.rsplit('.', 1)[-1]} ({images} images)": result},
+    plot_histograms({f"{model.cls_loss.name} ({images} images)": result},
                     os.path.join(out_dir, "anchor_scores.png"), result["score_thresh"])
     return result
 

@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 import torch
 from hydra import compose, initialize_config_dir
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, Subset
 
@@ -27,9 +27,9 @@ from datasets.transforms import build_transforms, collate
 from detection import distributed as ddp
 from detection.optim import build_sgd, lr_factor
 
-# `loss=focal` -> run names like synthetic_focal (from the loss's module name)
-OmegaConf.register_new_resolver("loss_name", lambda target: target.split(".")[-2], replace=True)
-# The paper's best alpha for each gamma (Lin et al. 2017, Table 1b), for experiment=gamma_sweep.
+# `loss=focal` -> run names like synthetic_focal: the loss class's `name` (losses/focal.py's FocalLoss.name)
+OmegaConf.register_new_resolver("loss_name", lambda target: get_class(target).name, replace=True)
+# The paper's best alpha for each gamma (Lin et al. 2017, Table 1b), for the gamma_sweep study (studies/specs/followups.yaml).
 FOCAL_PAPER_ALPHA = {0: 0.75, 0.1: 0.75, 0.2: 0.75, 0.5: 0.5, 1: 0.25, 2: 0.25, 5: 0.25}
 
 

@@ -21,6 +21,8 @@ class AlphaBCELoss(FocalLoss):
         fused: False computes with the plain autograd version (``losses.reference``).
     """
 
+    name = "bce_alpha"  # its configs/loss/ file: run names and reports name the loss by it
+
     def __init__(self, alpha: float | None = 0.75, fused: bool = True):
         super().__init__(gamma=0.0, alpha=alpha, fused=fused)
 

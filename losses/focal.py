@@ -161,6 +161,8 @@ class FocalLoss:
             version (``losses.reference``): the same numbers, more time and memory.
     """
 
+    name = "focal"  # its configs/loss/ file: run names and reports name the loss by it
+
     def __init__(self, gamma: float = 2.0, alpha: float | None = 0.25, fused: bool = True):
         _check_gamma_alpha(gamma, alpha)
         self.gamma = float(gamma)

@@ -219,6 +219,8 @@ class GHMCLoss:
             own histogram.
     """
 
+    name = "ghmc"  # its configs/loss/ file: run names and reports name the loss by it
+
     def __init__(self, bins: int = 10, momentum: float = 0.0):
         _check_bins_momentum(bins, momentum)
         self.bins = bins

@@ -129,6 +129,8 @@ class OHEMLoss(Selecting):
     which (DEVELOPERS.md, "Contracts").
     """
 
+    name = "ohem"  # its configs/loss/ file: run names and reports name the loss by it
+
     def __init__(self, base: str = "softmax", batch_per_image: int = 256, nms_thresh: float | None = 0.7,
                  neg_per_pos: float | None = None, nms_boxes: str = "predicted"):
         self.base, self.base_fn = base, base_loss("ohem", base)

@@ -49,6 +49,8 @@ class RandomSamplingLoss(Selecting):
         seed: the generator's seed; null: the run's seed (torch.initial_seed()).
     """
 
+    name = "sampling"  # its configs/loss/ file: run names and reports name the loss by it
+
     def __init__(self, base: str = "sigmoid", batch_per_image: int = 256, positive_fraction: float = 0.5,
                  seed: int | None = None):
         self.base, self.base_fn = base, base_loss("sampling", base)

@@ -93,6 +93,8 @@ class SoftmaxBgLoss:
             version (``losses.reference``): the same numbers, more time and memory.
     """
 
+    name = "softmax_bg"  # its configs/loss/ file: run names and reports name the loss by it
+
     def __init__(self, bg_weight: float = 1.0, prior: str = "total", fused: bool = True):
         _check_bg_weight(bg_weight)
         if prior not in ("total", "per_class"):

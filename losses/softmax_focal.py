@@ -79,6 +79,8 @@ class SoftmaxFocalLoss:
             weighs every anchor 1.
     """
 
+    name = "softmax_focal"  # its configs/loss/ file: run names and reports name the loss by it
+
     def __init__(self, gamma: float = 2.0, alpha: float | None = 0.25):
         _check_gamma_alpha(gamma, alpha)
         self.gamma = float(gamma)

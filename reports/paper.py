@@ -21,11 +21,9 @@ import math
 from dataclasses import dataclass, field
 
 from analysis.markdown import markdown_table
-from reports.runs import Run, flatten
+from reports.runs import Run, config_loss_name, flatten
 from reports.stats import cell_stats, n_cell, ours_cell, spearman
 
-BCE_ALPHA = "bce_alpha.AlphaBCELoss"  # the end of config loss._target_ (losses/bce_alpha.py)
-FOCAL = "focal.FocalLoss"  # losses/focal.py
 _ATOL = 1e-6  # config values this close are the same setting (0.999 vs 0.99 differ by 9e-3)
 
 # Fewer settings than this are no sweep of the paper's table (bg_ablation has bce_alpha .75 and
@@ -79,13 +77,10 @@ def loss_params(config: dict | None) -> dict[str, float | None] | None:
     """The run's effective {"loss.gamma", "loss.alpha"} on the sigmoid losses' plane: an
     ``AlphaBCELoss`` is gamma 0; a ``FocalLoss`` its gamma (alpha None: no weighting). None for
     any other loss (softmax_bg) or a config without ``loss._target_``."""
-    loss = (config or {}).get("loss")
-    target = loss.get("_target_") if isinstance(loss, dict) else None
-    if not isinstance(target, str):
-        return None
-    if target.endswith(BCE_ALPHA):
+    name, loss = config_loss_name(config), (config or {}).get("loss")
+    if name == "bce_alpha":
         return {"loss.gamma": 0.0, "loss.alpha": _number(loss.get("alpha"))}
-    if target.endswith(FOCAL):
+    if name == "focal":
         return {"loss.gamma": _number(loss.get("gamma")), "loss.alpha": _number(loss.get("alpha"))}
     return None
 

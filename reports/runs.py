@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+from hydra.utils import get_class
 
 from detection.run_folder import ROOT, RunFolder, effective_status, flatten
 
@@ -284,13 +285,23 @@ def on_tuning_split(run: Run) -> bool:
     return (run.config or {}).get("eval_split") == "tune"
 
 
-def loss_name(run: Run) -> str | None:
-    """The loss module of the run's config: ``losses.focal.FocalLoss`` -> ``focal``."""
-    target = ((run.config or {}).get("loss") or {}).get("_target_")
+def config_loss_name(config: dict | None) -> str | None:
+    """The short name of the loss in a run's resolved config: the ``name`` of its ``loss._target_``
+    class (``losses.focal.FocalLoss.name`` = "focal", as configs/loss/focal.yaml). None without a
+    loss ``_target_``, or when that class is not in this checkout (a run of a loss removed since)."""
+    loss = (config or {}).get("loss")
+    target = loss.get("_target_") if isinstance(loss, dict) else None
     if not isinstance(target, str) or not target:
         return None
-    parts = target.split(".")
-    return parts[-2] if len(parts) >= 2 else parts[0]
+    try:
+        return get_class(target).name
+    except (ImportError, AttributeError, ValueError):
+        return None
+
+
+def loss_name(run: Run) -> str | None:
+    """``config_loss_name`` of the run's config."""
+    return config_loss_name(run.config)
 
 
 def reused_from(run_dir) -> str | None:

@@ -16,11 +16,9 @@ supports (``reports.stats.verdict``); the paper's order against ours by Spearman
 import math
 
 from analysis.markdown import markdown_table
-from reports.runs import Run, ap_by_seed, on_tuning_split
+from reports.runs import Run, ap_by_seed, config_loss_name, on_tuning_split
 from reports.stats import cell_stats, n_cell, ours_cell, paired_difference, spearman, verdict
 
-OHEM = "ohem.OHEMLoss"  # the end of config loss._target_ (losses/ohem.py)
-FOCAL = "focal.FocalLoss"
 
 # (label, nms threshold, batch per image, background per foreground) -> the paper's AP (%):
 # Lin et al. 2017, Table 1d (ResNet-101-FPN, COCO minival). FL's row has no OHEM setting.
@@ -45,13 +43,10 @@ def _same(a, b) -> bool:
 
 def row_of(config: dict | None) -> tuple | None:
     """The Table 1d row a run's config is at, or None."""
-    loss = (config or {}).get("loss")
-    target = loss.get("_target_") if isinstance(loss, dict) else None
-    if not isinstance(target, str):
-        return None
-    if target.endswith(FOCAL):
+    name, loss = config_loss_name(config), (config or {}).get("loss")
+    if name == "focal":
         return FL_ROW if _same(loss.get("gamma"), 2.0) else None
-    if not target.endswith(OHEM) or loss.get("base") != "softmax":
+    if name != "ohem" or loss.get("base") != "softmax":
         return None
     for row in TABLE_1D:
         if row != FL_ROW and all(_same(loss.get(k), v) for k, v in

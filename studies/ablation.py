@@ -5,7 +5,7 @@
 OVERRIDEs (train.py's, e.g. ``dataset=coco_sample``) apply to every job of every stage, after
 the study's own (``final_overrides`` included).
 
-Stages (configs/study/bg_ablation.yaml says what each runs), each a set of train.py
+Stages (studies/specs/bg_ablation.yaml says what each runs), each a set of train.py
 multiruns with a sweep folder of their own under OUT:
 
 1. ``tune``: every method's learning rate at the paper's alpha, then (bce_alpha, focal) its
@@ -35,16 +35,15 @@ from pathlib import Path
 import yaml
 from omegaconf import OmegaConf
 
-from detection.build import CONFIGS
 from reports.runs import load_runs
 from studies.sweep import Sweep, merge
 
-STUDY = CONFIGS / "study" / "bg_ablation.yaml"
+STUDY = Path(__file__).parent / "specs" / "bg_ablation.yaml"
 STAGES = ("tune", "select", "final", "controls", "report")
 
 
 class Study:
-    """The protocol of configs/study/bg_ablation.yaml, rooted at ``out``."""
+    """The protocol of studies/specs/bg_ablation.yaml, rooted at ``out``."""
 
     def __init__(self, out, quick: bool = False, spec=STUDY, overrides=()):
         self.out, self.quick = Path(out).resolve(), quick

@@ -3,7 +3,7 @@
     python -m tools.followups --ablation ABLATION_OUT --out OUT [--study NAME ...] [--quick]
                               [--dry-run] [--results DIR] [OVERRIDE ...]
 
-configs/study/followups.yaml says what each study sweeps. Every method runs at the setting the
+studies/specs/followups.yaml says what each study sweeps. Every method runs at the setting the
 ablation chose on its tuning split (ABLATION_OUT/selection.yaml) except the keys a study
 sweeps or drops; the common schedule and the seeds are the file's. Each study is one folder
 OUT/<study>/ of train.py multiruns (one per method, or per method and level) and gets the
@@ -48,13 +48,12 @@ from pathlib import Path
 import yaml
 from omegaconf import OmegaConf
 
-from detection.build import CONFIGS
 from detection.run_folder import RUN_CONTROL, RunFolder, flatten
 from reports.runs import RESULTS
 from studies.ablation import STUDY, Study, choose, extend_edge
 from studies.sweep import Sweep, merge
 
-FOLLOWUPS = CONFIGS / "study" / "followups.yaml"
+FOLLOWUPS = Path(__file__).parent / "specs" / "followups.yaml"
 
 
 class Followups:

@@ -1,4 +1,5 @@
-"""Every config composes and instantiates; every experiment launches the jobs it says."""
+"""Every config composes and instantiates; every group train.py --help lists can be selected; the
+studies' specs (studies/specs/) compose into the paper's settings."""
 
 import inspect
 import itertools
@@ -64,28 +65,6 @@ def test_every_experiment_composes(experiment):
         assert cfg.dataset.min_size == 800 and cfg.optim.lr == 0.01 and cfg.schedule.warmup_iters == 1000
 
 
-TABLE1D = sorted(p.stem for p in (CONFIGS / "table1d").glob("*.yaml"))
-
-
-@pytest.mark.parametrize("row", TABLE1D)
-def test_every_table1d_row_composes_at_its_paper_row(row):
-    from omegaconf import OmegaConf
-
-    from reports.table1d import FL_ROW, row_of
-
-    cfg = compose_config([f"+table1d={row}"])
-    instantiate(cfg.loss)
-    placed = row_of(OmegaConf.to_container(cfg, resolve=True))
-    if row.startswith("ohem"):  # ohem[_1to3]_nms07_b128 -> ("OHEM[ 1:3]", 0.7, 128, None | 3)
-        nms, batch = row.split("_")[-2:]
-        assert placed == ("OHEM 1:3" if "1to3" in row else "OHEM", int(nms[3:]) / 10, int(batch[1:]),
-                          3.0 if "1to3" in row else None)
-    else:
-        assert placed == (FL_ROW if row == "focal" else None)
-    sweep = yaml.safe_load((CONFIGS / "experiment" / "table1d.yaml").read_text())["hydra"]["sweeper"]["params"]
-    assert sorted(sweep["+table1d"].split(",")) == TABLE1D
-
-
 def test_r50_recipe_requires_local_weights():
     cfg = compose_config(["experiment=retinanet_r50_1x"])
     with pytest.raises(Exception, match="model.backbone.weights="):
@@ -93,7 +72,7 @@ def test_r50_recipe_requires_local_weights():
 
 
 def test_slurm_launcher_config_composes():
-    cfg = compose_config(["hydra/launcher=slurm", "experiment=bg_ablation"])
+    cfg = compose_config(["hydra/launcher=slurm"])
     # compose() leaves out the hydra node; check the launcher file against the plugin's schema
     from hydra_plugins.hydra_submitit_launcher.config import SlurmQueueConf
 
@@ -118,41 +97,86 @@ def _launched_jobs(tmp_path, *args) -> list[dict]:
     return jobs
 
 
-def test_bg_ablation_launches_three_losses_times_three_seeds(tmp_path):
-    jobs = _launched_jobs(tmp_path, "experiment=bg_ablation")
+def test_a_dry_run_multirun_launches_every_combination(tmp_path):
+    jobs = _launched_jobs(tmp_path, "loss=softmax_bg,bce_alpha,focal", "seed=0,1,2")
     assert sorted((j["loss"], j["seed"]) for j in jobs) == sorted(
         itertools.product(["softmax_bg", "bce_alpha", "focal"], ["0", "1", "2"]))
-    # everything else pinned: the jobs differ only in loss and seed
-    assert all(set(j) == {"experiment", "loss", "seed", "dry_run"} for j in jobs)
+    assert all(set(j) == {"loss", "seed", "dry_run"} for j in jobs)
+
+
+FOLLOWUPS = yaml.safe_load((ROOT / "studies" / "specs" / "followups.yaml").read_text())["studies"]
+
+
+def test_help_lists_only_groups_that_can_be_selected():
+    """``python train.py --help``'s groups are the config folders a run selects from, and each of
+    their options composes (a folder of study specs there was listed but failed: issue 35)."""
+    out = subprocess.run([sys.executable, "train.py", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    block = out.stdout.split("== Configuration groups ==", 1)[1].split("== Config ==", 1)[0]
+    listed = dict(re.findall(r"^([\w/]+): (.+)$", block, re.M))
+    assert set(listed) == {"dataset", "experiment", "loss", "model", "model/backbone", "optim", "schedule"}
+    for group, options in listed.items():
+        for option in options.split(", "):
+            compose_config([f"{group}={option}"])
+
+
+def test_a_withdrawn_study_design_cannot_be_run(tmp_path):
+    """The studies are studies/specs/*.yaml, run by make ablation / make followups; the old one-lr
+    experiment designs are gone, and naming one fails before anything runs."""
+    assert EXPERIMENTS == ["retinanet_r50_1x"]
+    out = subprocess.run([sys.executable, "train.py", "experiment=bg_ablation", f"hydra.run.dir={tmp_path}"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0
+    assert "Could not find 'experiment/bg_ablation'" in out.stderr and "retinanet_r50_1x" in out.stderr
+    assert not any(tmp_path.iterdir())
+
+
+def test_table1d_study_families_land_at_their_papers_rows():
+    """Every OHEM family of the table1d study at every batch size of its grid composes at its row of
+    the paper's Table 1d, and together they are its nine OHEM rows; focal at gamma 2 is FL's row."""
+    from omegaconf import OmegaConf
+
+    from reports.table1d import FL_ROW, TABLE_1D, row_of
+
+    spec = FOLLOWUPS["table1d"]
+    (key, batches), = spec["family_grid"].items()
+    placed = {}
+    for family, overrides in spec["families"].items():
+        for b in batches:
+            cfg = compose_config([*overrides, f"{key}={b}"])
+            instantiate(cfg.loss)
+            row = row_of(OmegaConf.to_container(cfg, resolve=True))
+            nms = float(family.split("nms")[1])
+            assert row == ("OHEM 1:3" if "1to3" in family else "OHEM", nms, b, 3.0 if "1to3" in family else None)
+            placed[row] = family
+    assert set(placed) == set(TABLE_1D) - {FL_ROW}
+    assert row_of(OmegaConf.to_container(compose_config(["loss=focal"]), resolve=True)) == FL_ROW
+
+
+def test_the_paper_table_studies_sweep_the_papers_settings():
+    from reports.paper import TABLE_1A, TABLE_1B
+
+    assert FOLLOWUPS["alpha_sweep"]["grid"] == {"loss.alpha": list(TABLE_1A.ap)}
+    assert FOLLOWUPS["gamma_sweep"]["grid"] == {"loss.gamma": list(TABLE_1B.ap)}
+    assert FOLLOWUPS["prior_init"]["grid"] == {"model.prior_init": [True, False]}
 
 
 def test_gamma_sweep_pairs_each_gamma_with_the_papers_alpha():
+    """The gamma_sweep study's own override gives each gamma the paper's best alpha (Table 1b)."""
     expected = {0: 0.75, 0.1: 0.75, 0.2: 0.75, 0.5: 0.5, 1: 0.25, 2: 0.25, 5: 0.25}
-    sweep = compose_config(["experiment=gamma_sweep"])
-    assert sweep.loss._target_ == "losses.focal.FocalLoss"
+    spec = FOLLOWUPS["gamma_sweep"]
     for gamma, alpha in expected.items():
-        cfg = compose_config(["experiment=gamma_sweep", f"loss.gamma={gamma}"])
+        cfg = compose_config(["loss=focal", *spec["overrides"], f"loss.gamma={gamma}"])
         assert cfg.loss.alpha == alpha
     with pytest.raises(Exception, match="best alpha only for gamma"):
-        _ = compose_config(["experiment=gamma_sweep", "loss.gamma=3"]).loss.alpha
+        _ = compose_config(["loss=focal", *spec["overrides"], "loss.gamma=3"]).loss.alpha
 
 
-def test_sweep_grids_are_the_papers(tmp_path):
-    alpha_jobs = _launched_jobs(tmp_path / "a", "experiment=alpha_sweep")
-    assert sorted(float(j["loss.alpha"]) for j in alpha_jobs) == [0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 0.999]
-    gamma_jobs = _launched_jobs(tmp_path / "g", "experiment=gamma_sweep")
-    assert sorted(float(j["loss.gamma"]) for j in gamma_jobs) == [0, 0.1, 0.2, 0.5, 1, 2, 5]
-    prior_jobs = _launched_jobs(tmp_path / "p", "experiment=prior_init")
-    assert sorted((j["loss"], j["model.prior_init"]) for j in prior_jobs) == sorted(
-        itertools.product(["bce_alpha", "focal", "softmax_bg"], ["False", "True"]))
-
-
-def test_imbalance_sweep_crosses_losses_with_the_sparser_datasets(tmp_path):
-    jobs = _launched_jobs(tmp_path, "experiment=imbalance_sweep")
-    datasets = ["synthetic", "synthetic_fg1to540", "synthetic_fg1to1500", "synthetic_fg1to3500"]
-    assert sorted((j["loss"], j["dataset"]) for j in jobs) == sorted(
-        itertools.product(["bce_alpha", "focal", "softmax_bg"], datasets))
+def test_imbalance_study_levels_differ_only_in_the_number_of_objects():
+    datasets = FOLLOWUPS["imbalance_sweep"]["levels"]
+    assert datasets == ["synthetic", "synthetic_fg1to540", "synthetic_fg1to1500", "synthetic_fg1to3500"]
     # only the number of objects differs: the same images, object sizes and anchors (and cost)
     gens = [compose_config([f"dataset={d}"]).dataset.generator for d in datasets]
     assert {(g.image_size, tuple(g.object_size)) for g in gens} == {(192, (10, 80))}
     assert [g.empty_fraction for g in gens] == sorted(g.empty_fraction for g in gens)
+

@@ -17,7 +17,6 @@ from pathlib import Path
 if not __package__:  # `python tools/ablation.py`: the packages it imports are found from the root only
     sys.exit(f"run it from the repository root as a module: python -m tools.ablation {' '.join(sys.argv[1:])}".rstrip())
 
-from detection.build import CONFIGS  # noqa: E402
 from reports.ablation import write_report  # noqa: E402
 from reports.runs import RESULTS  # noqa: E402
 from studies import ablation  # noqa: E402
@@ -29,7 +28,7 @@ def main(argv=None) -> int | None:
     p.add_argument("--quick", action="store_true", help="the whole protocol in miniature")
     p.add_argument("--stage", choices=("all",) + ablation.STAGES, default="all")
     p.add_argument("--dry-run", action="store_true", help="list every stage's jobs and their estimated time, train nothing")
-    p.add_argument("--study", type=Path, default=ablation.STUDY, help=f"the protocol (default {ablation.STUDY.relative_to(CONFIGS.parent)})")
+    p.add_argument("--study", type=Path, default=ablation.STUDY, help=f"the protocol (default {ablation.STUDY.relative_to(ablation.STUDY.parents[2])})")
     p.add_argument("--results", type=Path, help="where the report stage writes the study's tables and report, "
                                                    "RESULTS/<study>/ (default: results/, not with --quick)")
     p.add_argument("overrides", nargs="*", help="train.py overrides for every job (dataset=..., schedule.max_iters=...)")

@@ -16,7 +16,7 @@ keeps no per-anchor losses: Figure 4 cannot be redrawn from one).
 ``write``: RESULTS/<study>/ from a finished study's run folders (the study drivers call it when
 a study ends): the tables, the report made from them, its plots. ``--source FOLDER=STUDY``: a
 run copied from FOLDER is a row naming its source ``STUDY/<run>`` (written to RESULTS too).
-An ablation's protocol is read from ``--spec`` (configs/study/bg_ablation.yaml).
+An ablation's protocol is read from ``--spec`` (studies/specs/bg_ablation.yaml).
 """
 
 import argparse

@@ -17,6 +17,14 @@ def test_the_variants_exist():
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
+def test_the_loss_class_is_named_as_its_config_file(path):
+    """``name``, the short name run names and reports use, is the class's own (a subclass such as
+    AlphaBCELoss(FocalLoss) must not inherit its parent's), and ``loss=<name>`` selects it."""
+    cls = get_class(OmegaConf.load(path)._target_)
+    assert "name" in vars(cls) and cls.name == path.stem
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
 def test_yaml_lists_the_constructor_defaults(path):
     cfg = OmegaConf.to_container(OmegaConf.load(path))
     params = inspect.signature(get_class(cfg.pop("_target_"))).parameters

@@ -12,7 +12,7 @@ from reports.runs import Run
 from reports.stats import paired_difference
 
 PNG = b"\x89PNG\r\n\x1a\n"
-TARGETS = {"softmax_bg": "losses.softmax_bg.SoftmaxBgLoss", "bce_alpha": "losses.bce_alpha.BceAlphaLoss",
+TARGETS = {"softmax_bg": "losses.softmax_bg.SoftmaxBgLoss", "bce_alpha": "losses.bce_alpha.AlphaBCELoss",
            "focal": "losses.focal.FocalLoss"}
 
 
