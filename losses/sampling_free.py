@@ -10,7 +10,8 @@ treatment at all?". The paper's three ingredients, as its released code does the
    is -n_k log(p) - (n - n_k) log(1 - p), p = sigmoid(b); it is smallest at p = n_k / n.
    The code measures the matcher's labels over one pass of the training set and sets every
    class to the mean of these, pi = (n_fg / n) / K, b = -log((1 - pi) / pi) (``prior:
-   mean``, the default). ``prior: per_class`` gives each class its own minimiser
+   mean``, the default): the minimiser of the K columns' initial BCE summed, with one bias
+   shared by all. ``prior: per_class`` gives each class its own minimiser
    pi_k = n_k / n (a class without a single anchor counts as one, so that b stays finite).
    The model counts (``RetinaNet.fit_label_counts``: train.py calls it once before a fresh
    run, all-reduced under DDP) and hands the counts to ``fit_label_counts``; they are kept
