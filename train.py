@@ -169,6 +169,11 @@ def run(cfg: DictConfig, run_dir: Path, heartbeat=lambda **info: None) -> dict |
         optimizer = build.optimizer(cfg, model)
         scaler = torch.amp.GradScaler(rt.device.type, enabled=rt.amp_dtype == torch.float16)
         start_iter, counts = restore(cfg, folder, model, optimizer, scaler)
+        if model.fits_label_counts and start_iter == 0 and not cfg.checkpoint and not cfg.eval_only:
+            # a loss that starts from the training set's measured label frequencies (sampling_free)
+            seen = model.fit_label_counts(b for b in build.label_loader(cfg, train_ds, rt) if b is not None)
+            log.info("label counts over the training set (ignored, classes..., background): %s; loss %r",
+                     seen.tolist(), model.cls_loss)
 
         end_iter = start_iter
         if not cfg.eval_only:

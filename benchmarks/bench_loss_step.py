@@ -7,8 +7,10 @@ backbone, 192 px synthetic images, batch 8) is built from the same seed and trai
 same real batches of the embedded dataset: one step = forward, matching, loss, backward, SGD
 step, as train.py's loop. The losses are timed interleaved (focal, ohem, ..., focal, ...),
 ``--steps`` steps each per repeat, and the table gives the median ms per step and its ratio
-to focal's (issue 15: a new loss must stay <= 1.5x). OVERRIDEs are train.py's (e.g.
-``loss.batch_per_image=512`` applies to the losses that have the key).
+to focal's (issue 15: a new loss must stay <= 1.5x; issue 31: qfl and vfl <= 1.3x). OVERRIDEs
+are train.py's (e.g. ``loss.batch_per_image=512`` applies to the losses that have the key).
+sampling_free steps without its measured prior (train.py measures it once before a run, a
+pass over the training labels that is not a step's cost), which changes no step's work.
 """
 
 import argparse

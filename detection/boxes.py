@@ -74,3 +74,18 @@ class BoxCoder:
         half_w = 0.5 * torch.exp(dw) * aw
         half_h = 0.5 * torch.exp(dh) * ah
         return torch.stack((cx - half_w, cy - half_h, cx + half_w, cy + half_h), dim=-1)
+
+
+def paired_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
+    """IoU of each box with its partner: Tensor[..., 4] and Tensor[..., 4] xyxy -> Tensor[...].
+
+    ``torchvision.ops.box_iou`` compares every box with every other (P x P); this is its
+    diagonal, in O(P). Empty boxes (zero area on both sides) give 0, not NaN.
+    """
+    lt = torch.maximum(boxes1[..., :2], boxes2[..., :2])
+    rb = torch.minimum(boxes1[..., 2:], boxes2[..., 2:])
+    inter = (rb - lt).clamp(min=0).prod(-1)
+    area1 = (boxes1[..., 2:] - boxes1[..., :2]).clamp(min=0).prod(-1)
+    area2 = (boxes2[..., 2:] - boxes2[..., :2]).clamp(min=0).prod(-1)
+    union = area1 + area2 - inter
+    return torch.where(union > 0, inter / union.clamp(min=torch.finfo(union.dtype).tiny), 0.0)

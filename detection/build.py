@@ -209,6 +209,17 @@ def eval_loader(cfg: DictConfig, ds, indices=None) -> DataLoader:
                                          channels_last=cfg.channels_last))
 
 
+def label_loader(cfg: DictConfig, train_ds, rt: Runtime) -> DataLoader:
+    """This rank's share of the training images (those of ``train_ds``) without augmentation,
+    in batches of ``schedule.eval_batch_size``, decoded once and not held: what a loss that
+    measures the training set's label frequencies counts (``RetinaNet.fit_label_counts``)."""
+    ds = dataset(cfg, "train", augment=False, image_ids=list(train_ds.image_ids))
+    return DataLoader(Subset(ds, shard(len(ds), rt.rank, rt.world)), batch_size=cfg.schedule.eval_batch_size,
+                      num_workers=worker_count(cfg.num_workers, rt.device.type),
+                      collate_fn=partial(collate, size_divisible=cfg.dataset.size_divisible,
+                                         channels_last=cfg.channels_last))
+
+
 def eval_shard(cfg: DictConfig, ds, rt: Runtime) -> DataLoader:
     """This rank's share of ``ds`` for evaluation: every world-th image."""
     return eval_loader(cfg, ds, shard(len(ds), rt.rank, rt.world))

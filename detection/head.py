@@ -82,14 +82,19 @@ class RetinaHead(nn.Module):
         self.cls_subnet = nn.Sequential(*cls_tower, _conv(out_width, num_anchors * num_logits))
         self.box_subnet = nn.Sequential(*box_layers)
         if prior_init and init_bias is not None:
-            init_bias = torch.as_tensor(init_bias, dtype=torch.float32)
-            if init_bias.shape != (num_logits,):
-                raise ValueError(
-                    f"RetinaHead init_bias has shape {tuple(init_bias.shape)}: expected ({num_logits},) = (num_logits,)"
-                )
-            with torch.no_grad():
-                # channel a*C + c gets init_bias[c]: the bias vector repeated once per anchor type
-                self.cls_subnet[-1].bias.copy_(init_bias.repeat(num_anchors))
+            self.set_class_bias(init_bias)
+
+    def set_class_bias(self, bias: Tensor) -> None:
+        """Sets the class output's bias to Tensor[C] ``bias`` for every anchor type."""
+        bias = torch.as_tensor(bias, dtype=torch.float32)
+        if bias.shape != (self.num_logits,):
+            raise ValueError(
+                f"RetinaHead init_bias has shape {tuple(bias.shape)}: expected ({self.num_logits},) = (num_logits,)"
+            )
+        with torch.no_grad():
+            # channel a*C + c gets bias[c]: the bias vector repeated once per anchor type
+            out = self.cls_subnet[-1].bias
+            out.copy_(bias.to(out.device).repeat(self.num_anchors))
 
     def forward(self, features: list[Tensor]) -> tuple[Tensor, Tensor]:
         """features: [Tensor[N, in_channels, h_l, w_l]] per level -> Tensor[N, R, C], Tensor[N, R, 4]."""

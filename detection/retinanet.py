@@ -4,19 +4,35 @@ The model never special-cases a classification loss: the head's class output has
 ``cls_loss.num_logits(K)`` logits per anchor, its bias is ``cls_loss.init_bias(K, prior)``,
 inference scores come from ``cls_loss.scores`` and the training loss from ``cls_loss(...)``.
 The per-anchor losses are reduced here, in one place, by the foreground normalizer.
+
+A loss may ask for more through optional members, each read here only (DEVELOPERS.md,
+"Contracts"): ``extras`` (what else ``__call__`` is passed, see ``EXTRAS``),
+``fit_label_counts`` (a prior measured from the training labels, see ``fit_label_counts``),
+``cls_weight`` (a weight on the reduced classification loss) and ``score_thresholds``
+(per-class inference thresholds). The losses that have none of them see none of this.
 """
 
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
 from torchvision.ops import batched_nms, clip_boxes_to_image
 
 from detection.anchors import AnchorGenerator
-from detection.boxes import BoxCoder
+from detection.boxes import BoxCoder, paired_iou
 from detection.head import RetinaHead
 from detection.matcher import Matcher
 from losses.anatomy import loss_anatomy
 from losses.box import BoxLoss
 from losses.normalizer import FgNormalizer
+
+# What a loss's ``extras`` (keyword -> source) may name: the model computes each source only
+# when a loss asks for it, detached, and passes it as ``cls_loss(logits, labels, keyword=...)``.
+EXTRAS = {
+    "predicted": "Tensor[N, R, 4]: each anchor's decoded prediction (OHEM's NMS)",
+    "anchors": "Tensor[N, R, 4]: the anchors themselves",
+    "iou": "Tensor[N, R]: IoU of a foreground anchor's decoded prediction with its matched gt box, "
+           "0 for the other anchors (QFL's, VFL's and Rank & Sort's soft targets)",
+}
 
 
 class RetinaNet(nn.Module):
@@ -75,6 +91,10 @@ class RetinaNet(nn.Module):
         self.nms_thresh = nms_thresh
         self.detections_per_img = detections_per_img
         self.one_class_per_anchor = one_class_per_anchor
+        self.prior_prob, self.prior_init = prior_prob, prior_init
+        for keyword, source in getattr(cls_loss, "extras", {}).items():
+            if source not in EXTRAS:
+                raise ValueError(f"{cls_loss!r} asks for {keyword}={source!r}: expected one of {sorted(EXTRAS)}")
 
     # The normalizer's EMA is training state: keep it in the state_dict so that a resumed
     # run divides by exactly what the uninterrupted run would have.
@@ -116,6 +136,17 @@ class RetinaNet(nn.Module):
             [t["ignore_boxes"] for t in targets],
         )
 
+    def foreground(self, labels: Tensor, matched: Tensor, targets: list[dict]):
+        """The foreground anchors' image and anchor indices (Tensor[P] each) and their matched
+        gt boxes Tensor[P, 4] (float32), for ``labels`` and ``matched`` Tensor[N, R]."""
+        img_idx, anchor_idx = ((labels >= 0) & (labels < self.num_classes)).nonzero(as_tuple=True)
+        if not len(img_idx):
+            return img_idx, anchor_idx, labels.new_zeros(0, 4, dtype=torch.float32)
+        gt_boxes = torch.cat([t["boxes"] for t in targets])
+        # index of each foreground anchor's gt in the concatenated gt list
+        first = torch.tensor([0] + [len(t["boxes"]) for t in targets][:-1], device=labels.device).cumsum(0)
+        return img_idx, anchor_idx, gt_boxes[first[img_idx] + matched[img_idx, anchor_idx]].float()
+
     @torch.no_grad()
     def anchor_losses(self, images: Tensor, targets: list[dict]):
         """Per-anchor classification loss Tensor[N, R] and labels Tensor[N, R], unreduced.
@@ -124,55 +155,67 @@ class RetinaNet(nn.Module):
         anchors); training uses ``forward``.
         """
         cls_logits, box_deltas, anchors, _ = self.predict(images)
-        labels, _ = self.match(anchors, targets)
+        labels, matched = self.match(anchors, targets)
         # A stateful loss (GHM-C's running counts, sampling's generator) must not learn from
         # or draw for the images of an analysis: its state is put back.
         state = self.cls_loss.state_dict() if hasattr(self.cls_loss, "state_dict") else None
-        loss = self.classification_loss(cls_logits, box_deltas, anchors, labels)
+        loss = self.classification_loss(cls_logits, box_deltas, anchors, labels,
+                                        self.foreground(labels, matched, targets))
         if state is not None:
             self.cls_loss.load_state_dict(state)
         return loss, labels
 
-    def classification_loss(self, cls_logits: Tensor, box_deltas: Tensor, anchors: Tensor, labels: Tensor) -> Tensor:
-        """``cls_loss(cls_logits, labels)``: Tensor[N, R], 0 where ignored. A loss whose
-        ``boxes`` attribute is "predicted" or "anchors" (OHEM's NMS) also gets
-        ``boxes=Tensor[N, R, 4]``: each anchor's decoded prediction (detached), or the anchors."""
-        which = getattr(self.cls_loss, "boxes", None)
-        if which is None:
-            return self.cls_loss(cls_logits, labels)
-        if which == "anchors":
-            boxes = anchors.expand(len(labels), *anchors.shape)  # (N, R, 4)
-        elif which == "predicted":
-            boxes = self.box_coder.decode(anchors, box_deltas.detach())  # (N, R, 4)
-        else:
-            raise ValueError(f"{self.cls_loss!r}: boxes must be None, 'anchors' or 'predicted', got {which!r}")
-        return self.cls_loss(cls_logits, labels, boxes=boxes)
+    def classification_loss(self, cls_logits: Tensor, box_deltas: Tensor, anchors: Tensor, labels: Tensor,
+                            foreground) -> Tensor:
+        """``cls_loss(cls_logits, labels, **extras)``: Tensor[N, R], 0 where ignored.
+
+        ``foreground`` is ``self.foreground(...)``. A loss whose ``extras`` maps keywords to
+        sources of ``EXTRAS`` gets each, detached; e.g. OHEM's ``{"boxes": "predicted"}``,
+        QFL's ``{"quality": "iou"}``.
+        """
+        extras = {}
+        for keyword, source in getattr(self.cls_loss, "extras", {}).items():
+            with torch.no_grad():
+                if source == "anchors":
+                    extras[keyword] = anchors.expand(len(labels), *anchors.shape)  # (N, R, 4)
+                elif source == "predicted":
+                    extras[keyword] = self.box_coder.decode(anchors, box_deltas.detach())  # (N, R, 4)
+                else:  # "iou", checked in __init__
+                    img_idx, anchor_idx, gt = foreground
+                    pred = self.box_coder.decode(anchors[anchor_idx], box_deltas[img_idx, anchor_idx].detach())
+                    quality = torch.zeros(labels.shape, dtype=torch.float32, device=labels.device)  # (N, R)
+                    quality[img_idx, anchor_idx] = paired_iou(pred.float(), gt)
+                    extras[keyword] = quality
+        return self.cls_loss(cls_logits, labels, **extras)
 
     def losses(self, cls_logits, box_deltas, anchors, targets, with_stats=False) -> dict:
         """Classification and box losses, both divided by the same foreground normalizer.
 
         Returns a dict with ``loss`` (what is minimised), ``loss_cls``, ``loss_box`` and the
         normalizer; with ``with_stats`` also the anchor counts per image and the anatomy of
-        the classification loss (detached, for logging).
+        the classification loss (detached, for logging). A loss with ``cls_weight(loss_cls,
+        loss_box) -> Tensor`` (detached scalar) has ``loss = cls_weight * loss_cls + loss_box``
+        and the weight in the dict as ``cls_weight``; ``loss_cls`` is always the unweighted one.
         """
         k = self.num_classes
         labels, matched = self.match(anchors, targets)  # (N, R), (N, R)
-        cls_per_anchor = self.classification_loss(cls_logits, box_deltas, anchors, labels)  # (N, R), 0 where ignored
+        img_idx, anchor_idx, gt = foreground = self.foreground(labels, matched, targets)  # (P,), (P,), (P, 4)
+        cls_per_anchor = self.classification_loss(cls_logits, box_deltas, anchors, labels, foreground)  # (N, R)
         fg = (labels >= 0) & (labels < k)
-        img_idx, anchor_idx = fg.nonzero(as_tuple=True)
         norm = self.normalizer(fg.sum())
-        gt_boxes = torch.cat([t["boxes"] for t in targets]) if len(img_idx) else None
-        if gt_boxes is not None:
-            # index of each foreground anchor's gt in the concatenated gt list
-            first = torch.tensor([0] + [len(t["boxes"]) for t in targets][:-1], device=labels.device).cumsum(0)
-            gt = gt_boxes[first[img_idx] + matched[img_idx, anchor_idx]].float()  # (P, 4)
+        if len(img_idx):
             box_per_anchor = self.box_loss(box_deltas[img_idx, anchor_idx].float(), anchors[anchor_idx], gt,
                                            self.box_coder)  # (P,)
             loss_box = box_per_anchor.sum() / norm
         else:
             loss_box = box_deltas.sum() * 0.0  # keeps the graph (DDP needs every parameter used)
         loss_cls = cls_per_anchor.sum() / norm
-        out = {"loss": loss_cls + loss_box, "loss_cls": loss_cls, "loss_box": loss_box, "normalizer": norm}
+        out = {"loss_cls": loss_cls, "loss_box": loss_box, "normalizer": norm}
+        if hasattr(self.cls_loss, "cls_weight"):  # e.g. sampling-free's guided scaling; logged, detached
+            out["cls_weight"] = self.cls_loss.cls_weight(loss_cls.detach(), loss_box.detach())
+            out["loss"] = out["cls_weight"] * loss_cls + loss_box
+        else:
+            out["loss"] = loss_cls + loss_box
         if with_stats:
             with torch.no_grad():
                 n = len(targets)
@@ -182,6 +225,58 @@ class RetinaNet(nn.Module):
                 out.update(loss_anatomy(cls_per_anchor.detach(), labels, self.cls_loss.scores(cls_logits.detach())))
         return out
 
+    def score_thresholds(self) -> Tensor:
+        """Tensor[K] float32: the score a detection of each class must exceed. The loss's
+        ``score_thresholds()`` when it has one and it gives them (sampling-free's
+        class-adaptive thresholds, once measured), else ``score_thresh`` for every class."""
+        own = self.cls_loss.score_thresholds() if hasattr(self.cls_loss, "score_thresholds") else None
+        if own is None:
+            return torch.full((self.num_classes,), float(self.score_thresh))
+        if own.shape != (self.num_classes,):
+            raise ValueError(f"{self.cls_loss!r}.score_thresholds() has shape {tuple(own.shape)}, "
+                             f"expected ({self.num_classes},)")
+        return own.float()
+
+    @property
+    def fits_label_counts(self) -> bool:
+        """Whether the loss starts from label frequencies measured on the training data
+        (``fit_label_counts``): train.py then counts them once before a fresh run."""
+        return hasattr(self.cls_loss, "fit_label_counts")
+
+    @torch.no_grad()
+    def fit_label_counts(self, batches) -> Tensor:
+        """Counts the labels the matcher gives the anchors of ``batches`` ((images, targets)
+        pairs, as the training loader's, without augmentation), summed over the ranks under
+        torch.distributed; hands them to the loss (``cls_loss.fit_label_counts(counts)``) and
+        sets the class bias to the loss's ``init_bias`` again (unless ``prior_init`` is off).
+
+        Returns the counts Tensor[K + 2] int64: index 0 the ignored anchors, 1..K the
+        anchors of each class, K + 1 the background anchors. No parameter of the network
+        is changed but the class bias: the backbone runs once per image size (in eval mode),
+        for its feature map sizes.
+        """
+        k = self.num_classes
+        device = self.head.cls_subnet[-1].bias.device
+        counts = torch.zeros(k + 2, dtype=torch.int64, device=device)
+        sizes_of = {}
+        for images, targets in batches:
+            hw = tuple(images.shape[-2:])
+            if hw not in sizes_of:  # in eval mode: the probe must not move BatchNorm's statistics
+                training, probe = self.backbone.training, torch.zeros(1, 3, *hw, device=device)
+                sizes_of[hw] = [tuple(f.shape[-2:]) for f in self.backbone.eval()(probe)]
+                self.backbone.train(training)
+            anchors = self.anchor_generator.grid_anchors(sizes_of[hw], device=device)  # (R, 4)
+            targets = [{key: t[key].to(device) for key in ("boxes", "labels", "ignore_boxes")} for t in targets]
+            labels, _ = self.match(anchors, targets)  # (N, R)
+            counts += torch.bincount(labels.flatten() + 1, minlength=k + 2)
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(counts)
+        counts = counts.cpu()
+        self.cls_loss.fit_label_counts(counts)
+        if self.prior_init:
+            self.head.set_class_bias(self.cls_loss.init_bias(k, self.prior_prob))
+        return counts
+
     @torch.no_grad()
     def postprocess(self, cls_logits, box_deltas, anchors, per_level, targets) -> list[dict]:
         """Top-k per level above the score threshold, decode, per-class NMS, keep the best.
@@ -190,6 +285,7 @@ class RetinaNet(nn.Module):
         NMS whose groups are (image, class) pairs.
         """
         n, k = cls_logits.shape[0], self.num_classes
+        thresh = self.score_thresholds().to(cls_logits.device)  # (K,)
         cand_scores, cand_img, cand_label, cand_boxes = [], [], [], []
         start = 0
         for count in per_level:
@@ -198,7 +294,7 @@ class RetinaNet(nn.Module):
                 scores = torch.where(scores == scores.amax(-1, keepdim=True), scores, 0.0)
             scores = scores.reshape(n, -1)  # (N, R_l * K)
             top, idx = scores.topk(min(self.topk_candidates, scores.shape[1]), dim=1)  # (N, T)
-            img, col = (top > self.score_thresh).nonzero(as_tuple=True)
+            img, col = (top > thresh[idx % k]).nonzero(as_tuple=True)
             flat = idx[img, col]
             anchor = flat // k + start
             cand_scores.append(top[img, col])

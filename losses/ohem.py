@@ -125,8 +125,8 @@ class OHEMLoss(Selecting):
             top B whatever their label.
         nms_boxes: "predicted" (each anchor's decoded box) or "anchors" (see the module docstring).
 
-    The model passes ``boxes=Tensor[N, R, 4]`` to ``__call__`` when ``self.boxes`` names
-    which (DEVELOPERS.md, "Contracts").
+    The model passes ``boxes=Tensor[N, R, 4]`` to ``__call__`` when ``self.extras`` asks for
+    them, ``{"boxes": nms_boxes}`` (DEVELOPERS.md, "Contracts").
     """
 
     name = "ohem"  # its configs/loss/ file: run names and reports name the loss by it
@@ -151,13 +151,13 @@ class OHEMLoss(Selecting):
         self.nms_thresh = None if nms_thresh is None else float(nms_thresh)
         self.neg_per_pos = None if neg_per_pos is None else float(neg_per_pos)
         self.nms_boxes = nms_boxes
-        self.boxes = nms_boxes if self.nms_thresh is not None else None  # what the model passes
+        self.extras = {"boxes": nms_boxes} if self.nms_thresh is not None else {}  # what the model passes
 
     def __call__(self, logits: Tensor, labels: Tensor, boxes: Tensor | None = None) -> Tensor:
         """Tensor[N, R, C] logits, Tensor[N, R] labels (, Tensor[N, R, 4] boxes) -> Tensor[N, R]
         float32: the base loss on the kept anchors, 0 elsewhere."""
         check_enough_anchors("ohem", "loss.batch_per_image", self.batch_per_image, labels)
-        if self.boxes is not None and (boxes is None or boxes.shape != (*labels.shape, 4)):
+        if self.extras and (boxes is None or boxes.shape != (*labels.shape, 4)):
             raise ValueError(f"ohem: nms_thresh={self.nms_thresh} needs boxes=Tensor[N, R, 4] ({self.nms_boxes}), "
                              f"got {None if boxes is None else tuple(boxes.shape)} for labels {tuple(labels.shape)}")
         num_classes = logits.shape[-1] - (self.base == "softmax")

@@ -61,3 +61,44 @@ def softmax_bg_loss(logits: Tensor, labels: Tensor, bg_weight: float = 1.0) -> T
     nll = -F.log_softmax(x, dim=-1).gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)  # (N, R)
     weight = torch.where(labels == k, bg_weight, (labels >= 0).to(x.dtype))  # (N, R)
     return nll * weight
+
+
+def rank_sort_loss(logits: Tensor, labels: Tensor, quality: Tensor, delta: float = 0.5) -> Tensor:
+    """Rank & Sort loss booked per anchor, by its definition (``losses.rank_sort``, whose fast
+    version this checks): Tensor[N, R, K] logits, Tensor[N, R] labels and quality -> Tensor[N, R].
+
+    Dense: every positive against every element, P x N x R x K values, as the official
+    code's loop over the positives; for small inputs (the tests). The loss is not
+    differentiated: its backward is the paper's identity update, which autograd gives here
+    as the gradient of a surrogate with the loss's value, sum over primary terms of
+    L_ij (x_j - x_i) with L_ij detached: d/dx_j = L_ij, d/dx_i = -L_ij.
+    """
+    k = check_inputs("rank_sort_loss", logits, labels)
+    x = _float(logits).reshape(-1, k)  # (E rows, K)
+    lab = labels.reshape(-1).long()
+    fg_rows = ((lab >= 0) & (lab < k)).nonzero().squeeze(1)  # (P,)
+    fg_cols = lab[fg_rows]
+    positive = torch.zeros_like(x, dtype=torch.bool)
+    positive[fg_rows, fg_cols] = True
+    negative = (lab >= 0)[:, None] & ~positive  # (R, K)
+    xp, y = x[fg_rows, fg_cols], quality.reshape(-1)[fg_rows].to(x.dtype)  # (P,)
+
+    def step(t):  # H(t): the smoothed step of the paper (delta = 0: the step itself)
+        return (t / (2 * delta) + 0.5).clamp(0, 1) if delta > 0 else (t >= 0).to(t.dtype)
+
+    with torch.no_grad():
+        h_neg = step(x[None] - xp[:, None, None]) * negative  # (P, R, K): H(x_j - x_i) over negatives
+        h_pos = step(xp[None, :] - xp[:, None])  # (P, P): H(x_k - x_i), i itself included
+        rank_pos = h_pos.sum(1)
+        rank = rank_pos + h_neg.sum((1, 2))
+        l_rank = h_neg / rank[:, None, None]  # RE(i) H(x_j - x_i) / FP(i), as FP(i) / rank(i) = RE(i)
+        above = y[None, :] >= y[:, None]  # y_k >= y_i
+        current = (h_pos * (1 - y)).sum(1) / rank_pos
+        target = (h_pos * above * (1 - y)).sum(1) / (h_pos * above).sum(1)
+        missorted = h_pos * ~above  # positives with a lower IoU ranked near or above i
+        spread = missorted.sum(1)
+        l_sort = torch.where(spread > 0, (current - target) / spread.clamp(min=1e-300), 0.0)[:, None] * missorted
+    booked = l_rank.sum(0).index_put((fg_rows, fg_cols), l_sort.sum(0), accumulate=True)  # (R, K)
+    surrogate = (l_rank * (x[None] - xp[:, None, None])).sum(0) + torch.zeros_like(x).index_put(
+        (fg_rows, fg_cols), (l_sort * (xp[None, :] - xp[:, None])).sum(0))
+    return (booked + surrogate - surrogate.detach()).sum(-1).view(labels.shape)

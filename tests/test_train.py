@@ -47,7 +47,8 @@ def _check_artifacts(run_dir, max_iters=6):
 
 
 @pytest.mark.parametrize("loss", ["softmax_bg", "bce_alpha", "ohem", "ohem loss.neg_per_pos=3 loss.nms_thresh=0.5",
-                                  "sampling", "softmax_focal", "ghmc loss.momentum=0.75"])
+                                  "sampling", "softmax_focal", "ghmc loss.momentum=0.75", "qfl", "vfl",
+                                  "sampling_free loss.prior=per_class", "rank_sort"])
 def test_end_to_end_in_process(tmp_path, synthetic_cache, loss):
     stats, run_dir = _run(tmp_path, loss.split()[0], synthetic_cache, [f"loss={loss.split()[0]}", *loss.split()[1:]])
     lines, ev = _check_artifacts(run_dir)
@@ -89,6 +90,28 @@ def test_resume_equals_uninterrupted_run(tmp_path, synthetic_cache):
         return [{k: v for k, v in r.items() if k != "images_per_s"} for r in rows]
 
     assert metrics(full) == metrics(resumed)
+
+
+def test_sampling_free_counts_the_labels_once_and_resumes_exactly(tmp_path, synthetic_cache):
+    """The label counts are measured before a fresh run (its bias and thresholds), kept in the
+    checkpoint, and not measured again on resume: the resumed run is the uninterrupted one."""
+    extra = ["loss=sampling_free", "eval_at_end=false"]
+    _, full = _run(tmp_path, "full", synthetic_cache, extra)
+    _run(tmp_path, "part", synthetic_cache, [*extra, "schedule.stop_after=3"])
+    _, resumed = _run(tmp_path, "part", synthetic_cache, [*extra, "resume=true"])
+    a = torch.load(full / "checkpoints" / "last.pt", weights_only=False)["model"]
+    b = torch.load(resumed / "checkpoints" / "last.pt", weights_only=False)["model"]
+    for k, v in a.items():
+        if torch.is_tensor(v):
+            assert torch.equal(v, b[k]), k
+    counts = a["_extra_state"]["cls_loss"]["label_counts"]
+    assert torch.equal(counts, b["_extra_state"]["cls_loss"]["label_counts"])
+    cfg = compose_config(tiny_overrides(synthetic_cache) + extra)
+    train_ds = build.dataset(cfg, "train", augment=False)
+    model = build.model(cfg, train_ds.num_classes)
+    loader = build.label_loader(cfg, train_ds, build.runtime(cfg))
+    assert torch.equal(model.fit_label_counts(loader), counts)  # every training image, unflipped
+    assert 0 < 10 * counts[1:-1].sum() < counts[-1]  # far more background than foreground
 
 
 def test_anchor_losses_are_the_final_model_on_the_first_val_images(tmp_path, synthetic_cache):

@@ -2,8 +2,9 @@ import math
 
 import torch
 from torchvision.models.detection import _utils as tv_utils
+from torchvision.ops import box_iou
 
-from detection.boxes import BoxCoder
+from detection.boxes import BoxCoder, paired_iou
 
 
 def _random_boxes(n, seed):
@@ -45,3 +46,14 @@ def test_decode_clamps_size_and_upcasts_half():
     assert torch.allclose(out[0, 2] - out[0, 0], torch.tensor(1000.0))
     half = coder.decode(a, torch.tensor([[0.5, 0.5, 1.0, 1.0]], dtype=torch.float16))
     assert half.dtype == torch.float32
+
+
+def test_paired_iou_is_the_diagonal_of_torchvisions_box_iou():
+    g = torch.Generator().manual_seed(0)
+    xy = torch.rand(50, 2, generator=g) * 50
+    a = torch.cat([xy, xy + 1 + torch.rand(50, 2, generator=g) * 30], 1)
+    b = a + torch.randn(50, 4, generator=g) * 5
+    b[:, 2:] = torch.maximum(b[:, 2:], b[:, :2] + 0.5)
+    torch.testing.assert_close(paired_iou(a, b), box_iou(a, b).diagonal())
+    assert paired_iou(torch.tensor([1.0, 1, 1, 1]), torch.tensor([2.0, 2, 2, 2])).item() == 0  # empty: 0, not NaN
+    assert paired_iou(a[:3], a[:3]).eq(1).all()

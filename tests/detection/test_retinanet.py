@@ -14,7 +14,7 @@ K = 5
 
 
 def _model(loss_yaml, **kw):
-    loss = instantiate(OmegaConf.load(loss_yaml))
+    loss = kw.pop("cls_loss", None) or instantiate(OmegaConf.load(loss_yaml))
     args = dict(backbone=TinyBackbone(widths=(8, 16, 16), fpn_channels=16), head_convs=1, head_width=16)
     args.update(kw)
     return RetinaNet(num_classes=K, cls_loss=loss, **args)
@@ -98,16 +98,16 @@ def test_postprocess_keeps_at_most_100_boxes_inside_the_original_image():
 
 
 class _Recorder:
-    """A loss that names which boxes it needs and records what the model passes."""
+    """A loss that asks for one extra (``keyword=source``) and records what the model passes."""
 
-    def __init__(self, inner, boxes):
-        self.inner, self.boxes, self.seen = inner, boxes, None
+    def __init__(self, inner, keyword, source):
+        self.inner, self.extras, self.seen = inner, {keyword: source}, None
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
 
-    def __call__(self, logits, labels, boxes=None):
-        self.seen = boxes
+    def __call__(self, logits, labels, **extra):
+        (self.seen,) = extra.values()
         return self.inner(logits, labels)
 
 
@@ -116,7 +116,7 @@ def test_a_loss_gets_the_boxes_it_names(which):
     from losses.focal import FocalLoss
 
     model = _model(LOSS_YAMLS[0]).train()
-    model.cls_loss = _Recorder(FocalLoss(), which)
+    model.cls_loss = _Recorder(FocalLoss(), "boxes", which)
     images, targets = torch.rand(2, 3, 128, 160), _targets(2)
     out = model(images, targets)
     _, deltas, anchors, _ = model.predict(images)
@@ -150,3 +150,94 @@ def test_a_stateful_losss_state_is_in_the_checkpoint_and_analysis_leaves_it():
     old["_extra_state"] = {"normalizer": state["_extra_state"]["normalizer"]}  # written with a stateless loss
     with pytest.raises(ValueError, match="no state for the classification loss"):
         sampling_model().load_state_dict(old)
+
+
+def test_a_loss_gets_the_quality_it_asks_for():
+    """quality: each foreground anchor's IoU of its decoded prediction with its matched gt, 0
+    elsewhere, detached: what QFL, VFL and Rank & Sort train towards."""
+    from losses.focal import FocalLoss
+
+    model = _model(LOSS_YAMLS[0]).train()
+    model.cls_loss = _Recorder(FocalLoss(), "quality", "iou")
+    images, targets = torch.rand(3, 3, 128, 160), _targets(3)
+    model(images, targets)["loss"].backward()
+    _, deltas, anchors, _ = model.predict(images)
+    labels, matched = model.match(anchors, targets)
+    boxes = model.box_coder.decode(anchors, deltas.detach())
+    expected = torch.zeros(labels.shape)
+    for i, t in enumerate(targets):
+        for r in ((labels[i] >= 0) & (labels[i] < K)).nonzero().flatten().tolist():
+            expected[i, r] = box_iou(boxes[i, r:r + 1], t["boxes"][matched[i, r]:matched[i, r] + 1])[0, 0]
+    seen = model.cls_loss.seen
+    assert not seen.requires_grad and (seen > 0).sum() > 10
+    torch.testing.assert_close(seen, expected)
+
+
+def test_an_unknown_extra_is_an_error_naming_it():
+    from losses.focal import FocalLoss
+
+    with pytest.raises(ValueError, match=r"asks for quality='giou': expected one of \['anchors', 'iou', 'predicted'\]"):
+        _model(LOSS_YAMLS[0], cls_loss=_Recorder(FocalLoss(), "quality", "giou"))
+
+
+def _sampling_free(**kw):
+    from losses.sampling_free import SamplingFreeLoss
+
+    return _model(LOSS_YAMLS[0], cls_loss=SamplingFreeLoss(**kw))
+
+
+def test_label_counts_set_the_prior_bias_and_the_thresholds():
+    model = _sampling_free(prior="per_class")
+    images, targets = torch.rand(3, 3, 128, 160), _targets(3)
+    batches = [(images[:2], targets[:2]), (images[2:], targets[2:])]
+    counts = model.fit_label_counts(batches)
+    _, _, anchors, _ = model.predict(images)
+    labels, _ = model.match(anchors, targets)
+    assert torch.equal(counts, torch.bincount(labels.flatten() + 1, minlength=K + 2))
+    n = counts[1:].sum().double()
+    pi = counts[1:K + 1].clamp(min=1) / n
+    bias = model.head.cls_subnet[-1].bias.view(-1, K)  # one row per anchor type
+    torch.testing.assert_close(bias, (-torch.log((1 - pi) / pi)).float().expand_as(bias))
+    torch.testing.assert_close(model.score_thresholds(), pi.float())
+    assert model.fits_label_counts and not _model(LOSS_YAMLS[0]).fits_label_counts
+    # the counts are training state: a checkpoint carries them to an evaluation
+    fresh = _sampling_free(prior="per_class")
+    fresh.load_state_dict(model.state_dict())
+    torch.testing.assert_close(fresh.score_thresholds(), pi.float())
+    no_prior = _model(LOSS_YAMLS[0], cls_loss=model.cls_loss, prior_init=False)
+    no_prior.fit_label_counts(batches)
+    assert (no_prior.head.cls_subnet[-1].bias == 0).all()  # the ablation of the prior stays one
+
+
+def test_score_thresholds_are_per_class():
+    model = _sampling_free(adaptive_threshold=True).eval()
+    model.cls_loss.fit_label_counts(torch.tensor([0, 10, 10, 10, 10, 10, 950]))  # pi = 0.01 for every class
+    r = 9 * (16 * 20 + 8 * 10 + 4 * 5 + 2 * 3 + 1 * 2)
+    sizes = [(16, 20), (8, 10), (4, 5), (2, 3), (1, 2)]
+    anchors = model.anchor_generator.grid_anchors(sizes)
+    per_level = model.anchor_generator.num_anchors_per_level(sizes)
+    logits = torch.full((1, r, K), -10.0)
+    logits[0, :50] = torch.logit(torch.tensor(0.03))  # between 0.01 (adaptive) and 0.05 (the model's)
+    targets = [{"size": (128, 160), "orig_size": (128, 160)}]
+    found = model.postprocess(logits, torch.zeros(1, r, 4), anchors, per_level, targets)[0]
+    assert len(found["scores"]) > 0 and (found["scores"] < 0.05).all()
+    model.cls_loss.adaptive_threshold = False  # the model's 0.05 again
+    assert len(model.postprocess(logits, torch.zeros(1, r, 4), anchors, per_level, targets)[0]["scores"]) == 0
+
+
+def test_guided_weight_scales_the_classification_loss():
+    torch.manual_seed(0)
+    model = _sampling_free().train()
+    images, targets = torch.rand(3, 3, 128, 160), _targets(3)
+    out = model(images, targets)
+    torch.testing.assert_close(out["cls_weight"], out["loss_box"] / out["loss_cls"])
+    torch.testing.assert_close(out["loss"], 2 * out["loss_box"])  # r L_cls weighs what L_box weighs
+    out["loss"].backward()
+    guided = model.head.cls_subnet[-1].bias.grad.clone()
+    model.zero_grad()
+    model.cls_loss.guided = False
+    out = model(images, targets)
+    assert out["cls_weight"] == 1 and torch.allclose(out["loss"], out["loss_cls"] + out["loss_box"])
+    out["loss"].backward()
+    # the class output's gradient is the plain one times r: scaled, not turned
+    torch.testing.assert_close(guided, model.head.cls_subnet[-1].bias.grad * (out["loss_box"] / out["loss_cls"]))

@@ -12,8 +12,23 @@ CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs" / "loss").glob
 K = 4
 
 
+# A ranking loss books each anchor's share of the errors it causes (losses/rank_sort.py): an
+# anchor may be pushed without carrying a loss of its own, and a background anchor ranked
+# below every foreground one carries none.
+RANKING = {"rank_sort"}
+
+
 def test_the_variants_exist():
-    assert {"focal", "bce_alpha", "softmax_bg", "ohem", "sampling", "softmax_focal", "ghmc"} <= {p.stem for p in CONFIGS}
+    assert {"focal", "bce_alpha", "softmax_bg", "ohem", "sampling", "softmax_focal", "ghmc",
+            "qfl", "vfl", "sampling_free", "rank_sort"} <= {p.stem for p in CONFIGS}
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
+def test_the_class_names_its_yaml(path):
+    """The run name and the reports read a loss's short name from its class (``name``)."""
+    loss_fn = instantiate(OmegaConf.load(path))
+    if hasattr(type(loss_fn), "name"):  # the older losses get theirs in another change
+        assert type(loss_fn).name == path.stem
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
@@ -52,9 +67,12 @@ def test_interface(path):
     scores = loss_fn.scores(logits)
     assert scores.shape == (2, R, K) and ((scores >= 0) & (scores <= 1)).all()
 
-    # a loss that names which boxes it needs (OHEM's NMS) gets them, as the model passes them
+    # a loss that asks for extras (OHEM's boxes, QFL's quality) gets them, as the model passes them
     xy = torch.rand(2, R, 2, generator=g) * 100
-    extra = {"boxes": torch.cat([xy, xy + 10], -1)} if getattr(loss_fn, "boxes", None) else {}
+    fg = (labels >= 0) & (labels < K)
+    example = {"predicted": torch.cat([xy, xy + 10], -1), "anchors": torch.cat([xy, xy + 10], -1),
+               "iou": torch.where(fg, 0.05 + 0.95 * torch.rand(2, R, generator=g), 0.0)}
+    extra = {keyword: example[source] for keyword, source in getattr(loss_fn, "extras", {}).items()}
     loss = loss_fn(logits, labels, **extra)
     assert loss.shape == (2, R) and loss.dtype == torch.float32
     ignored = labels == -1
@@ -62,11 +80,14 @@ def test_interface(path):
     if hasattr(loss_fn, "batch_per_image"):  # trains on a subset: at most B anchors per image
         assert ((loss > 0).sum(1) <= loss_fn.batch_per_image).all() and ((loss > 0).sum(1) > 0).all()
         assert (loss[loss != 0] > 0).all()
+    elif path.stem in RANKING:
+        assert (loss >= 0).all() and loss.sum() > 0
     else:
         assert (loss[~ignored] > 0).all()
     loss.sum().backward()
     assert logits.grad.isfinite().all() and (logits.grad[ignored] == 0).all()
-    assert ((logits.grad != 0).any(-1) == (loss > 0)).all()  # the gradient reaches exactly the anchors with a loss
+    if path.stem not in RANKING:  # the gradient reaches exactly the anchors with a loss
+        assert ((logits.grad != 0).any(-1) == (loss > 0)).all()
 
     half = loss_fn(logits.detach().to(torch.bfloat16), labels, **extra)
     assert half.dtype == torch.float32 and half.isfinite().all()

@@ -183,6 +183,6 @@ def test_bad_arguments_name_the_key():
 
 
 def test_boxes_requested_only_with_nms():
-    assert OHEMLoss().boxes == "predicted"
-    assert OHEMLoss(nms_boxes="anchors").boxes == "anchors"
-    assert OHEMLoss(nms_thresh=None).boxes is None
+    assert OHEMLoss().extras == {"boxes": "predicted"}
+    assert OHEMLoss(nms_boxes="anchors").extras == {"boxes": "anchors"}
+    assert OHEMLoss(nms_thresh=None).extras == {}
