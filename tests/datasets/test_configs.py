@@ -163,3 +163,15 @@ def test_bccd_reports_on_test_and_val_split_switches_it():
     assert {test.coco.imgs[i]["split"] for i in test.image_ids} == {"test"}
     val = instantiate(compose_dataset("bccd", [f"dataset.root={BCCD_SAMPLE}", "dataset.val_split=val"]).dataset.val)
     assert {val.coco.imgs[i]["split"] for i in val.image_ids} == {"val"} and len(val) == 1
+
+
+def test_any_coco_dataset_can_recover_crowds_from_the_command_line():
+    """dataset=coco with the rule: the shipped sample's 3 real crowd boxes stay crowd, and
+    boxes the rule marks are crowd in the train split's COCO object too."""
+    base = [f"dataset.root={COCO_SAMPLE}", f"dataset.train.images={COCO_SAMPLE}/train2017"]
+    plain = instantiate(compose_dataset("coco", base).dataset.train)
+    ruled = instantiate(compose_dataset("coco", base + ["dataset.crowd_min_centres=2"]).dataset.train)
+    assert plain.implied_crowd_ids == [] and ruled.implied_crowd_ids
+    assert all(ruled.coco.anns[i]["iscrowd"] == 1 for i in ruled.implied_crowd_ids)
+    assert len(ruled.target(0)["ignore_boxes"]) + len(ruled.target(0)["boxes"]) == (
+        len(plain.target(0)["ignore_boxes"]) + len(plain.target(0)["boxes"]))
