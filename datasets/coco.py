@@ -12,6 +12,10 @@ of categories left out of the subset are handled by the ``others`` policy:
 Crowd boxes (``iscrowd``) of the chosen categories are ignore regions, never background and
 never dropped (crowd boxes of left-out categories follow ``others`` like their other boxes). Images with no target box are kept (pure background is what the study is
 about) unless ``drop_empty``.
+
+Files whose crowd flags were lost (boxes converted from YOLO labels, e.g. coco_person) can
+recover them with ``crowd_min_centres``: a box that contains the centres of at least that
+many other boxes of its category is taken for a crowd region (``implied_crowds``).
 """
 
 import random
@@ -27,6 +31,54 @@ from datasets.coco_json import _head, load_coco_json, read_image, read_image_ids
 
 OTHERS = ("ignore", "background", "drop_images")
 ON_BAD_IMAGE = ("error", "skip")
+
+
+def implied_crowds(boxes: np.ndarray, min_centres: int, min_aspect: float | None = None) -> np.ndarray:
+    """Which of one image's boxes of one category look like crowd regions: those that contain
+    the centres of at least ``min_centres`` other boxes (and, with ``min_aspect``, are at
+    least that many times as wide as they are high).
+
+    A COCO crowd region is one box around a group whose members are also boxed one by one, so
+    it holds their centres; a box of one object rarely holds the centres of several others of
+    its kind. When it does, it is mostly a large object in front of small ones; for upright
+    objects (people) ``min_aspect=1`` tells those (taller than wide) from the groups (a row
+    of people is wider than high). Borders count as inside.
+
+    Args:
+        boxes: float array[M, 4], xyxy pixels.
+        min_centres: int >= 1.
+        min_aspect: None, or a number > 0: width / height at least this.
+
+    Returns:
+        bool array[M].
+
+    Example: a 0..100 box around three 10 px boxes, a fourth box elsewhere; with
+    ``min_centres=3`` only the big one is a crowd region, and with ``min_aspect=1.5`` none::
+
+        >>> b = np.array([[0, 0, 100, 100], [10, 10, 20, 20], [40, 40, 50, 50],
+        ...               [70, 70, 80, 80], [200, 0, 210, 10]], dtype=np.float32)
+        >>> implied_crowds(b, 3).tolist()
+        [True, False, False, False, False]
+        >>> implied_crowds(b, 3, min_aspect=1.5).tolist()
+        [False, False, False, False, False]
+    """
+    if isinstance(min_centres, bool) or not isinstance(min_centres, int) or min_centres < 1:
+        raise ValueError(f"min_centres is {min_centres!r}, expected an int >= 1")
+    if min_aspect is not None and (
+        isinstance(min_aspect, bool) or not isinstance(min_aspect, (int, float)) or not min_aspect > 0
+    ):
+        raise ValueError(f"min_aspect is {min_aspect!r}, expected a number > 0 (width / height) or None")
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    cx, cy = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2  # (M,)
+    inside = (
+        (boxes[:, None, 0] <= cx[None]) & (cx[None] <= boxes[:, None, 2])
+        & (boxes[:, None, 1] <= cy[None]) & (cy[None] <= boxes[:, None, 3])
+    )  # (M, M): box i holds the centre of box j
+    np.fill_diagonal(inside, False)
+    crowd = inside.sum(1) >= min_centres
+    if min_aspect is not None:
+        crowd &= boxes[:, 2] - boxes[:, 0] >= min_aspect * (boxes[:, 3] - boxes[:, 1])
+    return crowd
 
 
 def _describe(image_ids) -> str:
@@ -60,6 +112,13 @@ class CocoDetection(Dataset):
         min_box_size: boxes narrower or shorter than this (in pixels, after clipping to the
             image) are dropped, with one warning that counts them.
         on_bad_image: ``error | skip`` for missing, corrupt or wrongly sized image files.
+        crowd_min_centres: None, or an int: a box of a chosen category that contains the
+            centres of at least this many other non-crowd boxes of its category (in the file,
+            before ``min_box_size``) is marked ``iscrowd`` in ``coco`` and so is an ignore
+            region in training and a crowd region in COCOeval (``implied_crowds``). Marked
+            annotations also get ``"implied_crowd": True``; ``implied_crowd_ids`` lists them.
+        crowd_min_aspect: None, or a number: with ``crowd_min_centres``, only boxes at least
+            this many times as wide as high are crowd regions.
         transforms: callable ``(image, target) -> (image, target)``.
 
     Attributes: ``num_classes`` (K), ``class_names``, ``cat_ids`` (COCO category id of each
@@ -80,6 +139,8 @@ class CocoDetection(Dataset):
         drop_empty=False,
         min_box_size=1.0,
         on_bad_image="error",
+        crowd_min_centres=None,
+        crowd_min_aspect=None,
         transforms=None,
     ):
         if others not in OTHERS:
@@ -106,6 +167,22 @@ class CocoDetection(Dataset):
                 f"listed in {self.annotations})"
             )
         self.coco = load_coco_json(self.annotations)
+        if crowd_min_centres is not None and (
+            isinstance(crowd_min_centres, bool) or not isinstance(crowd_min_centres, int) or crowd_min_centres < 1
+        ):
+            raise ValueError(f"crowd_min_centres is {crowd_min_centres!r}, expected an int >= 1 or None")
+        if crowd_min_aspect is not None and (
+            isinstance(crowd_min_aspect, bool) or not isinstance(crowd_min_aspect, (int, float))
+            or not crowd_min_aspect > 0
+        ):
+            raise ValueError(
+                f"crowd_min_aspect is {crowd_min_aspect!r}, expected a number > 0 (width / height) or None"
+            )
+        if crowd_min_aspect is not None and crowd_min_centres is None:
+            raise ValueError(
+                f"crowd_min_aspect is {crowd_min_aspect!r} but crowd_min_centres is None: the aspect only "
+                "narrows the centres rule; set crowd_min_centres too"
+            )
         self.on_bad_image = on_bad_image
         self.transforms = transforms
         self.skipped = 0
@@ -117,6 +194,10 @@ class CocoDetection(Dataset):
         self.class_names = [c["name"] for c in chosen]
         self.num_classes = len(chosen)
         label_of = {cid: i for i, cid in enumerate(self.cat_ids)}
+        self.implied_crowd_ids = (
+            [] if crowd_min_centres is None
+            else self._mark_implied_crowds(crowd_min_centres, crowd_min_aspect)
+        )
 
         order = [img["id"] for img in self.coco.dataset["images"]]
         if image_ids is not None:
@@ -176,6 +257,25 @@ class CocoDetection(Dataset):
         if len(set(names)) != len(names):
             raise ValueError(f"categories {list(names)} repeats a name")
         return [by_name[n] for n in names]
+
+    def _mark_implied_crowds(self, min_centres: int, min_aspect) -> list[int]:
+        """Marks the implied crowd regions of the chosen categories ``iscrowd`` in ``coco``
+        (every image of the file: evaluation reads the same object); returns their ids."""
+        marked = []
+        chosen = set(self.cat_ids)
+        for anns in self.coco.imgToAnns.values():
+            by_cat = {}
+            for ann in anns:
+                if ann["category_id"] in chosen and not ann["iscrowd"]:
+                    by_cat.setdefault(ann["category_id"], []).append(ann)
+            for group in by_cat.values():
+                xywh = np.array([a["bbox"] for a in group], dtype=np.float64)  # (M, 4)
+                xyxy = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], 1)
+                for ann, crowd in zip(group, implied_crowds(xyxy, min_centres, min_aspect)):
+                    if crowd:
+                        ann["iscrowd"], ann["implied_crowd"] = 1, True
+                        marked.append(ann["id"])
+        return sorted(marked)
 
     def _image_target(self, img_id, label_of, min_box_size, others):
         """Boxes, labels and ignore regions of one image, from its annotations."""

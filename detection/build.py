@@ -109,20 +109,15 @@ def dataset(cfg: DictConfig, split: str, augment: bool, **overrides):
 def check_files(d: DictConfig, split: str) -> None:
     """Raises FileNotFoundError naming the field, the absolute path and what to do when a file
     of a COCO-format dataset is missing. Hydra's own error would wrap it and name a nested key
-    (dataset.train.image_ids) and a path relative to wherever the run started."""
+    (dataset.train.image_ids) and a path relative to wherever the run started. A dataset that
+    lives elsewhere (beside the checkout) says so in its config's ``missing_hint``."""
     for field in ("annotations", "images"):  # the order they are read in
         path = d[split].get(field)  # None for generated data (synthetic)
         if path is None or Path(path).exists():
             continue
         where = f"dataset={d.name}: dataset.{split}.{field}={path} not found (looked at {Path(path).resolve()})."
-        if d.name == "coco128":
-            raise FileNotFoundError(
-                f"{where} coco128 is optional real data (128 COCO train2017 images) that lives beside the "
-                "checkout, at ../shared/data/coco128. Elsewhere set dataset.root=<folder with train2017/ and "
-                "annotations/instances_train2017.json>, or use dataset=coco_sample (8 of its images, shipped "
-                "in tests/data/coco_sample)."
-            )
-        raise FileNotFoundError(f"{where} Set dataset.root (or dataset.{split}.{field}) to where it is.")
+        hint = d.get("missing_hint") or f"Set dataset.root (or dataset.{split}.{field}) to where it is."
+        raise FileNotFoundError(f"{where} {hint}")
 
 
 def datasets(cfg: DictConfig):

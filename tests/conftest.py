@@ -14,6 +14,9 @@ CONFIGS = ROOT / "configs"
 # A few real COCO train2017 images shipped with the tests (tests/data/coco_sample/SOURCE.md).
 COCO_SAMPLE = ROOT / "tests" / "data" / "coco_sample"
 COCO_SAMPLE_ANNOTATIONS = COCO_SAMPLE / "annotations" / "instances_train2017.json"
+# 8 images of each real dataset beside the checkout (tests/data/make_real_samples.py).
+COCO_PERSON_SAMPLE = ROOT / "tests" / "data" / "coco_person_sample"
+BCCD_SAMPLE = ROOT / "tests" / "data" / "bccd_sample"
 
 
 def compose_config(overrides=()):

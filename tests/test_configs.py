@@ -180,3 +180,21 @@ def test_imbalance_study_levels_differ_only_in_the_number_of_objects():
     assert {(g.image_size, tuple(g.object_size)) for g in gens} == {(192, (10, 80))}
     assert [g.empty_fraction for g in gens] == sorted(g.empty_fraction for g in gens)
 
+
+@pytest.mark.parametrize("dataset,size", [("coco_person", (384, 384)), ("bccd", (240, 320))])
+def test_real_cpu_preset_keeps_the_datasets_size_and_pins_model_and_schedule(dataset, size):
+    cfg = compose_config(["experiment=real_cpu", f"dataset={dataset}"])
+    assert (cfg.dataset.name, (cfg.dataset.min_size, cfg.dataset.max_size)) == (dataset, size)
+    assert cfg.model.backbone._target_ == "detection.backbone.TinyBackbone"
+    assert list(cfg.model.backbone.widths) == [32, 64, 128] and cfg.model.head_width == 64
+    assert list(cfg.model.anchor_generator.sizes) == [16, 32, 64, 128, 256]
+    assert (cfg.schedule.max_iters, cfg.schedule.batch_size, cfg.schedule.eval_every) == (3000, 8, 500)
+
+
+def test_real_cpu_grid_crosses_widths_with_lengths_on_the_tuning_split(tmp_path):
+    cfg = compose_config(["experiment=real_cpu_grid", "dataset=bccd", "dataset.max_size=480"])
+    assert cfg.eval_split == "tune" and cfg.loss._target_ == "losses.focal.FocalLoss"
+    assert cfg.dataset.min_size == 480  # the long side binds
+    jobs = _launched_jobs(tmp_path, "experiment=real_cpu_grid", "dataset=bccd", "dataset.max_size=320")
+    assert sorted((j["model.backbone.widths"], j["schedule.max_iters"]) for j in jobs) == sorted(
+        itertools.product(["[32,64,128]", "[48,96,192]"], ["1500", "3000"]))

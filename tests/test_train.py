@@ -12,7 +12,7 @@ import train
 from datasets.transforms import collate
 from detection import build
 from detection.run_folder import RunFolder
-from tests.conftest import COCO_SAMPLE_ANNOTATIONS, ROOT, compose_config, tiny_overrides
+from tests.conftest import BCCD_SAMPLE, COCO_PERSON_SAMPLE, COCO_SAMPLE_ANNOTATIONS, ROOT, compose_config, tiny_overrides
 
 STATS = ["AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl"]
 
@@ -196,6 +196,23 @@ def test_real_coco_subset_trains_and_evaluates(tmp_path, synthetic_cache):
     coco_ids = {c["id"] for c in json.loads(COCO_SAMPLE_ANNOTATIONS.read_text())["categories"]}
     assert dets and {d["category_id"] for d in dets} <= coco_ids  # original COCO ids, not labels
     assert len({d["image_id"] for d in dets}) == 2  # the fixed val split
+    assert 0.0 <= stats["AP"] <= 1.0
+
+
+@pytest.mark.parametrize("name,root,eval_images", [("coco_person", COCO_PERSON_SAMPLE, 2), ("bccd", BCCD_SAMPLE, 3)])
+def test_real_dataset_slice_trains_a_step_and_evaluates(tmp_path, synthetic_cache, name, root, eval_images):
+    """dataset=coco_person / bccd on their shipped 8-image slices: one SGD step, then COCO
+    evaluation on the reported split (coco_person val, bccd test) with the files' own ids."""
+    overrides = [o for o in tiny_overrides(synthetic_cache) if not o.startswith(("dataset.", "schedule.max_iters"))]
+    cfg = compose_config(overrides + [f"dataset={name}", f"dataset.root={root}", "schedule.max_iters=1",
+                                      "model.score_thresh=0.0"])
+    stats = train.run(cfg, tmp_path / name)
+    state = torch.load(tmp_path / name / "checkpoints" / "last.pt", weights_only=False)
+    assert state["iter"] == 1
+    dets = json.loads((tmp_path / name / "detections.json").read_text())
+    cat_ids = {c["id"] for c in json.loads((root / "annotations" / "instances_train.json").read_text())["categories"]}
+    assert dets and {d["category_id"] for d in dets} <= cat_ids
+    assert len({d["image_id"] for d in dets}) == eval_images
     assert 0.0 <= stats["AP"] <= 1.0
 
 

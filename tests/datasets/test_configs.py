@@ -10,7 +10,7 @@ from hydra.utils import instantiate
 from datasets.coco import CocoDetection
 from datasets.transforms import Compose, build_transforms
 from detection import build
-from tests.conftest import COCO_SAMPLE, ROOT, compose_config
+from tests.conftest import BCCD_SAMPLE, COCO_PERSON_SAMPLE, COCO_SAMPLE, ROOT, compose_config
 
 REPO = ROOT
 
@@ -44,11 +44,15 @@ def overrides_for(name, tmp_path):
         ]
     if name == "coco128":  # optional data beside the checkout: the sample in its place
         return [f"dataset.root={COCO_SAMPLE}", "dataset.num_val=2"]
+    if name == "coco_person":  # beside the checkout too: 8 of its images, shipped
+        return [f"dataset.root={COCO_PERSON_SAMPLE}"]
+    if name == "bccd":
+        return [f"dataset.root={BCCD_SAMPLE}"]
     return []
 
 
 def test_all_three_exist():
-    assert {"synthetic", "coco", "coco128", "coco_sample"} <= set(NAMES)
+    assert {"synthetic", "coco", "coco128", "coco_sample", "coco_person", "bccd"} <= set(NAMES)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -115,3 +119,59 @@ def test_a_missing_image_folder_names_its_field(tmp_path):
     missing = re.escape(f"dataset=coco: dataset.val.images={tmp_path}/val2017 not found")
     with pytest.raises(FileNotFoundError, match=missing + r".*Set dataset.root \(or dataset.val.images\)"):
         build.dataset(cfg, "val", augment=False)
+
+
+@pytest.mark.parametrize("name,layout", [
+    ("coco_person", "images/ and annotations/instances_{train,val}.json"),
+    ("bccd", "images/ and annotations/instances_{train,val,test}.json"),
+])
+def test_a_missing_real_dataset_is_one_line_naming_the_path_and_the_override(name, layout, tmp_path, monkeypatch):
+    """Default root ../shared/data/<name>, read from the working directory: missing here."""
+    monkeypatch.chdir(tmp_path)
+    cfg = compose_config([f"dataset={name}"])
+    assert cfg.dataset.root == f"../shared/data/{name}"
+    with pytest.raises(FileNotFoundError) as e:
+        build.dataset(cfg, "train", augment=False)
+    message = str(e.value)
+    assert "\n" not in message
+    assert message.startswith(
+        f"dataset={name}: dataset.train.annotations=../shared/data/{name}/annotations/instances_train.json not found "
+        f"(looked at {(tmp_path / f'../shared/data/{name}/annotations/instances_train.json').resolve()}). "
+        f"{name} is optional real data")
+    assert f"at ../shared/data/{name}. Elsewhere set dataset.root=<folder with {layout}>." in message
+
+
+def test_coco_sample_keeps_the_generic_advice(tmp_path):
+    cfg = compose_config(["dataset=coco_sample", f"dataset.root={tmp_path}/gone"])
+    with pytest.raises(FileNotFoundError, match=r"not found .*\. Set dataset.root \(or dataset.train.annotations\)"):
+        build.dataset(cfg, "train", augment=False)
+
+
+def test_coco_person_sample_splits_and_crowd_rule_are_the_datasets():
+    d = compose_dataset("coco_person", [f"dataset.root={COCO_PERSON_SAMPLE}"]).dataset
+    train, val = instantiate(d.train), instantiate(d.val)
+    assert (len(train), len(val)) == (6, 2) and train.class_names == val.class_names == ["person"]
+    assert 80671 in val.image_ids and 456496 in train.image_ids
+    assert (d.crowd_min_centres, d.crowd_min_aspect) == (3, 1.0)
+    assert train.implied_crowd_ids == []  # one person per sample image
+
+
+def test_bccd_reports_on_test_and_val_split_switches_it():
+    d = compose_dataset("bccd", [f"dataset.root={BCCD_SAMPLE}"]).dataset
+    train, test = instantiate(d.train), instantiate(d.val)
+    assert (len(train), len(test)) == (4, 3) and train.class_names == ["RBC", "WBC", "Platelets"]
+    assert {test.coco.imgs[i]["split"] for i in test.image_ids} == {"test"}
+    val = instantiate(compose_dataset("bccd", [f"dataset.root={BCCD_SAMPLE}", "dataset.val_split=val"]).dataset.val)
+    assert {val.coco.imgs[i]["split"] for i in val.image_ids} == {"val"} and len(val) == 1
+
+
+def test_any_coco_dataset_can_recover_crowds_from_the_command_line():
+    """dataset=coco with the rule: the shipped sample's 3 real crowd boxes stay crowd, and
+    boxes the rule marks are crowd in the train split's COCO object too."""
+    base = [f"dataset.root={COCO_SAMPLE}", f"dataset.train.images={COCO_SAMPLE}/train2017"]
+    plain = instantiate(compose_dataset("coco", base).dataset.train)
+    ruled = instantiate(compose_dataset("coco", base + ["dataset.crowd_min_centres=2"]).dataset.train)
+    assert plain.implied_crowd_ids == [] and ruled.implied_crowd_ids
+    assert all(ruled.coco.anns[i]["iscrowd"] == 1 for i in ruled.implied_crowd_ids)
+    assert len(ruled.target(0)["ignore_boxes"]) + len(ruled.target(0)["boxes"]) == (
+        len(plain.target(0)["ignore_boxes"]) + len(plain.target(0)["boxes"]))
