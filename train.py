@@ -32,7 +32,7 @@ from tqdm import tqdm
 from detection import build
 from detection import distributed as ddp
 from detection.evaluation import coco_evaluate
-from detection.preflight import check_or_exit, exit_with
+from detection.preflight import check_or_exit, debugging
 from detection.run_folder import (
     RUN_CONTROL,
     MetricsWriter,
@@ -100,8 +100,10 @@ def main(cfg: DictConfig) -> float | None:
         logging.raiseExceptions = False  # train.log may not take the line either
         with contextlib.suppress(OSError):
             status.end("failed", message=str(e))
+        if debugging(cfg):
+            raise
         log.error("%s", e)
-        exit_with(e, cfg, 1)
+        sys.exit(1)
     except BaseException as e:
         status.end("failed", message=f"{type(e).__name__}: {e}")
         raise
