@@ -112,3 +112,95 @@ def test_a_second_sigint_stops_at_once_from_the_last_checkpoint(tmp_path, synthe
     assert (status["status"], status["iteration"]) == ("interrupted", 3)  # the periodic checkpoint at 3
     assert "second SIGINT" in status["message"] and "iteration 3" in out
     assert weights(run_dir)["iter"] == 3  # no checkpoint at 4: it did not wait for the step
+
+
+def test_a_sweep_resumes_an_interrupted_job(tmp_path, synthetic_cache):
+    import train
+    from tests.conftest import compose_config
+
+    cfg = compose_config(tiny_overrides(synthetic_cache))
+    folder = RunFolder(tmp_path / "job")
+    folder.write_config(train.OmegaConf.to_yaml(cfg, resolve=True))
+    folder.write_status("interrupted", iteration=4, signal="SIGTERM")
+    assert train.sweep_job_action(cfg, folder) == "start"  # stopped before its first checkpoint
+    folder.save_checkpoint({"model": {}, "iter": 4})
+    assert train.sweep_job_action(cfg, folder) == "resume"
+
+
+# A job of a sweep as submitit runs it on SLURM: submitit's own signal handler for the
+# preemption signal (USR2) is installed before the job starts, with the job environment's
+# requeue (scontrol on a cluster) writing a file instead. The job preempts itself at
+# iteration 4.
+SUBMITIT_JOB = """
+import os, signal, sys
+from pathlib import Path
+from types import SimpleNamespace
+from submitit.core.job_environment import SignalHandler
+from submitit.helpers import DelayedSubmission
+import train
+
+REQUEUED = Path(os.environ["REQUEUED"])
+
+class SlurmEnvironment:
+    global_rank = 0
+    def _requeue(self, countdown):
+        REQUEUED.write_text(str(countdown))
+
+class Job:  # what submitit runs (Hydra's launcher): checkpoint() resubmits the same job
+    def __call__(self):
+        pass
+    def checkpoint(self):
+        return DelayedSubmission(self)
+
+delayed = DelayedSubmission(Job())
+delayed.set_timeout(60, 3)
+handler = SignalHandler(SlurmEnvironment(), SimpleNamespace(submitted_pickle=REQUEUED.with_suffix(".pkl")), delayed)
+signal.signal(signal.SIGUSR2, handler.checkpoint_and_try_requeue)
+
+log_step = train.log_step
+def preempting_log_step(record, max_iters, writer):
+    log_step(record, max_iters, writer)
+    if record["iter"] == 4:
+        os.kill(os.getpid(), signal.SIGUSR2)
+train.log_step = preempting_log_step
+sys.argv = ["train.py", *sys.argv[1:]]
+train.main()
+"""
+
+
+def test_a_preempted_submitit_job_checkpoints_requeues_and_resumes(tmp_path, synthetic_cache, uninterrupted):
+    sweep = tmp_path / "sweep"
+    args = ["-m", *command(synthetic_cache, tmp_path / "unused"), f"hydra.sweep.dir={sweep}"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "SUBMITIT_EXECUTOR": "slurm", "REQUEUED": str(tmp_path / "requeued")}
+    out = subprocess.run([sys.executable, "-c", SUBMITIT_JOB, f"--config-path={ROOT / 'configs'}", *args], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == 255, out.stderr[-3000:]  # submitit's exit after requeueing: sys.exit(-1)
+    job = RunFolder(next(p for p in sweep.iterdir() if p.name.startswith("0_")))
+    status = job.read_status()
+    assert (status["status"], status["iteration"], status["signal"]) == ("interrupted", 4, "SIGUSR2")
+    assert weights(job.path)["iter"] == 4
+    assert (tmp_path / "requeued").read_text() == "3"  # requeued (a preemption, not a time-out: no retry used)
+    from submitit.helpers import DelayedSubmission
+
+    resubmitted = DelayedSubmission.load(tmp_path / "requeued.pkl")
+    assert type(resubmitted.function).__name__ == "Job"  # the same job, as Hydra's launcher's checkpoint() gives
+
+    # the requeued job runs the same sweep job again: it resumes the interrupted run
+    again = subprocess.run([sys.executable, "train.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"{job.path}: interrupted, resumed from its checkpoint" in again.stdout + again.stderr
+    assert job.read_status()["status"] == "finished"
+    b = weights(job.path)
+    assert b["iter"] == 6
+    assert all(torch.equal(v, b["model"][k]) for k, v in uninterrupted["model"].items() if torch.is_tensor(v))
+
+
+def test_hydras_submitit_launcher_resubmits_the_same_job():
+    """What the requeue relies on: the launcher's checkpoint() is a DelayedSubmission of itself
+    with the job's own arguments (its overrides and number, hence its run folder)."""
+    from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
+
+    launcher = SlurmLauncher(timeout_min=10)
+    args = (["loss=focal", "seed=1"], "hydra.sweep.dir", 3, "job_id_for_3", {})
+    delayed = launcher.checkpoint(*args)
+    assert delayed.function is launcher and delayed.args == args and delayed.kwargs == {}

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import yaml
 
+from detection.run_folder import RESUMABLE
 from tools.report_cdf import hardest_share
 from tools.report_errors import CSV_FIELDS, csv_columns, errors_section, errors_summary
 from tools.report_imbalance import imbalance_section
@@ -170,6 +171,10 @@ def render_markdown(sweep_dir, runs, shared, rows, samples, problems, seconds, s
            "AP 95% CI: the t interval of the mean AP (n >= 2).",
            "**Diverged runs are flagged and excluded from the AP means (and all other means)**; running, "
            "failed and incomplete runs are not counted either and are listed under Runs.", ""]
+    stopped = [r for r in runs if r.status in RESUMABLE]
+    if stopped:
+        md[-1:-1] = [f"{len(stopped)} run(s) stopped before their end ({', '.join(sorted({r.status for r in stopped}))}):"
+                     " not results; running the sweep's command again resumes them from their checkpoints."]
     md += ["## Accuracy (COCO AP, %)", ""]
     md += markdown_table(["method", "n", *STATS, "AP 95% CI", "diverged", "not counted"],
                  [[r["method"], r["n"], *(_cell(r, k, ".1f") for k in STATS),
