@@ -347,6 +347,8 @@ def train(cfg, rt: build.Runtime, model, optimizer, scaler, ds, folder: RunFolde
         if signum:
             if not saved:
                 save_checkpoint(it + 1)
+            if rt.world > 1:  # no rank leaves (its launcher then stops the others) before rank 0 saved
+                torch.distributed.barrier()
             bar.close()
             raise Interrupted(it + 1, signum)
     bar.close()

@@ -204,3 +204,34 @@ def test_hydras_submitit_launcher_resubmits_the_same_job():
     args = (["loss=focal", "seed=1"], "hydra.sweep.dir", 3, "job_id_for_3", {})
     delayed = launcher.checkpoint(*args)
     assert delayed.function is launcher and delayed.args == args and delayed.kwargs == {}
+
+
+def test_under_torchrun_every_rank_stops_at_the_iteration_one_rank_was_signalled(tmp_path, synthetic_cache):
+    """SIGTERM reaches rank 1 only (a scheduler's signals need not arrive together): the stop
+    flag is all-reduced after every step, so rank 0 stops after the same step and saves there."""
+    script = tmp_path / "run.py"
+    script.write_text(f"""
+import os, signal, sys
+sys.path.insert(0, {str(ROOT)!r})
+import train
+log_step = train.log_step
+def signalling_log_step(record, max_iters, writer):
+    log_step(record, max_iters, writer)
+    if os.environ["RANK"] == "1" and record["iter"] == 4:
+        os.kill(os.getpid(), signal.SIGTERM)
+train.log_step = signalling_log_step
+sys.argv = ["train.py", "--config-path={ROOT / 'configs'}", *sys.argv[1:]]
+train.main()
+""")
+    run_dir = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script),
+           *command(synthetic_cache, run_dir)]
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"})
+    assert out.returncode != 0  # torchrun reports its workers' exit (143)
+    status = RunFolder(run_dir).read_status()
+    assert (status["status"], status["iteration"], status["signal"]) == ("interrupted", 4, "SIGTERM"), \
+        out.stderr[-3000:]
+    assert weights(run_dir)["iter"] == 4
+    log = RunFolder(run_dir).log.read_text()
+    assert "stopped at iteration 4 by SIGTERM" in log and "iter 5/" not in log
