@@ -32,7 +32,8 @@ from tqdm import tqdm
 from detection import build
 from detection import distributed as ddp
 from detection.evaluation import coco_evaluate
-from detection.preflight import check_or_exit, debugging
+from detection.config_rules import ConfigError
+from detection.preflight import USAGE_ERROR, check_or_exit, debugging, exit_with
 from detection.run_folder import (
     RUN_CONTROL,
     MetricsWriter,
@@ -40,6 +41,7 @@ from detection.run_folder import (
     StatusWriter,
     WriteError,
     code_version,
+    device_change,
     effective_status,
     flatten,
     load_checkpoint,
@@ -71,8 +73,17 @@ def main(cfg: DictConfig) -> float | None:
             return (folder.read_eval() or {}).get("AP")
         cfg.resume = action == "resume"
     previous = read_status_or_none(folder) if cfg.resume is True else None
+    device = build.pick_device(cfg.device)
+    try:
+        session = {"device": build.device_name(device), "kind": device.type, "precision": build.precision(cfg.amp, device)}
+    except ValueError as e:  # amp=fp16 on a CPU
+        exit_with(ConfigError(str(e)), cfg, USAGE_ERROR)
+    change = device_change((previous or {}).get("devices"), session)
+    if change and not cfg.allow_device_change:  # a run's iterations all come from one kind of device
+        exit_with(ConfigError(f"{folder.path}: {change}; add allow_device_change=true to continue it there anyway "
+                              "(the run is then marked as trained on mixed devices)"), cfg, USAGE_ERROR)
     status = StatusWriter(folder, base_seconds=(previous or {}).get("seconds") or 0.0, enabled=ddp.env_rank() == 0,
-                          device=build.device_name(build.pick_device(cfg.device)))
+                          device=session["device"], devices=(previous or {}).get("devices"), session=session)
     status.running()
     stop = StopRequest(handover=preemption_signals()).install()
     try:
@@ -290,7 +301,7 @@ def train(cfg, rt: build.Runtime, model, optimizer, scaler, ds, folder: RunFolde
     if writer is not None:
         folder.truncate_metrics(start_iter)
     last_good = f"{folder.checkpoint} (iteration {start_iter})" if cfg.resume else "none yet"
-    heartbeat(checkpoint_iteration=start_iter)
+    heartbeat(start_iteration=start_iter, checkpoint_iteration=start_iter)
 
     def save_checkpoint(iteration: int) -> None:
         nonlocal last_good

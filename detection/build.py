@@ -98,6 +98,11 @@ def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if amp == "bf16" else torch.float16
 
 
+def precision(amp: str, device: torch.device) -> str:
+    """``"fp32"``, ``"bf16"`` or ``"fp16"``: what a run's steps compute in on ``device``."""
+    return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[amp_dtype(amp, device)]
+
+
 def dataset(cfg: DictConfig, split: str, augment: bool, **overrides):
     """``split`` ("train" | "val") of ``cfg.dataset``; ``augment`` adds the random flip;
     ``overrides`` replace the split's keys (e.g. ``image_ids``)."""

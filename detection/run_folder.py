@@ -52,7 +52,7 @@ RESUMABLE = ("interrupted", "killed")
 ENDED = ("finished", "diverged", "failed")  # over: a rerun leaves them as they are (or starts again)
 # config keys that say how a run is started, not what it computes: two runs that differ only
 # in them are the same run (train.py's check_same_run, the sweep tools)
-RUN_CONTROL = ("resume", "force", "retry_diverged", "dry_run", "debug")
+RUN_CONTROL = ("resume", "force", "retry_diverged", "dry_run", "debug", "allow_device_change")
 HEARTBEAT_EVERY = 10.0  # seconds between heartbeats of a running run
 STALE_AFTER = 600.0  # a heartbeat this old (and no process to ask) means the run is not running
 ROOT = Path(__file__).resolve().parents[1]
@@ -374,12 +374,21 @@ class RunFolder:
 class StatusWriter:
     """status.json of the run this process executes: "running" with a heartbeat, then how it
     ended. ``seconds`` counts the wall time of every session of the run: a resumed run starts
-    from what its earlier sessions spent (``base_seconds``)."""
+    from what its earlier sessions spent (``base_seconds``).
 
-    def __init__(self, folder: RunFolder, base_seconds: float = 0.0, enabled: bool = True, device: str | None = None):
+    ``devices`` lists what the run's iterations were trained on, in order:
+    ``[{"device": "NVIDIA H200", "kind": "cuda", "precision": "bf16", "iterations": 4000},
+    {"device": "cpu (2 threads)", "kind": "cpu", "precision": "fp32", "iterations": 2000}]``:
+    the earlier sessions' (``devices``, from the status being resumed) and this one's
+    (``session``: device, kind, precision), counting the iterations each contributed to the
+    weights (a session resumed from iteration k keeps k iterations of the earlier ones)."""
+
+    def __init__(self, folder: RunFolder, base_seconds: float = 0.0, enabled: bool = True, device: str | None = None,
+                 devices: list[dict] | None = None, session: dict | None = None):
         self.folder, self.base, self.enabled = folder, float(base_seconds), enabled
         self.t0 = self.last_beat = time.time()
         self.progress: dict = {}  # the last heartbeat's info
+        self.before, self.session = [dict(d) for d in devices or []], session
         self.info = {"pid": os.getpid(), "pid_start": _process_start(os.getpid()), "host": socket.gethostname(),
                      "code": code_version(), "device": device, "provenance": provenance() if enabled else None}
 
@@ -387,16 +396,32 @@ class StatusWriter:
     def seconds(self) -> float:
         return self.base + time.time() - self.t0
 
+    def devices(self) -> list[dict]:
+        """The run's devices so far: the earlier sessions', then this one's iterations."""
+        if "start_iteration" not in self.progress:  # training has not started (yet)
+            return [dict(d) for d in self.before]
+        start = self.progress["start_iteration"]
+        out = kept_devices(self.before, start)
+        done = self.progress.get("iteration", start) - start
+        if self.session is not None and done > 0:
+            if out and all(out[-1].get(k) == self.session.get(k) for k in ("device", "kind", "precision")):
+                out[-1]["iterations"] += done
+            else:
+                out.append({**self.session, "iterations": done})
+        return out
+
     def _write(self, status: str, **info) -> None:
         if self.enabled:
-            self.folder.write_status(status, **self.info, heartbeat=time.time(), seconds=round(self.seconds, 1), **info)
+            self.folder.write_status(status, **self.info, heartbeat=time.time(), seconds=round(self.seconds, 1),
+                                     devices=self.devices(), **info)
 
     def running(self, **info) -> None:
         self._write("running", **info)
 
     def heartbeat(self, **info) -> None:
         """"running" again, at most every HEARTBEAT_EVERY seconds (cheap to call every step);
-        ``info`` (the iteration, the checkpoint's iteration) is kept in ``progress`` at every call."""
+        ``info`` (``iteration``, ``start_iteration``, ``checkpoint_iteration``) is kept in
+        ``progress`` at every call."""
         self.progress.update(info)
         if time.time() - self.last_beat >= HEARTBEAT_EVERY:
             self.last_beat = time.time()
@@ -404,6 +429,35 @@ class StatusWriter:
 
     def end(self, status: str, **info) -> None:
         self._write(status, **info)
+
+
+def kept_devices(devices: list[dict], iterations: int) -> list[dict]:
+    """``devices`` cut or extended to ``iterations`` in all: what a run resumed from the
+    checkpoint of that iteration keeps. Iterations past the checkpoint (lost with a killed
+    process) are dropped from the end; iterations its heartbeats did not count yet go to the
+    last device; with no record at all they are on an unknown device."""
+    out, left = [], iterations
+    for d in devices:
+        if left <= 0:
+            break
+        out.append({**d, "iterations": min(d.get("iterations", 0), left)})
+        left -= out[-1]["iterations"]
+    if left > 0:
+        if out:
+            out[-1]["iterations"] += left
+        else:
+            out.append({"device": None, "kind": None, "precision": None, "iterations": left})
+    return out
+
+
+def device_change(devices: list[dict] | None, session: dict) -> str | None:
+    """How ``session`` (its kind and precision) differs from what the run started on (the
+    first of ``devices`` with a known kind), or None."""
+    first = next((d for d in devices or [] if d.get("kind")), None)
+    if first is None or (first["kind"], first.get("precision")) == (session["kind"], session["precision"]):
+        return None
+    return (f"it started on {first['kind']} {first.get('precision')} ({first.get('device')}), this session would train "
+            f"on {session['kind']} {session['precision']} ({session['device']})")
 
 
 class MetricsWriter:

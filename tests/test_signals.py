@@ -68,15 +68,17 @@ def weights(run_dir):
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory, synthetic_cache):
-    """The final checkpoint of the run the interrupted ones are compared with."""
+    """The final checkpoint of the run the interrupted ones are compared with (in process:
+    the same computation as the command line's)."""
+    import train
+    from tests.conftest import compose_config
+
     run_dir = tmp_path_factory.mktemp("signals") / "full"
-    out = subprocess.run([sys.executable, "train.py", *command(synthetic_cache, run_dir)], cwd=ROOT,
-                         capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-3000:]
+    train.run(compose_config(command(synthetic_cache, run_dir)), run_dir)
     return weights(run_dir)
 
 
-@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["SIGTERM", "SIGINT"])
 def test_a_signal_stops_after_the_step_with_a_checkpoint_and_the_run_resumes_exactly(tmp_path, synthetic_cache,
                                                                                       uninterrupted, signum, code):
     part = tmp_path / "part"
@@ -89,11 +91,17 @@ def test_a_signal_stops_after_the_step_with_a_checkpoint_and_the_run_resumes_exa
     assert (status["status"], status["iteration"], status["signal"]) == ("interrupted", 4, name)
     assert weights(part)["iter"] == 4  # between the periodic checkpoints (every 3)
 
+    if signum == signal.SIGINT:  # resuming is the same after either signal: checked once
+        return
     # the same command again (resume=true until resuming is the default for single runs)
     again = subprocess.run([sys.executable, "train.py", *command(synthetic_cache, part, ["resume=true"])], cwd=ROOT,
                            capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert RunFolder(part).read_status()["status"] == "finished"
+    status = RunFolder(part).read_status()
+    assert status["status"] == "finished"
+    # both sessions on this CPU in fp32: one entry of 6 iterations
+    assert [{k: v for k, v in d.items() if k != "device"} for d in status["devices"]] == [
+        {"kind": "cpu", "precision": "fp32", "iterations": 6}]
     a, b = uninterrupted, weights(part)
     assert b["iter"] == 6
     for k, v in a["model"].items():
@@ -235,3 +243,33 @@ train.main()
     assert weights(run_dir)["iter"] == 4
     log = RunFolder(run_dir).log.read_text()
     assert "stopped at iteration 4 by SIGTERM" in log and "iter 5/" not in log
+
+
+def test_a_resume_on_another_kind_of_device_is_refused_unless_allowed(tmp_path, synthetic_cache):
+    """A run that started on a GPU in bf16 (its status says so) is not continued on this CPU
+    in fp32 unless allow_device_change=true; then status.json lists both devices."""
+    import train
+    from tests.conftest import compose_config
+
+    run_dir = tmp_path / "run"
+    train.run(compose_config([*command(synthetic_cache, run_dir), "schedule.stop_after=4"]), run_dir)
+    h200 = {"device": "NVIDIA H200", "kind": "cuda", "precision": "bf16", "iterations": 4}
+    RunFolder(run_dir).write_status("interrupted", iteration=4, signal="SIGTERM", devices=[h200])
+
+    def resume(*extra):
+        return subprocess.run([sys.executable, "train.py", *command(synthetic_cache, run_dir, ["resume=true", *extra])],
+                              cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+    out = resume()
+    assert out.returncode == 2
+    assert out.stderr.strip().startswith(f"{run_dir}: it started on cuda bf16 (NVIDIA H200), this session would "
+                                         "train on cpu fp32 (cpu (")
+    assert "allow_device_change=true" in out.stderr and "Traceback" not in out.stderr
+    assert RunFolder(run_dir).read_status()["status"] == "interrupted" and weights(run_dir)["iter"] == 4
+
+    out = resume("allow_device_change=true")
+    assert out.returncode == 0, out.stderr[-3000:]
+    devices = RunFolder(run_dir).read_status()["devices"]
+    assert devices[0] == h200 and len(devices) == 2
+    assert {k: devices[1][k] for k in ("kind", "precision", "iterations")} == {"kind": "cpu", "precision": "fp32",
+                                                                              "iterations": 2}

@@ -231,3 +231,53 @@ def test_interrupted_is_a_status_a_rerun_resumes_never_a_result(tmp_path):
     folder.write_status("interrupted", iteration=40, signal="SIGTERM")
     assert effective_status(folder.read_status()) == "interrupted"
     assert "interrupted" in STATUSES and "interrupted" in RESUMABLE and not set(RESUMABLE) & set(ENDED)
+
+
+CPU32 = {"device": "cpu (2 threads)", "kind": "cpu", "precision": "fp32"}
+H200 = {"device": "NVIDIA H200", "kind": "cuda", "precision": "bf16"}
+
+
+def test_status_lists_each_device_a_run_trained_on_and_its_iterations(tmp_path):
+    from detection.run_folder import StatusWriter
+
+    folder = RunFolder(tmp_path)
+    first = StatusWriter(folder, session=H200)
+    first.heartbeat(start_iteration=0, checkpoint_iteration=0)
+    for it in range(1, 5):
+        first.heartbeat(iteration=it)
+    first.end("interrupted", iteration=4)
+    assert folder.read_status()["devices"] == [{**H200, "iterations": 4}]
+    second = StatusWriter(folder, devices=folder.read_status()["devices"], session=CPU32)
+    second.running()
+    assert folder.read_status()["devices"] == [{**H200, "iterations": 4}]  # nothing trained here yet
+    second.heartbeat(start_iteration=4)
+    second.heartbeat(iteration=6)
+    second.end("finished")
+    assert folder.read_status()["devices"] == [{**H200, "iterations": 4}, {**CPU32, "iterations": 2}]
+    third = StatusWriter(folder, devices=folder.read_status()["devices"], session=CPU32)  # same device: one entry
+    third.heartbeat(start_iteration=6)
+    third.heartbeat(iteration=9)
+    assert third.devices() == [{**H200, "iterations": 4}, {**CPU32, "iterations": 5}]
+
+
+def test_a_resume_keeps_the_iterations_its_checkpoint_holds():
+    from detection.run_folder import kept_devices
+
+    devices = [{**H200, "iterations": 4}, {**CPU32, "iterations": 3}]
+    assert kept_devices(devices, 7) == devices
+    assert kept_devices(devices, 5) == [{**H200, "iterations": 4}, {**CPU32, "iterations": 1}]  # killed after 5
+    assert kept_devices(devices, 3) == [{**H200, "iterations": 3}]
+    assert kept_devices(devices, 9) == [{**H200, "iterations": 4}, {**CPU32, "iterations": 5}]  # heartbeat lag
+    assert kept_devices([], 2) == [{"device": None, "kind": None, "precision": None, "iterations": 2}]
+    assert kept_devices(devices, 0) == []
+
+
+def test_a_device_change_is_another_kind_or_precision():
+    from detection.run_folder import device_change
+
+    assert device_change(None, CPU32) is None and device_change([], CPU32) is None
+    assert device_change([{**H200, "iterations": 4}], {**H200, "device": "NVIDIA H100 80GB HBM3"}) is None
+    assert device_change([{**H200, "iterations": 4}], CPU32) == (
+        "it started on cuda bf16 (NVIDIA H200), this session would train on cpu fp32 (cpu (2 threads))")
+    assert device_change([{**CPU32, "iterations": 4}], {**CPU32, "precision": "bf16"}).startswith(
+        "it started on cpu fp32")
