@@ -26,6 +26,7 @@ from datasets.sampler import SeededItems, StreamSampler, shard
 from datasets.transforms import build_transforms, collate
 from detection import distributed as ddp
 from detection.optim import build_sgd, lr_factor
+from detection.signals import ignore_in_worker
 
 # `loss=focal` -> run names like synthetic_focal (from the loss's module name)
 OmegaConf.register_new_resolver("loss_name", lambda target: target.split(".")[-2], replace=True)
@@ -198,7 +199,7 @@ def train_loader(cfg: DictConfig, ds, start_iter: int, rt: Runtime) -> DataLoade
         SeededItems(ds), batch_size=s.batch_size // rt.world, num_workers=workers,
         collate_fn=partial(collate, size_divisible=cfg.dataset.size_divisible, channels_last=cfg.channels_last),
         sampler=StreamSampler(len(ds), cfg.seed, start_iter * s.batch_size, rt.rank, rt.world),
-        pin_memory=rt.device.type == "cuda", persistent_workers=False,
+        pin_memory=rt.device.type == "cuda", persistent_workers=False, worker_init_fn=ignore_in_worker,
     )
 
 
@@ -211,7 +212,7 @@ def eval_loader(cfg: DictConfig, ds, indices=None) -> DataLoader:
     return DataLoader(Subset(ds, list(range(len(ds))) if indices is None else list(indices)),
                       batch_size=cfg.schedule.eval_batch_size, num_workers=workers,
                       collate_fn=partial(collate, size_divisible=cfg.dataset.size_divisible,
-                                         channels_last=cfg.channels_last))
+                                         channels_last=cfg.channels_last), worker_init_fn=ignore_in_worker)
 
 
 def eval_shard(cfg: DictConfig, ds, rt: Runtime) -> DataLoader:

@@ -99,3 +99,12 @@ class StopRequest:
         previous = self.previous.get(signum)
         if signum in self.handover and callable(previous):
             previous(signum, None)
+
+
+def ignore_in_worker(worker_id: int) -> None:
+    """A DataLoader worker's ``worker_init_fn``: SIGINT and SIGTERM are for the main process.
+    Ctrl-C and a scheduler signal the whole process group; a worker that died of it would fail
+    the main process's next batch before it could finish its step and save. The workers end
+    with the main process (their loader shuts them down; they watch their parent)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
