@@ -73,10 +73,10 @@ def main(cfg: DictConfig) -> float | None:
             return (folder.read_eval() or {}).get("AP")
         cfg.resume = action == "resume"
     previous = read_status_or_none(folder) if cfg.resume is True else None
-    device = build.pick_device(cfg.device)
     try:
+        device = build.pick_device(cfg.device)
         session = {"device": build.device_name(device), "kind": device.type, "precision": build.precision(cfg.amp, device)}
-    except ValueError as e:  # amp=fp16 on a CPU
+    except ValueError as e:  # device=cuda without one, amp=fp16 on a CPU
         exit_with(ConfigError(str(e)), cfg, USAGE_ERROR)
     change = device_change((previous or {}).get("devices"), session)
     if change and not cfg.allow_device_change:  # a run's iterations all come from one kind of device

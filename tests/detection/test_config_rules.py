@@ -152,6 +152,9 @@ def test_the_command_line_says_one_line_per_bad_value_and_exits_2(tmp_path):
     sweep = _train("-m", "optim.lr=-0.1,-0.2", f"hydra.sweep.dir={tmp_path / 'sweep'}")
     assert sweep.returncode == 2 and "optim.lr=-0.1: expected a number > 0" in sweep.stderr
     assert "Traceback" not in sweep.stderr
+    # a value valid alone but not on this device
+    cpu16 = _train("device=cpu", "amp=fp16", f"hydra.run.dir={run_dir}")
+    assert cpu16.returncode == 2 and cpu16.stderr.startswith("amp=fp16: fp16 needs a CUDA device")
 
 
 @pytest.mark.parametrize("debug", [["debug=true"], ["HYDRA_FULL_ERROR=1"]])
