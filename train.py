@@ -75,7 +75,8 @@ def main(cfg: DictConfig) -> float | None:
     previous = read_status_or_none(folder) if cfg.resume is True else None
     try:
         device = build.pick_device(cfg.device)
-        session = {"device": build.device_name(device), "kind": device.type, "precision": build.precision(cfg.amp, device)}
+        session = {"device": build.device_name(device), "kind": device.type,
+                   "precision": build.precision(cfg.amp, device)}
     except ValueError as e:  # device=cuda without one, amp=fp16 on a CPU
         exit_with(ConfigError(str(e)), cfg, USAGE_ERROR)
     change = device_change((previous or {}).get("devices"), session)
