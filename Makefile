@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: setup test test-all demo ablation followups results bench lint clean
+.PHONY: setup setup-locked test test-all demo ablation followups results bench lint clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -12,6 +12,13 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 setup: $(VENV)/.installed
+
+# The exact versions the studies ran with (requirements-lock.txt), instead of the latest ones.
+setup-locked:
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -r requirements-lock.txt
+	$(PY) -m pip install --no-deps -e .
+	touch $(VENV)/.installed
 
 test: setup
 	$(PY) -m pytest

@@ -12,6 +12,7 @@ plain arguments. Read top to bottom: ``main`` (status of the run), ``run`` (buil
 train, evaluate), ``train`` (the loop), ``step`` (one optimizer step, detection/engine.py), ``evaluate``.
 """
 
+import contextlib
 import logging
 import sys
 import time
@@ -31,17 +32,22 @@ from detection import build
 from detection import distributed as ddp
 from detection.engine import NonFiniteLossError, step, to_device
 from detection.evaluation import coco_evaluate
+from detection.config_rules import ConfigError
+from detection.preflight import USAGE_ERROR, check_or_exit, debugging, exit_with
 from detection.run_folder import (
     RUN_CONTROL,
     MetricsWriter,
     RunFolder,
     StatusWriter,
+    WriteError,
     code_version,
+    device_change,
     effective_status,
     flatten,
     load_checkpoint,
     resolve_checkpoint,
 )
+from detection.signals import Interrupted, StopRequest, preemption_signals
 
 log = logging.getLogger("anchorbg")
 
@@ -49,6 +55,7 @@ log = logging.getLogger("anchorbg")
 @hydra.main(config_path="configs", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    check_or_exit(cfg, run_dir)  # values in range, folder writable: else one line and exit 2
     if cfg.dry_run:  # list what a sweep would launch and what it would cost; train nothing
         return dry_run(cfg, run_dir)
     if ddp.env_rank() > 0:
@@ -62,20 +69,54 @@ def main(cfg: DictConfig) -> float | None:
             return (folder.read_eval() or {}).get("AP")
         cfg.resume = action == "resume"
     previous = read_status_or_none(folder) if cfg.resume is True else None
-    status = StatusWriter(folder, base_seconds=(previous or {}).get("seconds") or 0.0, enabled=ddp.env_rank() == 0,
-                          device=build.device_name(build.pick_device(cfg.device)))
-    status.running()
     try:
-        stats = run(cfg, run_dir, status.heartbeat)
+        device = build.pick_device(cfg.device)
+        session = {"device": build.device_name(device), "kind": device.type,
+                   "precision": build.precision(cfg.amp, device)}
+    except ValueError as e:  # device=cuda without one, amp=fp16 on a CPU
+        exit_with(ConfigError(str(e)), cfg, USAGE_ERROR)
+    change = device_change((previous or {}).get("devices"), session)
+    if change and not cfg.allow_device_change:  # a run's iterations all come from one kind of device
+        exit_with(ConfigError(f"{folder.path}: {change}; add allow_device_change=true to continue it there anyway "
+                              "(the run is then marked as trained on mixed devices)"), cfg, USAGE_ERROR)
+    status = StatusWriter(folder, base_seconds=(previous or {}).get("seconds") or 0.0, enabled=ddp.env_rank() == 0,
+                          device=session["device"], devices=(previous or {}).get("devices"), session=session)
+    status.running()
+    stop = StopRequest(handover=preemption_signals()).install()
+    try:
+        stats = run(cfg, run_dir, status.heartbeat, stop)
+    except Interrupted as e:  # SIGTERM, SIGINT, preemption: the checkpoint at e.iteration is written
+        status.end("interrupted", iteration=e.iteration, signal=e.signal_name, message=str(e))
+        if ddp.env_rank() == 0:
+            log.warning("%s", e)
+        stop.hand_over(e.signum)  # under submitit: checkpoint the job and requeue it (exits)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:  # a second SIGINT: at once, from the last checkpoint written
+        at = status.progress.get("checkpoint_iteration", 0)
+        message = f"stopped at once by a second SIGINT; run the same command to resume from iteration {at}"
+        status.end("interrupted", iteration=at, signal="SIGINT", message=message)
+        if ddp.env_rank() == 0:
+            log.warning("%s", message)
+        sys.exit(130)
     except NonFiniteLossError as e:
         status.end("diverged", message=str(e))
         log.error("%s", e)
         if multirun:  # in a sweep a diverged run is a result (the report flags it), not a reason to stop
             return None
         raise
+    except WriteError as e:  # an unwritable or full run folder: one line, the last checkpoint kept
+        logging.raiseExceptions = False  # train.log may not take the line either
+        with contextlib.suppress(OSError):
+            status.end("failed", message=str(e))
+        if debugging(cfg):
+            raise
+        log.error("%s", e)
+        sys.exit(1)
     except BaseException as e:
         status.end("failed", message=f"{type(e).__name__}: {e}")
         raise
+    finally:
+        stop.uninstall()
     status.end("finished", AP=None if stats is None else stats["AP"])
     return None if stats is None else stats["AP"]  # the sweep's objective
 
@@ -106,7 +147,7 @@ def sweep_job_action(cfg, folder: RunFolder) -> str:
     if status is None and not folder.config.is_file():
         return "start"
     check_same_run(cfg, folder, status, code=False)
-    state = effective_status(status)
+    state = effective_status(status)  # RESUMABLE ones (interrupted, killed) continue below
     if state == "finished" or (state == "diverged" and not cfg.retry_diverged) or state == "running":
         was = (status or {}).get("code")
         log.info("%s: %s, skipped%s%s", folder.path, state,
@@ -145,9 +186,11 @@ def read_status_or_none(folder: RunFolder) -> dict | None:
         return None
 
 
-def run(cfg: DictConfig, run_dir: Path, heartbeat=lambda **info: None) -> dict | None:
+def run(cfg: DictConfig, run_dir: Path, heartbeat=lambda **info: None, stop: StopRequest | None = None) -> dict | None:
     """Trains and/or evaluates as ``cfg`` says; returns the evaluation stats (rank 0).
-    ``heartbeat(iteration=...)`` is called every step (status.json's, throttled there)."""
+    ``heartbeat(iteration=..., checkpoint_iteration=...)`` is called every step (status.json's,
+    throttled there). A ``stop`` requested (a signal) ends training after the current step with
+    a checkpoint there: Interrupted."""
     rt = build.runtime(cfg)
     writer = None
     try:
@@ -179,7 +222,7 @@ def run(cfg: DictConfig, run_dir: Path, heartbeat=lambda **info: None) -> dict |
         if not cfg.eval_only:
             evaluate_now = partial(evaluate, cfg, rt, model, val_ds, folder, writer, final=False)
             end_iter = train(cfg, rt, model, optimizer, scaler, train_ds, folder, writer, start_iter, counts,
-                             heartbeat, evaluate_now)
+                             heartbeat, evaluate_now, stop or StopRequest())
             if not (cfg.eval_at_end and end_iter == cfg.schedule.max_iters):
                 return None
         return evaluate(cfg, rt, model, val_ds, folder, writer, end_iter)
@@ -243,9 +286,10 @@ def checkpoints_to_resume(spec, folder: RunFolder) -> list[Path]:
 
 
 def train(cfg, rt: build.Runtime, model, optimizer, scaler, ds, folder: RunFolder, writer, start_iter: int,
-          counts: DataCounts, heartbeat, evaluate_now) -> int:
+          counts: DataCounts, heartbeat, evaluate_now, stop: StopRequest) -> int:
     """The training loop from ``start_iter``; returns the iteration it stopped at.
-    ``evaluate_now(iteration)`` every ``schedule.eval_every`` iterations (an AP curve)."""
+    ``evaluate_now(iteration)`` every ``schedule.eval_every`` iterations (an AP curve). After
+    each step, a ``stop`` request (on any rank) writes the checkpoint there and raises Interrupted."""
     s = cfg.schedule
     net = model
     if rt.world > 1:
@@ -259,6 +303,17 @@ def train(cfg, rt: build.Runtime, model, optimizer, scaler, ds, folder: RunFolde
     if writer is not None:
         folder.truncate_metrics(start_iter)
     last_good = f"{folder.checkpoint} (iteration {start_iter})" if cfg.resume else "none yet"
+    heartbeat(start_iteration=start_iter, checkpoint_iteration=start_iter)
+
+    def save_checkpoint(iteration: int) -> None:
+        nonlocal last_good
+        if rt.rank == 0:
+            folder.save_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                    "scaler": scaler.state_dict(), "iter": iteration, "data_counts": asdict(counts),
+                                    "config": OmegaConf.to_container(cfg, resolve=True)})
+        last_good = f"{folder.checkpoint} (iteration {iteration})"
+        heartbeat(checkpoint_iteration=iteration)
+
     bar = progress_bar(total=s.max_iters, initial=start_iter, desc="train")
     t_log, images_seen, steps, clipped = time.perf_counter(), 0, 0, 0
     net.train()
@@ -295,15 +350,20 @@ def train(cfg, rt: build.Runtime, model, optimizer, scaler, ds, folder: RunFolde
             images_seen, steps, clipped = 0, 0, 0
             bar.set_postfix(loss=f"{record['loss']:.4f}", img_s=f"{record['images_per_s']:.1f}")
             log_step(record, s.max_iters, writer)
-        if (it + 1) % s.checkpoint_every == 0 or it + 1 == end_iter:
-            if rt.rank == 0:
-                folder.save_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                        "scaler": scaler.state_dict(), "iter": it + 1, "data_counts": asdict(counts),
-                                        "config": OmegaConf.to_container(cfg, resolve=True)})
-            last_good = f"{folder.checkpoint} (iteration {it + 1})"
+        saved = (s.checkpoint_every and (it + 1) % s.checkpoint_every == 0) or it + 1 == end_iter
+        if saved:
+            save_checkpoint(it + 1)
         if s.eval_every and (it + 1) % s.eval_every == 0 and it + 1 < s.max_iters:
             evaluate_now(it + 1)
             net.train()
+        signum = stop.requested(rt.device, rt.world)
+        if signum:
+            if not saved:
+                save_checkpoint(it + 1)
+            if rt.world > 1:  # no rank leaves (its launcher then stops the others) before rank 0 saved
+                torch.distributed.barrier()
+            bar.close()
+            raise Interrupted(it + 1, signum)
     bar.close()
     return end_iter
 

@@ -26,6 +26,7 @@ from datasets.sampler import SeededItems, StreamSampler, shard
 from datasets.transforms import build_transforms, collate
 from detection import distributed as ddp
 from detection.optim import build_sgd, lr_factor
+from detection.signals import ignore_in_worker
 
 # `loss=focal` -> run names like synthetic_focal: the loss class's `name` (losses/focal.py's FocalLoss.name)
 OmegaConf.register_new_resolver("loss_name", lambda target: get_class(target).name, replace=True)
@@ -96,6 +97,11 @@ def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     if amp == "auto":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.bfloat16 if amp == "bf16" else torch.float16
+
+
+def precision(amp: str, device: torch.device) -> str:
+    """``"fp32"``, ``"bf16"`` or ``"fp16"``: what a run's steps compute in on ``device``."""
+    return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[amp_dtype(amp, device)]
 
 
 def dataset(cfg: DictConfig, split: str, augment: bool, **overrides):
@@ -188,7 +194,7 @@ def train_loader(cfg: DictConfig, ds, start_iter: int, rt: Runtime) -> DataLoade
         SeededItems(ds), batch_size=s.batch_size // rt.world, num_workers=workers,
         collate_fn=partial(collate, size_divisible=cfg.dataset.size_divisible, channels_last=cfg.channels_last),
         sampler=StreamSampler(len(ds), cfg.seed, start_iter * s.batch_size, rt.rank, rt.world),
-        pin_memory=rt.device.type == "cuda", persistent_workers=False,
+        pin_memory=rt.device.type == "cuda", persistent_workers=False, worker_init_fn=ignore_in_worker,
     )
 
 
@@ -201,7 +207,7 @@ def eval_loader(cfg: DictConfig, ds, indices=None) -> DataLoader:
     return DataLoader(Subset(ds, list(range(len(ds))) if indices is None else list(indices)),
                       batch_size=cfg.schedule.eval_batch_size, num_workers=workers,
                       collate_fn=partial(collate, size_divisible=cfg.dataset.size_divisible,
-                                         channels_last=cfg.channels_last))
+                                         channels_last=cfg.channels_last), worker_init_fn=ignore_in_worker)
 
 
 def label_loader(cfg: DictConfig, train_ds, rt: Runtime) -> DataLoader:

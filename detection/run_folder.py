@@ -14,23 +14,30 @@ No other module spells these names::
     <run>/detections.json          the detections in COCO results format
     <run>/anchor_losses.pt         per-anchor classification losses of the foreground and
                                    background anchors of the first val images (Figure 4)
-    <run>/status.json              running | finished | diverged | failed, with the pid, host
-                                   and heartbeat of the process running it, the wall seconds
-                                   of every session so far, the code version, a message
+    <run>/status.json              running | finished | diverged | failed | interrupted, with
+                                   the pid, host and heartbeat of the process running it, the
+                                   wall seconds of every session so far, the code version,
+                                   the provenance (package versions, git commit, CPU, GPU), a
+                                   message; interrupted (SIGTERM, SIGINT, a cluster's
+                                   preemption) also has the iteration its checkpoint holds
 
 A run whose status.json says running but whose process is gone (same host) reads as
 ``killed``, one whose heartbeat stopped long ago (another host) as ``interrupted``:
-``effective_status``.
+``effective_status``. Interrupted and killed runs are ``RESUMABLE``: running their command
+again continues them from their checkpoint; they are never results.
 Every file is replaced atomically (a temporary file in the same folder, fsync, rename): a
 crash or a reader never sees half a file. metrics.jsonl is appended line by line; a reader
 skips a last line cut short by a kill.
 """
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
+import platform
 import socket
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -38,10 +45,14 @@ from pathlib import Path
 import torch
 import yaml
 
-STATUSES = ("running", "finished", "diverged", "failed")
+STATUSES = ("running", "finished", "diverged", "failed", "interrupted")
+# How runs read (effective_status) that stopped before their end and continue from their
+# checkpoint when their command runs again: never results, always to be resumed.
+RESUMABLE = ("interrupted", "killed")
+ENDED = ("finished", "diverged", "failed")  # over: a rerun leaves them as they are (or starts again)
 # config keys that say how a run is started, not what it computes: two runs that differ only
 # in them are the same run (train.py's check_same_run, the sweep tools)
-RUN_CONTROL = ("resume", "force", "retry_diverged", "dry_run")
+RUN_CONTROL = ("resume", "force", "retry_diverged", "dry_run", "debug", "allow_device_change")
 HEARTBEAT_EVERY = 10.0  # seconds between heartbeats of a running run
 STALE_AFTER = 600.0  # a heartbeat this old (and no process to ask) means the run is not running
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,6 +99,53 @@ def _write_atomic(path, write, keep_previous=None) -> None:
         raise
 
 
+# errno -> what the one-line message says (the errno's name follows it)
+_WRITE_ERRORS = {errno.EACCES: "permission denied", errno.EPERM: "permission denied",
+                 errno.EROFS: "permission denied (read-only file system)", errno.ENOSPC: "no space left on device",
+                 errno.EDQUOT: "no space left (disk quota exceeded)"}
+
+
+def write_error(path, error: OSError, what: str = "write to") -> str:
+    """One line for an OSError met writing ``path``: ``cannot write to /runs/x: permission
+    denied (EACCES)``; the full-disk and unwritable cases say what to do."""
+    name = errno.errorcode.get(error.errno, str(error.errno))
+    reason = _WRITE_ERRORS.get(error.errno, error.strerror or str(error))
+    hint = ""
+    if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        hint = ": choose a writable folder (hydra.run.dir=..., or hydra.sweep.dir=... for a sweep)"
+    elif error.errno in (errno.ENOSPC, errno.EDQUOT):
+        hint = ": free some space or choose another folder (hydra.run.dir=..., hydra.sweep.dir=...)"
+    return f"cannot {what} {path}: {reason} ({name}){hint}"
+
+
+class WriteError(OSError):
+    """A run folder that cannot be written (OSError with ``errno``, ``filename`` and a one-line
+    message, see ``write_error``)."""
+
+    def __init__(self, path, error: OSError, what: str = "write to", then: str = ""):
+        super().__init__(error.errno, write_error(path, error, what) + then, str(path))
+
+    def __str__(self) -> str:
+        return self.strerror
+
+
+def probe_writable(path) -> None:
+    """Creates the folder ``path`` and writes, fsyncs and removes a small file in it: an
+    unwritable or full folder is a WriteError before any work is done, not a failure later."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path, prefix=".write_probe.")
+        try:
+            os.write(fd, bytes(4096))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            os.remove(tmp)
+    except OSError as e:
+        raise WriteError(path, e) from e
+
+
 def resolve_checkpoint(spec, run_dir) -> Path:
     """``true`` -> this run's last.pt; a run folder -> its last.pt; a file -> itself."""
     path = Path(run_dir) if spec is True else Path(str(spec))
@@ -117,6 +175,53 @@ def code_version() -> str:
             if f.suffix == ".py" and f.is_file() and "__pycache__" not in f.parts:
                 h.update(str(f.relative_to(ROOT)).encode() + b"\0" + f.read_bytes() + b"\0")
     return h.hexdigest()[:16]
+
+
+# provenance key -> distribution whose version it records
+PACKAGES = {"torch": "torch", "torchvision": "torchvision", "numpy": "numpy", "pycocotools": "pycocotools",
+            "hydra": "hydra-core"}
+
+
+def provenance() -> dict:
+    """What made a run besides its config and code (status.json's ``provenance``): the Python
+    and package versions, the git commit and whether tracked files differed from it, the CPU
+    model and the GPU's name (None without one)::
+
+        {"python": "3.11.9", "torch": "2.5.1", "torchvision": "0.20.1", "numpy": "2.1.3",
+         "pycocotools": "2.0.8", "hydra": "1.3.2", "git_commit": "aba34b2...", "git_dirty": false,
+         "cpu": "AMD EPYC 9654 96-Core Processor", "gpu": null}
+    """
+    from importlib.metadata import PackageNotFoundError, version
+
+    info = {"python": platform.python_version()}
+    for key, dist in PACKAGES.items():
+        try:
+            info[key] = version(dist)
+        except PackageNotFoundError:
+            info[key] = None
+    commit, dirty = _git("rev-parse", "HEAD"), _git("status", "--porcelain", "--untracked-files=no")
+    info["git_commit"], info["git_dirty"] = commit, None if commit is None or dirty is None else bool(dirty)
+    info["cpu"] = _cpu_model()
+    info["gpu"] = torch.cuda.get_device_name() if torch.cuda.is_available() else None
+    return info
+
+
+def _git(*args) -> str | None:
+    try:
+        out = subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def _cpu_model() -> str | None:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or None
 
 
 def _process_start(pid: int) -> str | None:
@@ -193,8 +298,14 @@ class RunFolder:
         write_json_atomic(self.status, {"status": status, "time": time.time(), **info})
 
     def save_checkpoint(self, state: dict) -> None:
-        """last.pt, atomically; the checkpoint it replaces becomes previous.pt."""
-        _write_atomic(self.checkpoint, lambda f: torch.save(state, f), keep_previous=self.previous_checkpoint)
+        """last.pt, atomically; the checkpoint it replaces becomes previous.pt. A write that
+        fails (a full disk) raises WriteError naming the file and leaves last.pt as it was."""
+        try:
+            _write_atomic(self.checkpoint, lambda f: torch.save(state, f), keep_previous=self.previous_checkpoint)
+        except OSError as e:
+            kept = next((p for p in (self.checkpoint, self.previous_checkpoint) if p.is_file()), None)
+            then = f"; {kept} still holds the previous checkpoint" if kept else ""
+            raise WriteError(self.checkpoint, e, "write the checkpoint", then) from e
 
     def append_metrics(self, record: dict) -> None:
         with self.metrics.open("a") as f:
@@ -263,33 +374,90 @@ class RunFolder:
 class StatusWriter:
     """status.json of the run this process executes: "running" with a heartbeat, then how it
     ended. ``seconds`` counts the wall time of every session of the run: a resumed run starts
-    from what its earlier sessions spent (``base_seconds``)."""
+    from what its earlier sessions spent (``base_seconds``).
 
-    def __init__(self, folder: RunFolder, base_seconds: float = 0.0, enabled: bool = True, device: str | None = None):
+    ``devices`` lists what the run's iterations were trained on, in order:
+    ``[{"device": "NVIDIA H200", "kind": "cuda", "precision": "bf16", "iterations": 4000},
+    {"device": "cpu (2 threads)", "kind": "cpu", "precision": "fp32", "iterations": 2000}]``:
+    the earlier sessions' (``devices``, from the status being resumed) and this one's
+    (``session``: device, kind, precision), counting the iterations each contributed to the
+    weights (a session resumed from iteration k keeps k iterations of the earlier ones)."""
+
+    def __init__(self, folder: RunFolder, base_seconds: float = 0.0, enabled: bool = True, device: str | None = None,
+                 devices: list[dict] | None = None, session: dict | None = None):
         self.folder, self.base, self.enabled = folder, float(base_seconds), enabled
         self.t0 = self.last_beat = time.time()
+        self.progress: dict = {}  # the last heartbeat's info
+        self.before, self.session = [dict(d) for d in devices or []], session
         self.info = {"pid": os.getpid(), "pid_start": _process_start(os.getpid()), "host": socket.gethostname(),
-                     "code": code_version(), "device": device}
+                     "code": code_version(), "device": device, "provenance": provenance() if enabled else None}
 
     @property
     def seconds(self) -> float:
         return self.base + time.time() - self.t0
 
+    def devices(self) -> list[dict]:
+        """The run's devices so far: the earlier sessions', then this one's iterations."""
+        if "start_iteration" not in self.progress:  # training has not started (yet)
+            return [dict(d) for d in self.before]
+        start = self.progress["start_iteration"]
+        out = kept_devices(self.before, start)
+        done = self.progress.get("iteration", start) - start
+        if self.session is not None and done > 0:
+            if out and all(out[-1].get(k) == self.session.get(k) for k in ("device", "kind", "precision")):
+                out[-1]["iterations"] += done
+            else:
+                out.append({**self.session, "iterations": done})
+        return out
+
     def _write(self, status: str, **info) -> None:
         if self.enabled:
-            self.folder.write_status(status, **self.info, heartbeat=time.time(), seconds=round(self.seconds, 1), **info)
+            self.folder.write_status(status, **self.info, heartbeat=time.time(), seconds=round(self.seconds, 1),
+                                     devices=self.devices(), **info)
 
     def running(self, **info) -> None:
         self._write("running", **info)
 
     def heartbeat(self, **info) -> None:
-        """"running" again, at most every HEARTBEAT_EVERY seconds (cheap to call every step)."""
+        """"running" again, at most every HEARTBEAT_EVERY seconds (cheap to call every step);
+        ``info`` (``iteration``, ``start_iteration``, ``checkpoint_iteration``) is kept in
+        ``progress`` at every call."""
+        self.progress.update(info)
         if time.time() - self.last_beat >= HEARTBEAT_EVERY:
             self.last_beat = time.time()
-            self._write("running", **info)
+            self._write("running", **self.progress)
 
     def end(self, status: str, **info) -> None:
         self._write(status, **info)
+
+
+def kept_devices(devices: list[dict], iterations: int) -> list[dict]:
+    """``devices`` cut or extended to ``iterations`` in all: what a run resumed from the
+    checkpoint of that iteration keeps. Iterations past the checkpoint (lost with a killed
+    process) are dropped from the end; iterations its heartbeats did not count yet go to the
+    last device; with no record at all they are on an unknown device."""
+    out, left = [], iterations
+    for d in devices:
+        if left <= 0:
+            break
+        out.append({**d, "iterations": min(d.get("iterations", 0), left)})
+        left -= out[-1]["iterations"]
+    if left > 0:
+        if out:
+            out[-1]["iterations"] += left
+        else:
+            out.append({"device": None, "kind": None, "precision": None, "iterations": left})
+    return out
+
+
+def device_change(devices: list[dict] | None, session: dict) -> str | None:
+    """How ``session`` (its kind and precision) differs from what the run started on (the
+    first of ``devices`` with a known kind), or None."""
+    first = next((d for d in devices or [] if d.get("kind")), None)
+    if first is None or (first["kind"], first.get("precision")) == (session["kind"], session["precision"]):
+        return None
+    return (f"it started on {first['kind']} {first.get('precision')} ({first.get('device')}), this session would train "
+            f"on {session['kind']} {session['precision']} ({session['device']})")
 
 
 class MetricsWriter:

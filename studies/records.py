@@ -10,7 +10,7 @@ runs need no checkpoint), and tools.report and tools.ablation's selection read i
 into a sweep folder, the study continues there (``make ablation`` with the same OUT).
 
 ``--ended-only`` copies only the runs that ended (finished, diverged or failed): a run in
-progress or stopped midway is left out whole, since without its checkpoints its half a
+progress or stopped midway (interrupted, killed) is left out whole, since without its checkpoints its half a
 record would only be retrained from scratch. This is what a session that ends during a study
 commits.
 """
@@ -19,11 +19,10 @@ import argparse
 import shutil
 from pathlib import Path
 
-from detection.run_folder import STATUSES, RunFolder, effective_status
+from detection.run_folder import ENDED, RunFolder, effective_status
 
 LEFT_OUT_DIRS = {"checkpoints", "tb", "plots", "__pycache__"}
 LEFT_OUT_FILES = {"detections.json", "anchor_losses.pt"}
-ENDED = set(STATUSES) - {"running"}  # finished, diverged, failed
 
 
 def unended_runs(src) -> set[Path]:

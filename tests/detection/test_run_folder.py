@@ -138,3 +138,146 @@ def test_the_code_version_follows_the_code_that_decides_a_run(tmp_path, monkeypa
     assert changed != version
     (tmp_path / "detection" / "a.py").rename(tmp_path / "detection" / "b.py")  # a moved file too
     assert run_folder.code_version() != changed
+
+
+@pytest.mark.parametrize("code, says", [("EACCES", "permission denied (EACCES)"),
+                                        ("EROFS", "permission denied (read-only file system) (EROFS)"),
+                                        ("ENOSPC", "no space left on device (ENOSPC)"),
+                                        ("EDQUOT", "no space left (disk quota exceeded) (EDQUOT)")])
+def test_a_write_error_is_one_line_naming_the_path_and_the_errno(tmp_path, monkeypatch, code, says):
+    import errno
+    import os
+
+    from detection.run_folder import WriteError, probe_writable
+
+    def refuse(fd, data):
+        raise OSError(getattr(errno, code), os.strerror(getattr(errno, code)))
+
+    monkeypatch.setattr(os, "write", refuse)
+    with pytest.raises(WriteError) as e:
+        probe_writable(tmp_path / "run")
+    monkeypatch.undo()
+    message = str(e.value)
+    assert message.startswith(f"cannot write to {tmp_path / 'run'}: {says}") and "\n" not in message
+    assert "hydra.run.dir=" in message and e.value.errno == getattr(errno, code)
+    assert list((tmp_path / "run").iterdir()) == []  # the probe's file is gone
+
+
+def test_the_write_probe_leaves_nothing_and_names_a_folder_it_cannot_make(tmp_path):
+    from detection.run_folder import WriteError, probe_writable
+
+    probe_writable(tmp_path / "a" / "b")
+    assert list((tmp_path / "a" / "b").iterdir()) == []
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(WriteError, match=f"cannot write to {tmp_path / 'file' / 'run'}: .*ENOTDIR"):
+        probe_writable(tmp_path / "file" / "run")
+
+
+def test_a_checkpoint_write_failing_midway_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    """A full disk while torch.save writes: part of the file is written, then OSError."""
+    import errno
+
+    from detection import run_folder
+    from detection.run_folder import WriteError
+
+    folder = RunFolder(tmp_path)
+    folder.save_checkpoint({"model": {"w": torch.ones(3)}, "iter": 3})
+    real_save = torch.save
+
+    def half_then_full(state, f):
+        real_save(state, f)
+        f.truncate(f.tell() // 2)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(run_folder.torch, "save", half_then_full)
+    with pytest.raises(WriteError) as e:
+        folder.save_checkpoint({"model": {"w": torch.zeros(3)}, "iter": 6})
+    assert str(e.value) == (f"cannot write the checkpoint {folder.checkpoint}: no space left on device (ENOSPC): free "
+                            "some space or choose another folder (hydra.run.dir=..., hydra.sweep.dir=...); "
+                            f"{folder.checkpoint} still holds the previous checkpoint")
+    monkeypatch.undo()
+    state = load_checkpoint(folder.checkpoint)
+    assert state["iter"] == 3 and torch.equal(state["model"]["w"], torch.ones(3))
+    assert sorted(p.name for p in folder.checkpoint.parent.iterdir()) == ["last.pt"]  # no temporary file left
+
+
+def test_status_records_the_provenance_of_a_run(tmp_path):
+    import platform
+    import subprocess
+
+    import hydra
+    import numpy
+    import torchvision
+
+    from detection.run_folder import ROOT, StatusWriter
+
+    StatusWriter(RunFolder(tmp_path)).running()
+    p = RunFolder(tmp_path).read_status()["provenance"]
+    assert set(p) == {"python", "torch", "torchvision", "numpy", "pycocotools", "hydra", "git_commit", "git_dirty",
+                      "cpu", "gpu"}
+    assert (p["python"], p["torch"].split("+")[0], p["torchvision"].split("+")[0], p["numpy"], p["hydra"]) == (
+        platform.python_version(), torch.__version__.split("+")[0], torchvision.__version__.split("+")[0],
+        numpy.__version__, hydra.__version__)
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True)
+    if head.returncode == 0:
+        assert p["git_commit"] == head.stdout.strip() and isinstance(p["git_dirty"], bool)
+    assert p["cpu"] and (p["gpu"] is None) == (not torch.cuda.is_available())
+
+
+def test_interrupted_is_a_status_a_rerun_resumes_never_a_result(tmp_path):
+    from detection.run_folder import ENDED, RESUMABLE, STATUSES, effective_status
+
+    folder = RunFolder(tmp_path)
+    folder.write_status("interrupted", iteration=40, signal="SIGTERM")
+    assert effective_status(folder.read_status()) == "interrupted"
+    assert "interrupted" in STATUSES and "interrupted" in RESUMABLE and not set(RESUMABLE) & set(ENDED)
+
+
+CPU32 = {"device": "cpu (2 threads)", "kind": "cpu", "precision": "fp32"}
+H200 = {"device": "NVIDIA H200", "kind": "cuda", "precision": "bf16"}
+
+
+def test_status_lists_each_device_a_run_trained_on_and_its_iterations(tmp_path):
+    from detection.run_folder import StatusWriter
+
+    folder = RunFolder(tmp_path)
+    first = StatusWriter(folder, session=H200)
+    first.heartbeat(start_iteration=0, checkpoint_iteration=0)
+    for it in range(1, 5):
+        first.heartbeat(iteration=it)
+    first.end("interrupted", iteration=4)
+    assert folder.read_status()["devices"] == [{**H200, "iterations": 4}]
+    second = StatusWriter(folder, devices=folder.read_status()["devices"], session=CPU32)
+    second.running()
+    assert folder.read_status()["devices"] == [{**H200, "iterations": 4}]  # nothing trained here yet
+    second.heartbeat(start_iteration=4)
+    second.heartbeat(iteration=6)
+    second.end("finished")
+    assert folder.read_status()["devices"] == [{**H200, "iterations": 4}, {**CPU32, "iterations": 2}]
+    third = StatusWriter(folder, devices=folder.read_status()["devices"], session=CPU32)  # same device: one entry
+    third.heartbeat(start_iteration=6)
+    third.heartbeat(iteration=9)
+    assert third.devices() == [{**H200, "iterations": 4}, {**CPU32, "iterations": 5}]
+
+
+def test_a_resume_keeps_the_iterations_its_checkpoint_holds():
+    from detection.run_folder import kept_devices
+
+    devices = [{**H200, "iterations": 4}, {**CPU32, "iterations": 3}]
+    assert kept_devices(devices, 7) == devices
+    assert kept_devices(devices, 5) == [{**H200, "iterations": 4}, {**CPU32, "iterations": 1}]  # killed after 5
+    assert kept_devices(devices, 3) == [{**H200, "iterations": 3}]
+    assert kept_devices(devices, 9) == [{**H200, "iterations": 4}, {**CPU32, "iterations": 5}]  # heartbeat lag
+    assert kept_devices([], 2) == [{"device": None, "kind": None, "precision": None, "iterations": 2}]
+    assert kept_devices(devices, 0) == []
+
+
+def test_a_device_change_is_another_kind_or_precision():
+    from detection.run_folder import device_change
+
+    assert device_change(None, CPU32) is None and device_change([], CPU32) is None
+    assert device_change([{**H200, "iterations": 4}], {**H200, "device": "NVIDIA H100 80GB HBM3"}) is None
+    assert device_change([{**H200, "iterations": 4}], CPU32) == (
+        "it started on cuda bf16 (NVIDIA H200), this session would train on cpu fp32 (cpu (2 threads))")
+    assert device_change([{**CPU32, "iterations": 4}], {**CPU32, "precision": "bf16"}).startswith(
+        "it started on cpu fp32")

@@ -259,3 +259,15 @@ def test_convergence_section_gives_each_methods_last_quarter_gain(tmp_path):
                          "| flat | 50.0 (iter 900) | 50.5 (iter 1200) | +0.5 | yes |"]
     assert (tmp_path / "ap_curve.png").read_bytes()[:8] == PNG
     assert convergence_section({"one point": groups["one point"]}, tmp_path) == []
+
+
+def test_an_interrupted_run_is_listed_as_resumable_never_counted(tmp_path):
+    sweep = tmp_path / "s"
+    write_run(sweep / "0_a", ["loss=focal", "seed=0"], 0, "finished", ap=0.5, seconds=2)
+    write_run(sweep / "1_a", ["loss=focal", "seed=1"], 1, "interrupted", ap=0.9, seconds=1,
+              message="stopped at iteration 4 by SIGTERM; run the same command to resume")
+    md = write_report(sweep).read_text()
+    assert "| loss=focal | 1 | 50.0 |" in md  # the interrupted run's AP (an eval.json left over) is no result
+    assert "1 run(s) stopped before their end (interrupted): not results; running the sweep's command again " \
+           "resumes them" in md
+    assert "| **interrupted** |" in md.split("## Runs")[1]

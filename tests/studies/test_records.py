@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.sweep_fixtures import make_sweep
+from tests.sweep_fixtures import make_sweep, write_run
 from studies.records import copy_records, main
 from reports.runs import load_runs
 
@@ -54,3 +54,12 @@ def test_ended_only_names_an_unreadable_status(tmp_path):
     bad.write_text('{"time": 1}')
     with pytest.raises(ValueError, match="0_synthetic_softmax_bg/status.json: not a run status"):
         copy_records(tmp_path / "src", tmp_path / "dst", ended_only=True)
+
+
+def test_ended_only_leaves_out_an_interrupted_run(tmp_path):
+    """A run stopped by a signal (status interrupted) is resumable, not ended: left out whole."""
+    sweep = make_sweep(tmp_path / "src")
+    write_run(sweep / "11_synthetic_focal", ["experiment=bg_ablation", "loss=focal", "seed=3"], 3, "interrupted",
+              seconds=5)
+    copied = copy_records(sweep, tmp_path / "dst", ended_only=True)
+    assert not any(p.parts[0] in ("8_synthetic_focal", "11_synthetic_focal") for p in copied)
