@@ -2,7 +2,7 @@ import pytest
 
 from tests.conftest import compose_config
 from tests.datasets.conftest import write_tiny_coco
-from tools.anchor_coverage import coverage
+from analysis.anchor_coverage import coverage
 
 
 def test_best_iou_by_hand(tmp_path):
