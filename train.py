@@ -32,13 +32,13 @@ from detection import build
 from detection import distributed as ddp
 from detection.evaluation import coco_evaluate
 from detection.run_folder import (
-    RUN_CONTROL,
     MetricsWriter,
     RunFolder,
+    RunFolderBusy,
     StatusWriter,
     code_version,
     effective_status,
-    flatten,
+    identity_differences,
     load_checkpoint,
     resolve_checkpoint,
 )
@@ -50,27 +50,80 @@ class NonFiniteLossError(RuntimeError):
     pass
 
 
+class RunRefused(Exception):
+    """A run this command must not start or continue here; the message says why and what to do."""
+
+
 @hydra.main(config_path="configs", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    if cfg.dry_run:  # list what a sweep would launch and what it would cost; train nothing
-        return dry_run(cfg, run_dir)
-    if ddp.env_rank() > 0:
-        # Under torchrun every process starts Hydra; only rank 0 logs to the run folder.
-        ddp.quiet_logging()
     folder = RunFolder(run_dir)
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
-    if multirun:  # a rerun sweep continues where it stopped
-        action = sweep_job_action(cfg, folder)
+    if cfg.dry_run:  # list what a sweep would launch and what it would cost; train nothing
+        if not folder.holds_run():
+            write_hydra(folder, cfg)
+        return dry_run(cfg, run_dir)
+    rank0 = ddp.env_rank() == 0
+    if not rank0:  # under torchrun every process starts Hydra; only rank 0 logs to the run folder
+        ddp.quiet_logging()
+    lock = None
+    try:
+        lock = folder.lock() if rank0 else None  # one writer per run folder
+        action = run_action(cfg, folder)
+    except RunFolderBusy as e:
+        if multirun:  # a study's jobs run side by side (tools.study_jobs): another process has this one
+            log.info("%s, skipped", e)
+            return None
+        refuse(str(e))
+    except RunRefused as e:
+        if lock is not None:
+            lock.close()
+        refuse(str(e))
+    try:
         if action == "skip":
             return (folder.read_eval() or {}).get("AP")
-        cfg.resume = action == "resume"
-    previous = read_status_or_none(folder) if cfg.resume is True else None
-    status = StatusWriter(folder, base_seconds=(previous or {}).get("seconds") or 0.0, enabled=ddp.env_rank() == 0,
+        return run_and_record(cfg, folder, action, multirun)
+    finally:
+        if lock is not None:
+            lock.close()
+
+
+def refuse(message: str):
+    """Ends the process with status 2 and ``message`` on stderr, before anything is written
+    into the run folder (not even its log)."""
+    print(f"train.py: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(2)
+
+
+def write_hydra(folder: RunFolder, cfg: DictConfig) -> None:
+    """The run's .hydra/ (what Hydra writes itself with ``hydra.output_subdir`` set: here only
+    once the run is accepted, so a refused start leaves an existing run's alone)."""
+    hc = HydraConfig.get()
+    folder.write_hydra(OmegaConf.to_yaml(cfg), OmegaConf.to_yaml(OmegaConf.create({"hydra": hc})),
+                       list(hc.overrides.task))
+
+
+def run_and_record(cfg: DictConfig, folder: RunFolder, action: str, multirun: bool) -> float | None:
+    """Runs ``action`` ("start", "start_over", "resume"), with status.json saying how it went."""
+    rank0 = ddp.env_rank() == 0
+    previous = read_status_or_none(folder) if action == "resume" else None
+    if rank0 and action == "start_over":
+        moved = folder.move_aside()
+        if moved is not None:
+            log.info("%s: the earlier run's records moved to %s; starting again from iteration 0", folder.path, moved)
+    if rank0 and action != "resume":
+        write_hydra(folder, cfg)
+    elif rank0 and cfg.force and check_same_run(cfg, folder):  # forced to continue another config: say what runs now
+        folder.write_config(OmegaConf.to_yaml(cfg, resolve=True))
+    if action == "resume":
+        cfg.resume = True
+    elif action == "start_over" and cfg.resume is True:  # start_over=true resume=true: the override wins
+        cfg.resume = False
+    status = StatusWriter(folder, base_seconds=(previous or {}).get("seconds") or 0.0, enabled=rank0,
                           device=build.device_name(build.pick_device(cfg.device)))
     status.running()
     try:
-        stats = run(cfg, run_dir, status.heartbeat)
+        stats = run(cfg, folder.path, status.heartbeat)
     except NonFiniteLossError as e:
         status.end("diverged", message=str(e))
         log.error("%s", e)
@@ -80,6 +133,11 @@ def main(cfg: DictConfig) -> float | None:
     except BaseException as e:
         status.end("failed", message=f"{type(e).__name__}: {e}")
         raise
+    if not cfg.eval_only and status.iteration is not None and status.iteration < cfg.schedule.max_iters:
+        status.end("paused", iteration=status.iteration, max_iters=cfg.schedule.max_iters)
+        log.info("paused at iteration %d of %d: the same command continues it", status.iteration,
+                 cfg.schedule.max_iters)
+        return None
     status.end("finished", AP=None if stats is None else stats["AP"])
     return None if stats is None else stats["AP"]  # the sweep's objective
 
@@ -98,47 +156,57 @@ def dry_run(cfg, run_dir: Path) -> float:
     return est.seconds
 
 
-def sweep_job_action(cfg, folder: RunFolder) -> str:
-    """What a sweep job does with what its run folder already holds (a rerun sweep):
-    "skip" a finished run, a diverged one (unless ``retry_diverged=true``) and one running in
-    another live process; "resume" an unfinished one from its checkpoint; "start" otherwise.
-    A folder written by another config is refused unless ``force=true``, and so is a checkpoint
-    of another code version: continuing it would mix two versions in one run. A run that is
-    over (finished, diverged) stays what it is whatever the code is now: its status.json
-    records the version that made it, and the code may grow (a new loss file) under a study."""
-    status = read_status_or_none(folder)
-    if status is None and not folder.config.is_file():
+def run_action(cfg, folder: RunFolder) -> str:
+    """What the command does with what its run folder already holds, for a single run and a
+    sweep's job alike (the same command run again continues its run):
+
+    - "start": the folder holds no run;
+    - "skip": a finished run, or a diverged one (unless ``retry_diverged=true``);
+    - "resume": a run in a RESUMABLE state (paused, killed, interrupted, failed) with a
+      checkpoint, continued from it;
+    - "start_over": ``start_over=true``, a diverged run with ``retry_diverged=true``, or a run
+      with nothing to continue: the old records move to ``replaced/<time>/``, never truncated.
+
+    A folder holding a run of another config (RUN_CONTROL keys aside) is refused with one line
+    per key, and a resume on another code version too, unless ``force=true``. A run that is
+    over stays what it is whatever the code is now: its status.json records the version that
+    made it, and the code may grow (a new loss file) under a study. Raises RunRefused."""
+    if not folder.holds_run():
         return "start"
-    check_same_run(cfg, folder, status, code=False)
+    if cfg.start_over:
+        return "start_over"
+    status = read_status_or_none(folder)
+    diffs = check_same_run(cfg, folder)
+    if diffs and not cfg.force:
+        raise RunRefused("\n".join([
+            f"{folder.path} holds a run of another configuration (recorded -> given); nothing was written. "
+            "Run it with its own command, start_over=true to replace it (its records move aside), or force=true "
+            "to continue it anyway:", *(f"  {d}" for d in diffs)]))
     state = effective_status(status)
-    if state == "finished" or (state == "diverged" and not cfg.retry_diverged) or state == "running":
-        was = (status or {}).get("code")
-        log.info("%s: %s, skipped%s%s", folder.path, state,
-                 " (retry_diverged=true reruns it)" if state == "diverged" else "",
+    was = (status or {}).get("code")
+    if state == "finished" or (state == "diverged" and not cfg.retry_diverged):
+        log.info("%s: %s, skipped (%s)%s", folder.path, state,
+                 "retry_diverged=true reruns it" if state == "diverged" else "start_over=true trains it again",
                  f" (made by code version {was})" if was and was != code_version() else "")
         return "skip"
     if state != "diverged" and (folder.checkpoint.is_file() or folder.previous_checkpoint.is_file()):
-        check_same_run(cfg, folder, status)
+        if was and was != code_version() and not cfg.force:
+            raise RunRefused(f"{folder.path} holds a checkpoint of another code version (code version: {was} -> "
+                             f"{code_version()}); continuing it would mix two versions in one run: start_over=true "
+                             "starts it again, force=true continues it anyway")
         log.info("%s: %s, resumed from its checkpoint", folder.path, state or "no status")
         return "resume"
-    return "start"
+    if cfg.resume is True:
+        raise RunRefused(f"resume=true, but {folder.path} holds no checkpoint to resume (status {state}); "
+                         "start_over=true starts it again")
+    log.info("%s: %s, nothing to resume: starting again", folder.path, state or "no status")
+    return "start_over"
 
 
-def check_same_run(cfg, folder: RunFolder, status: dict | None, code: bool = True) -> None:
-    """Raises when ``folder`` holds a run of another config or (``code``) code version,
-    unless ``force``."""
-    old = {k: v for k, v in flatten(folder.read_config() or {}).items() if k.split(".")[0] not in RUN_CONTROL}
-    new = {k: v for k, v in flatten(OmegaConf.to_container(cfg, resolve=True)).items()
-           if k.split(".")[0] not in RUN_CONTROL}
-    diffs = [f"{k}: {old.get(k, '<unset>')!r} -> {new.get(k, '<unset>')!r}"
-             for k in sorted(old.keys() | new.keys()) if old.get(k, "<unset>") != new.get(k, "<unset>")]
-    was, now = (status or {}).get("code") if code else None, code_version()
-    if was and now and was != now:
-        diffs.append(f"code version: {was} -> {now}")
-    if diffs and not cfg.force:
-        raise ValueError(f"{folder.path} holds a run of another configuration ({'; '.join(diffs[:10])}"
-                         f"{' ...' if len(diffs) > 10 else ''}): rerun the sweep with its own command, or add "
-                         "force=true to continue it anyway")
+def check_same_run(cfg, folder: RunFolder) -> list[str]:
+    """How ``cfg`` differs from the config recorded in ``folder`` (RUN_CONTROL aside), one
+    ``key: recorded -> given`` line per key."""
+    return identity_differences(folder.read_config() or {}, OmegaConf.to_container(cfg, resolve=True))
 
 
 def read_status_or_none(folder: RunFolder) -> dict | None:
@@ -156,8 +224,10 @@ def run(cfg: DictConfig, run_dir: Path, heartbeat=lambda **info: None) -> dict |
     writer = None
     try:
         folder = RunFolder(ddp.broadcast_object(Path(run_dir)))  # every rank uses rank 0's folder
+        cfg.resume = ddp.broadcast_object(cfg.resume)  # rank 0 decided (main's run_action)
         if rt.rank == 0:
-            folder.write_config(OmegaConf.to_yaml(cfg, resolve=True))
+            if cfg.resume is not True or not folder.config.is_file():  # a resumed run keeps its record
+                folder.write_config(OmegaConf.to_yaml(cfg, resolve=True))
             writer = MetricsWriter(folder)
             log.info("run folder: %s  (device %s, %d process(es), amp %s)", folder.path, rt.device, rt.world,
                      rt.amp_dtype)
@@ -173,6 +243,7 @@ def run(cfg: DictConfig, run_dir: Path, heartbeat=lambda **info: None) -> dict |
         optimizer = build.optimizer(cfg, model)
         scaler = torch.amp.GradScaler(rt.device.type, enabled=rt.amp_dtype == torch.float16)
         start_iter, counts = restore(cfg, folder, model, optimizer, scaler)
+        heartbeat(iteration=start_iter)
 
         end_iter = start_iter
         if not cfg.eval_only:

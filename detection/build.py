@@ -25,10 +25,13 @@ from datasets.loading import hold_images, worker_count
 from datasets.sampler import SeededItems, StreamSampler, shard
 from datasets.transforms import build_transforms, collate
 from detection import distributed as ddp
+from detection import run_folder
 from detection.optim import build_sgd, lr_factor
 
 # `loss=focal` -> run names like synthetic_focal (from the loss's module name)
 OmegaConf.register_new_resolver("loss_name", lambda target: target.split(".")[-2], replace=True)
+# A single run's folder name from its command line (configs/config.yaml's hydra.run.dir).
+OmegaConf.register_new_resolver("run_key", run_folder.run_key, replace=True)
 # The paper's best alpha for each gamma (Lin et al. 2017, Table 1b), for experiment=gamma_sweep.
 FOCAL_PAPER_ALPHA = {0: 0.75, 0.1: 0.75, 0.2: 0.75, 0.5: 0.5, 1: 0.25, 2: 0.25, 5: 0.25}
 
