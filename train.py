@@ -240,6 +240,11 @@ def run(cfg: DictConfig, run_dir: Path, heartbeat=lambda **info: None) -> dict |
         log.info("dataset %s: %d train / %d val images, %d classes %s; loss %r; %.2fM parameters",
                  cfg.dataset.name, len(train_ds), len(val_ds), train_ds.num_classes, train_ds.class_names,
                  model.cls_loss, sum(p.numel() for p in model.parameters()) / 1e6)
+        if rt.rank == 0:  # what tools.evaluate / tools.analyze need to work from the run folder alone
+            folder.write_data({"annotations": str(val_ds.annotations.resolve()), "image_ids": val_ds.image_ids,
+                               "cat_ids": val_ds.cat_ids, "eval_split": cfg.eval_split})
+            log.info("evaluation annotations: %s (%d images; recorded in %s)", val_ds.annotations.resolve(),
+                     len(val_ds), folder.data)
         optimizer = build.optimizer(cfg, model)
         scaler = torch.amp.GradScaler(rt.device.type, enabled=rt.amp_dtype == torch.float16)
         start_iter, counts = restore(cfg, folder, model, optimizer, scaler)

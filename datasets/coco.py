@@ -60,6 +60,9 @@ class CocoDetection(Dataset):
         min_box_size: boxes narrower or shorter than this (in pixels, after clipping to the
             image) are dropped, with one warning that counts them.
         on_bad_image: ``error | skip`` for missing, corrupt or wrongly sized image files.
+        allow_no_annotations: a selection holding no box of the chosen categories is an
+            error (naming the file and the categories) unless this is true (a split meant
+            to be background only).
         transforms: callable ``(image, target) -> (image, target)``.
 
     Attributes: ``num_classes`` (K), ``class_names``, ``cat_ids`` (COCO category id of each
@@ -80,6 +83,7 @@ class CocoDetection(Dataset):
         drop_empty=False,
         min_box_size=1.0,
         on_bad_image="error",
+        allow_no_annotations=False,
         transforms=None,
     ):
         if others not in OTHERS:
@@ -150,6 +154,13 @@ class CocoDetection(Dataset):
                 f"drop_empty={drop_empty!r}); expected at least one"
             )
         self._targets = {i: self._targets[i] for i in self.image_ids}
+        if not allow_no_annotations and not any(len(t[1]) for t in self._targets.values()):
+            raise ValueError(
+                f"{self.annotations}: the {len(self.image_ids)} selected images hold no box of the "
+                f"categories {self.class_names} (after min_box_size={min_box_size}): nothing to learn "
+                "or to score (every AP would be -1). Set dataset.allow_no_annotations=true if a split "
+                "without objects is meant (e.g. a background-only set)"
+            )
         n_small = sum(small[i] for i in self.image_ids)
         if n_small:
             warnings.warn(
