@@ -32,6 +32,7 @@ from detection import build
 from detection import distributed as ddp
 from detection.evaluation import coco_evaluate
 from detection.run_folder import (
+    RESUMABLE,
     MetricsWriter,
     RunFolder,
     RunFolderBusy,
@@ -66,23 +67,20 @@ def main(cfg: DictConfig) -> float | None:
     rank0 = ddp.env_rank() == 0
     if not rank0:  # under torchrun every process starts Hydra; only rank 0 logs to the run folder
         ddp.quiet_logging()
-    lock = None
     try:
         lock = folder.lock() if rank0 else None  # one writer per run folder
-        action = run_action(cfg, folder)
     except RunFolderBusy as e:
         if multirun:  # a study's jobs run side by side (tools.study_jobs): another process has this one
             log.info("%s, skipped", e)
             return None
         refuse(str(e))
-    except RunRefused as e:
-        if lock is not None:
-            lock.close()
-        refuse(str(e))
     try:
+        action = run_action(cfg, folder)
         if action == "skip":
             return (folder.read_eval() or {}).get("AP")
         return run_and_record(cfg, folder, action, multirun)
+    except RunRefused as e:
+        refuse(str(e))
     finally:
         if lock is not None:
             lock.close()
@@ -143,17 +141,18 @@ def run_and_record(cfg: DictConfig, folder: RunFolder, action: str, multirun: bo
 
 
 def dry_run(cfg, run_dir: Path) -> float:
-    """Prints the job (its overrides, its run folder) and its estimated training time at the
-    images/s its model measures here (``build.speed``: no data is read); returns the seconds
-    (the sweep's report callback adds them up)."""
+    """Prints the job (its overrides, its run folder) and its estimated time: its training at
+    the images/s its model measures here (``build.speed``: no data is read), and the whole job
+    with the start-up, evaluations and analysis measured here (``build.job_overheads``);
+    returns the whole job's seconds (the sweep's report callback adds them up)."""
     overrides = " ".join(HydraConfig.get().overrides.task)
     speed = build.speed(cfg)
     est = build.estimate(cfg, speed)
     print(f"dry run: job {HydraConfig.get().job.num}: {overrides or '(no overrides)'} -> {run_dir}\n"
-          f"  ~{build.duration(est.seconds)} of training ({est.train_images} images at {speed.train:.1f}/s measured on "
-          f"{build.device_name(build.pick_device(cfg.device))}) + {est.evaluations} evaluation(s) at "
-          f"{speed.eval:.1f} images/s", flush=True)
-    return est.seconds
+          f"  ~{build.duration(est.job_seconds)} in all: ~{build.duration(est.seconds)} of training ({est.train_images} "
+          f"images at {speed.train:.1f}/s measured on {build.device_name(build.pick_device(cfg.device))}), "
+          f"{est.evaluations} evaluation(s), start-up and analysis", flush=True)
+    return est.job_seconds
 
 
 def run_action(cfg, folder: RunFolder) -> str:
@@ -189,7 +188,9 @@ def run_action(cfg, folder: RunFolder) -> str:
                  "retry_diverged=true reruns it" if state == "diverged" else "start_over=true trains it again",
                  f" (made by code version {was})" if was and was != code_version() else "")
         return "skip"
-    if state != "diverged" and (folder.checkpoint.is_file() or folder.previous_checkpoint.is_file()):
+    # "running": its process is gone or on its way out (this one holds the folder's lock)
+    resumable = state in RESUMABLE or state in ("running", None)
+    if resumable and (folder.checkpoint.is_file() or folder.previous_checkpoint.is_file()):
         if was and was != code_version() and not cfg.force:
             raise RunRefused(f"{folder.path} holds a checkpoint of another code version (code version: {was} -> "
                              f"{code_version()}); continuing it would mix two versions in one run: start_over=true "

@@ -24,7 +24,7 @@ from detection.run_folder import STATUSES, RunFolder, effective_status
 LEFT_OUT_DIRS = {"checkpoints", "tb", "plots", "__pycache__"}
 REUSED_FROM = "reused_from.txt"  # in a run folder copied into another study: where it came from
 LEFT_OUT_FILES = {"detections.json", "anchor_losses.pt"}
-ENDED = set(STATUSES) - {"running"}  # finished, diverged, failed
+ENDED = set(STATUSES) - {"running", "paused"}  # finished, diverged, failed (a paused slice goes on)
 
 
 def reused_from(run_dir) -> str | None:

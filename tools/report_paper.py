@@ -26,7 +26,7 @@ from tools.stats import summary
 BCE_ALPHA = "bce_alpha.AlphaBCELoss"  # the end of config loss._target_ (losses/bce_alpha.py)
 FOCAL = "focal.FocalLoss"  # losses/focal.py
 _ATOL = 1e-6  # config values this close are the same setting (0.999 vs 0.99 differ by 9e-3)
-_STATUSES = ("diverged", "running", "failed", "killed", "interrupted", "unknown")  # the n cell's order
+_STATUSES = ("diverged", "running", "paused", "failed", "killed", "interrupted", "unknown")  # the n cell's order
 
 # Fewer settings than this are no sweep of the paper's table (bg_ablation has bce_alpha .75 and
 # focal 2/.25: two Table 1b points whose "rank correlation" would only restate their order).
