@@ -279,8 +279,7 @@ class RunFolder:
         return dest
 
     def write_config(self, yaml_text: str) -> None:
-        self.path.mkdir(parents=True, exist_ok=True)
-        self.config.write_text(yaml_text)
+        _write_atomic(self.config, lambda f: f.write(yaml_text.encode()))  # other ranks read it (run_action)
 
     def write_hydra(self, config_yaml: str, hydra_yaml: str, overrides: list[str]) -> None:
         """``.hydra/``: the config as composed, Hydra's own config and the command line's
