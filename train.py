@@ -35,15 +35,16 @@ from detection.evaluation import coco_evaluate
 from detection.config_rules import ConfigError
 from detection.preflight import USAGE_ERROR, check_or_exit, debugging, exit_with
 from detection.run_folder import (
-    RUN_CONTROL,
+    RESUMABLE,
     MetricsWriter,
     RunFolder,
+    RunFolderBusy,
     StatusWriter,
     WriteError,
     code_version,
     device_change,
     effective_status,
-    flatten,
+    identity_differences,
     load_checkpoint,
     resolve_checkpoint,
 )
@@ -52,23 +53,63 @@ from detection.signals import Interrupted, StopRequest, preemption_signals
 log = logging.getLogger("anchorbg")
 
 
+class RunRefused(Exception):
+    """A run this command must not start or continue here; the message says why and what to do."""
+
+
 @hydra.main(config_path="configs", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     check_or_exit(cfg, run_dir)  # values in range, folder writable: else one line and exit 2
-    if cfg.dry_run:  # list what a sweep would launch and what it would cost; train nothing
-        return dry_run(cfg, run_dir)
-    if ddp.env_rank() > 0:
-        # Under torchrun every process starts Hydra; only rank 0 logs to the run folder.
-        ddp.quiet_logging()
     folder = RunFolder(run_dir)
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
-    if multirun:  # a rerun sweep continues where it stopped
-        action = sweep_job_action(cfg, folder)
+    if cfg.dry_run:  # list what a sweep would launch and what it would cost; train nothing
+        if not folder.holds_run():
+            write_hydra(folder, cfg)
+        return dry_run(cfg, run_dir)
+    rank0 = ddp.env_rank() == 0
+    if not rank0:  # under torchrun every process starts Hydra; only rank 0 logs to the run folder
+        ddp.quiet_logging()
+    try:
+        lock = folder.lock() if rank0 else None  # one writer per run folder
+    except RunFolderBusy as e:
+        if multirun:  # a study's jobs run side by side (tools.study_jobs): another process has this one
+            log.info("%s, skipped", e)
+            return None
+        refuse(str(e))
+    try:
+        action = run_action(cfg, folder)
         if action == "skip":
             return (folder.read_eval() or {}).get("AP")
-        cfg.resume = action == "resume"
-    previous = read_status_or_none(folder) if cfg.resume is True else None
+        return run_and_record(cfg, folder, action, multirun)
+    except RunRefused as e:
+        refuse(str(e))
+    finally:
+        if lock is not None:
+            lock.close()
+
+
+def refuse(message: str):
+    """Ends the process with status 2 and ``message`` on stderr, before anything is written
+    into the run folder (not even its log)."""
+    print(f"train.py: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(2)
+
+
+def write_hydra(folder: RunFolder, cfg: DictConfig) -> None:
+    """The run's .hydra/ (what Hydra writes itself with ``hydra.output_subdir`` set: here only
+    once the run is accepted, so a refused start leaves an existing run's alone)."""
+    hc = HydraConfig.get()
+    folder.write_hydra(OmegaConf.to_yaml(cfg), OmegaConf.to_yaml(OmegaConf.create({"hydra": hc})),
+                       list(hc.overrides.task))
+
+
+def run_and_record(cfg: DictConfig, folder: RunFolder, action: str, multirun: bool) -> float | None:
+    """Runs ``action`` ("start", "start_over", "resume"), with status.json saying how it went:
+    finished, paused (a ``stop_after`` slice), interrupted (a signal: a checkpoint at that
+    iteration), diverged or failed."""
+    rank0 = ddp.env_rank() == 0
+    previous = read_status_or_none(folder) if action == "resume" else None
     try:
         device = build.pick_device(cfg.device)
         session = {"device": build.device_name(device), "kind": device.type,
@@ -79,15 +120,27 @@ def main(cfg: DictConfig) -> float | None:
     if change and not cfg.allow_device_change:  # a run's iterations all come from one kind of device
         exit_with(ConfigError(f"{folder.path}: {change}; add allow_device_change=true to continue it there anyway "
                               "(the run is then marked as trained on mixed devices)"), cfg, USAGE_ERROR)
-    status = StatusWriter(folder, base_seconds=(previous or {}).get("seconds") or 0.0, enabled=ddp.env_rank() == 0,
+    if rank0 and action == "start_over":
+        moved = folder.move_aside()
+        if moved is not None:
+            log.info("%s: the earlier run's records moved to %s; starting again from iteration 0", folder.path, moved)
+    if rank0 and action != "resume":
+        write_hydra(folder, cfg)
+    elif rank0 and cfg.force and check_same_run(cfg, folder):  # forced to continue another config: say what runs now
+        folder.write_config(OmegaConf.to_yaml(cfg, resolve=True))
+    if action == "resume":
+        cfg.resume = True
+    elif action == "start_over" and cfg.resume is True:  # start_over=true resume=true: the override wins
+        cfg.resume = False
+    status = StatusWriter(folder, base_seconds=(previous or {}).get("seconds") or 0.0, enabled=rank0,
                           device=session["device"], devices=(previous or {}).get("devices"), session=session)
     status.running()
     stop = StopRequest(handover=preemption_signals()).install()
     try:
-        stats = run(cfg, run_dir, status.heartbeat, stop)
+        stats = run(cfg, folder.path, status.heartbeat, stop)
     except Interrupted as e:  # SIGTERM, SIGINT, preemption: the checkpoint at e.iteration is written
         status.end("interrupted", iteration=e.iteration, signal=e.signal_name, message=str(e))
-        if ddp.env_rank() == 0:
+        if rank0:
             log.warning("%s", e)
         stop.hand_over(e.signum)  # under submitit: checkpoint the job and requeue it (exits)
         sys.exit(e.exit_code)
@@ -95,7 +148,7 @@ def main(cfg: DictConfig) -> float | None:
         at = status.progress.get("checkpoint_iteration", 0)
         message = f"stopped at once by a second SIGINT; run the same command to resume from iteration {at}"
         status.end("interrupted", iteration=at, signal="SIGINT", message=message)
-        if ddp.env_rank() == 0:
+        if rank0:
             log.warning("%s", message)
         sys.exit(130)
     except NonFiniteLossError as e:
@@ -117,65 +170,83 @@ def main(cfg: DictConfig) -> float | None:
         raise
     finally:
         stop.uninstall()
+    if not cfg.eval_only and status.iteration is not None and status.iteration < cfg.schedule.max_iters:
+        status.end("paused", iteration=status.iteration, max_iters=cfg.schedule.max_iters)
+        log.info("paused at iteration %d of %d: the same command continues it", status.iteration,
+                 cfg.schedule.max_iters)
+        return None
     status.end("finished", AP=None if stats is None else stats["AP"])
     return None if stats is None else stats["AP"]  # the sweep's objective
 
 
 def dry_run(cfg, run_dir: Path) -> float:
-    """Prints the job (its overrides, its run folder) and its estimated training time at the
-    images/s its model measures here (``build.speed``: no data is read); returns the seconds
-    (the sweep's report callback adds them up)."""
+    """Prints the job (its overrides, its run folder) and its estimated time: its training at
+    the images/s its model measures here (``build.speed``: no data is read), and the whole job
+    with the start-up, evaluations and analysis measured here (``build.job_overheads``);
+    returns the whole job's seconds (the sweep's report callback adds them up)."""
     overrides = " ".join(HydraConfig.get().overrides.task)
     speed = build.speed(cfg)
     est = build.estimate(cfg, speed)
     print(f"dry run: job {HydraConfig.get().job.num}: {overrides or '(no overrides)'} -> {run_dir}\n"
-          f"  ~{build.duration(est.seconds)} of training ({est.train_images} images at {speed.train:.1f}/s measured on "
-          f"{build.device_name(build.pick_device(cfg.device))}) + {est.evaluations} evaluation(s) at "
-          f"{speed.eval:.1f} images/s", flush=True)
-    return est.seconds
+          f"  ~{build.duration(est.job_seconds)} in all: ~{build.duration(est.seconds)} of training ({est.train_images} "
+          f"images at {speed.train:.1f}/s measured on {build.device_name(build.pick_device(cfg.device))}), "
+          f"{est.evaluations} evaluation(s), start-up and analysis", flush=True)
+    return est.job_seconds
 
 
-def sweep_job_action(cfg, folder: RunFolder) -> str:
-    """What a sweep job does with what its run folder already holds (a rerun sweep):
-    "skip" a finished run, a diverged one (unless ``retry_diverged=true``) and one running in
-    another live process; "resume" an unfinished one from its checkpoint; "start" otherwise.
-    A folder written by another config is refused unless ``force=true``, and so is a checkpoint
-    of another code version: continuing it would mix two versions in one run. A run that is
-    over (finished, diverged) stays what it is whatever the code is now: its status.json
-    records the version that made it, and the code may grow (a new loss file) under a study."""
-    status = read_status_or_none(folder)
-    if status is None and not folder.config.is_file():
+def run_action(cfg, folder: RunFolder) -> str:
+    """What the command does with what its run folder already holds, for a single run and a
+    sweep's job alike (the same command run again continues its run):
+
+    - "start": the folder holds no run;
+    - "skip": a finished run, or a diverged one (unless ``retry_diverged=true``);
+    - "resume": a run in a RESUMABLE state (paused, killed, interrupted, failed) with a
+      checkpoint, continued from it;
+    - "start_over": ``start_over=true``, a diverged run with ``retry_diverged=true``, or a run
+      with nothing to continue: the old records move to ``replaced/<time>/``, never truncated.
+
+    A folder holding a run of another config (RUN_CONTROL keys aside) is refused with one line
+    per key, and a resume on another code version too, unless ``force=true``. A run that is
+    over stays what it is whatever the code is now: its status.json records the version that
+    made it, and the code may grow (a new loss file) under a study. Raises RunRefused."""
+    if not folder.holds_run():
         return "start"
-    check_same_run(cfg, folder, status, code=False)
-    state = effective_status(status)  # RESUMABLE ones (interrupted, killed) continue below
-    if state == "finished" or (state == "diverged" and not cfg.retry_diverged) or state == "running":
-        was = (status or {}).get("code")
-        log.info("%s: %s, skipped%s%s", folder.path, state,
-                 " (retry_diverged=true reruns it)" if state == "diverged" else "",
+    if cfg.start_over:
+        return "start_over"
+    status = read_status_or_none(folder)
+    diffs = check_same_run(cfg, folder)
+    if diffs and not cfg.force:
+        raise RunRefused("\n".join([
+            f"{folder.path} holds a run of another configuration (recorded -> given); nothing was written. "
+            "Run it with its own command, start_over=true to replace it (its records move aside), or force=true "
+            "to continue it anyway:", *(f"  {d}" for d in diffs)]))
+    state = effective_status(status)
+    was = (status or {}).get("code")
+    if state == "finished" or (state == "diverged" and not cfg.retry_diverged):
+        log.info("%s: %s, skipped (%s)%s", folder.path, state,
+                 "retry_diverged=true reruns it" if state == "diverged" else "start_over=true trains it again",
                  f" (made by code version {was})" if was and was != code_version() else "")
         return "skip"
-    if state != "diverged" and (folder.checkpoint.is_file() or folder.previous_checkpoint.is_file()):
-        check_same_run(cfg, folder, status)
+    # "running": its process is gone or on its way out (this one holds the folder's lock)
+    resumable = state in RESUMABLE or state in ("running", None)
+    if resumable and (folder.checkpoint.is_file() or folder.previous_checkpoint.is_file()):
+        if was and was != code_version() and not cfg.force:
+            raise RunRefused(f"{folder.path} holds a checkpoint of another code version (code version: {was} -> "
+                             f"{code_version()}); continuing it would mix two versions in one run: start_over=true "
+                             "starts it again, force=true continues it anyway")
         log.info("%s: %s, resumed from its checkpoint", folder.path, state or "no status")
         return "resume"
-    return "start"
+    if cfg.resume is True:
+        raise RunRefused(f"resume=true, but {folder.path} holds no checkpoint to resume (status {state}); "
+                         "start_over=true starts it again")
+    log.info("%s: %s, nothing to resume: starting again", folder.path, state or "no status")
+    return "start_over"
 
 
-def check_same_run(cfg, folder: RunFolder, status: dict | None, code: bool = True) -> None:
-    """Raises when ``folder`` holds a run of another config or (``code``) code version,
-    unless ``force``."""
-    old = {k: v for k, v in flatten(folder.read_config() or {}).items() if k.split(".")[0] not in RUN_CONTROL}
-    new = {k: v for k, v in flatten(OmegaConf.to_container(cfg, resolve=True)).items()
-           if k.split(".")[0] not in RUN_CONTROL}
-    diffs = [f"{k}: {old.get(k, '<unset>')!r} -> {new.get(k, '<unset>')!r}"
-             for k in sorted(old.keys() | new.keys()) if old.get(k, "<unset>") != new.get(k, "<unset>")]
-    was, now = (status or {}).get("code") if code else None, code_version()
-    if was and now and was != now:
-        diffs.append(f"code version: {was} -> {now}")
-    if diffs and not cfg.force:
-        raise ValueError(f"{folder.path} holds a run of another configuration ({'; '.join(diffs[:10])}"
-                         f"{' ...' if len(diffs) > 10 else ''}): rerun the sweep with its own command, or add "
-                         "force=true to continue it anyway")
+def check_same_run(cfg, folder: RunFolder) -> list[str]:
+    """How ``cfg`` differs from the config recorded in ``folder`` (RUN_CONTROL aside), one
+    ``key: recorded -> given`` line per key."""
+    return identity_differences(folder.read_config() or {}, OmegaConf.to_container(cfg, resolve=True))
 
 
 def read_status_or_none(folder: RunFolder) -> dict | None:
@@ -195,8 +266,10 @@ def run(cfg: DictConfig, run_dir: Path, heartbeat=lambda **info: None, stop: Sto
     writer = None
     try:
         folder = RunFolder(ddp.broadcast_object(Path(run_dir)))  # every rank uses rank 0's folder
+        cfg.resume = ddp.broadcast_object(cfg.resume)  # rank 0 decided (main's run_action)
         if rt.rank == 0:
-            folder.write_config(OmegaConf.to_yaml(cfg, resolve=True))
+            if cfg.resume is not True or not folder.config.is_file():  # a resumed run keeps its record
+                folder.write_config(OmegaConf.to_yaml(cfg, resolve=True))
             writer = MetricsWriter(folder)
             log.info("run folder: %s  (device %s, %d process(es), amp %s)", folder.path, rt.device, rt.world,
                      rt.amp_dtype)
@@ -209,6 +282,11 @@ def run(cfg: DictConfig, run_dir: Path, heartbeat=lambda **info: None, stop: Sto
         log.info("dataset %s: %d train / %d val images, %d classes %s; loss %r; %.2fM parameters",
                  cfg.dataset.name, len(train_ds), len(val_ds), train_ds.num_classes, train_ds.class_names,
                  model.cls_loss, sum(p.numel() for p in model.parameters()) / 1e6)
+        if rt.rank == 0:  # what tools.evaluate / tools.analyze need to work from the run folder alone
+            folder.write_data({"annotations": str(val_ds.annotations.resolve()), "image_ids": val_ds.image_ids,
+                               "cat_ids": val_ds.cat_ids, "eval_split": cfg.eval_split})
+            log.info("evaluation annotations: %s (%d images; recorded in %s)", val_ds.annotations.resolve(),
+                     len(val_ds), folder.data)
         optimizer = build.optimizer(cfg, model)
         scaler = torch.amp.GradScaler(rt.device.type, enabled=rt.amp_dtype == torch.float16)
         start_iter, counts = restore(cfg, folder, model, optimizer, scaler)
@@ -217,6 +295,7 @@ def run(cfg: DictConfig, run_dir: Path, heartbeat=lambda **info: None, stop: Sto
             seen = model.fit_label_counts(b for b in build.label_loader(cfg, train_ds, rt) if b is not None)
             log.info("label counts over the training set (ignored, classes..., background): %s; loss %r",
                      seen.tolist(), model.cls_loss)
+        heartbeat(iteration=start_iter)
 
         end_iter = start_iter
         if not cfg.eval_only:

@@ -1,8 +1,12 @@
 """Error analysis of a COCO results file: where the detector's mistakes go.
 
-    python -m tools.analyze ANNOTATIONS.json DETECTIONS.json --out DIR [--per-class] [--score-thresh 0.3]
+    python -m tools.analyze RUN [--out DIR] [--per-class] [--score-thresh 0.3]
+    python -m tools.analyze ANNOTATIONS.json DETECTIONS.json [--out DIR] [--per-class] [--score-thresh 0.3]
 
-Writes into DIR:
+RUN: a run folder, analysed on the images and categories it was evaluated on (its data.json)
+with its detections.json. DIR: by default a new folder beside the detections (under the run)
+named by what was analysed, e.g. ``<run>/analyze_detections/``; never a run folder or a run's
+analysis/ (the run's own record, written when its job ends). Writes into DIR:
 - errors.json, printed as a table: TIDE's error breakdown (analysis/errors.py): {"AP50", "Cls",
   "Loc", "Both", "Dupe", "Bkg", "Miss", "FalsePos", "FalseNeg" (dAP50: the AP50 gained by fixing
   only that type), "counts": {main type: count}, "detections": {type: count}}, in AP points (0-100);
@@ -28,7 +32,7 @@ import sys
 from pathlib import Path
 
 from analysis.bands import bands, write_band_plots
-from analysis.coco_files import load_ground_truth, load_results
+from analysis.coco_files import load_ground_truth, load_results, output_folder, tool_inputs
 from analysis.confusion import confusion_matrix, confusion_table, plot_confusion
 from analysis.errors import MAIN_TYPES, SPECIAL_TYPES, ErrorBreakdown, bkg_vs_recall, tide_errors
 from analysis.folder import ANALYSIS, SOURCE, analysis_dir, analyzed_detections, detections_stamp
@@ -201,19 +205,24 @@ def analyze_run(run_dir, per_class: bool = False, score_thresh: float = 0.3, anc
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("annotations", help="COCO instances JSON (ground truth)")
-    parser.add_argument("detections", help="COCO results JSON: a list of {image_id, category_id, bbox, score}")
-    parser.add_argument("--out", required=True, help="folder for the analysis (created if needed)")
+    parser.add_argument("paths", nargs="+", metavar="RUN | ANNOTATIONS.json DETECTIONS.json",
+                        help="a run folder, or a COCO instances JSON and a COCO results JSON "
+                             "(a list of {image_id, category_id, bbox, score})")
+    parser.add_argument("--out", help="folder for the analysis (default: a new one under the run / beside the detections)")
     parser.add_argument("--per-class", action="store_true", help="also a bands figure per class")
     parser.add_argument("--score-thresh", type=float, default=0.3, help="the confusion matrix's score threshold")
     args = parser.parse_args(argv)
     try:
-        coco_gt = load_ground_truth(args.annotations)
-        detections = load_results(args.detections, coco_gt)
+        inputs = tool_inputs(args.paths)
+        out = output_folder(args.out, inputs, "analyze", None)
+        coco_gt = load_ground_truth(inputs.annotations)
+        if inputs.image_ids is not None:  # a run: what its evaluation scored
+            coco_gt = evaluated_ground_truth(coco_gt, inputs.image_ids, inputs.cat_ids or coco_gt.getCatIds())
+        detections = load_results(inputs.detections, coco_gt)
     except (FileNotFoundError, ValueError) as e:
         sys.exit(f"tools.analyze: error: {e}")
-    result = analyze(coco_gt, detections, args.out, args.per_class, args.score_thresh)
-    print(f"wrote errors.json, bands.json, confusion.md and the figures to {args.out}")
+    result = analyze(coco_gt, detections, out, args.per_class, args.score_thresh)
+    print(f"wrote errors.json, bands.json, confusion.md and the figures to {out}")
     return result
 
 

@@ -6,14 +6,18 @@ it (box area, 0, numbered after the largest id) instead of failing inside COCOev
 ``KeyError: 'area'``.
 """
 
+import hashlib
 import json
 import math
 import os
+from pathlib import Path
+from typing import NamedTuple
 
 from pycocotools.coco import COCO
 
 from datasets.coco_json import load_coco_json
 from detection.evaluation import check_detections
+from detection.run_folder import RunFolder
 
 
 def load_ground_truth(path) -> COCO:
@@ -67,3 +71,52 @@ def check_results(raw, coco_gt: COCO, source: str = "detections") -> list[dict]:
                 f"(their ids: {sorted(cats)[:10]}{', ...' if len(cats) > 10 else ''})"
             )
     return dets
+
+
+class Inputs(NamedTuple):
+    """What a tool evaluates: the ground truth, the results file, the images and categories
+    (None: all), and the folder its default output goes under."""
+
+    annotations: str
+    detections: str
+    image_ids: list[int] | None
+    cat_ids: list[int] | None
+    base: str
+
+
+def tool_inputs(paths: list[str], image_ids: list[int] | None = None) -> Inputs:
+    """``[RUN]`` (a run folder: the annotation file, images and categories its evaluation used,
+    from its data.json, and its detections.json) or ``[ANNOTATIONS, DETECTIONS]``.
+    ``image_ids`` (the user's) replace the run's."""
+    if len(paths) == 1:
+        folder = RunFolder(paths[0])
+        if not folder.path.is_dir():
+            raise FileNotFoundError(f"run folder not found: {paths[0]!r} (or give ANNOTATIONS.json DETECTIONS.json)")
+        data = folder.read_data()
+        if data is None:
+            raise FileNotFoundError(f"{folder.data} not found: the run does not say which annotations it was "
+                                    "evaluated on (a run made before data.json); give ANNOTATIONS.json DETECTIONS.json")
+        return Inputs(data["annotations"], str(folder.detections), image_ids or data.get("image_ids"),
+                      data.get("cat_ids"), str(folder.path))
+    if len(paths) == 2:
+        return Inputs(paths[0], paths[1], image_ids, None, os.path.dirname(os.path.abspath(paths[1])))
+    raise ValueError(f"expected a run folder, or ANNOTATIONS.json DETECTIONS.json; got {len(paths)} paths")
+
+
+def output_folder(out: str | None, inputs: Inputs, tool: str, user_image_ids) -> str:
+    """Where a tool writes: ``out``, or by default a new folder under ``inputs.base`` named by
+    what was evaluated (``<tool>_<detections file>``, ``_<n>images-<hash>`` with the user's
+    ``--image-ids``). A run's own records are never replaced: ValueError when the folder is a
+    run folder or a run's analysis/."""
+    if out is None:
+        name = f"{tool}_{os.path.splitext(os.path.basename(inputs.detections))[0]}"
+        if user_image_ids:
+            ids = ",".join(map(str, sorted(user_image_ids)))
+            name += f"_{len(user_image_ids)}images-{hashlib.sha256(ids.encode()).hexdigest()[:8]}"
+        out = os.path.join(inputs.base, name)
+    folder = Path(out).resolve()
+    for run in (folder, folder.parent if folder.name == "analysis" else None):
+        if run is not None and RunFolder(run).holds_run():
+            raise ValueError(f"{out} holds the records of run {run} (its eval.json, analysis/): they are never "
+                             "replaced; give --out another folder, or none (a new folder under the run)")
+    return out

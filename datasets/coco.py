@@ -119,6 +119,9 @@ class CocoDetection(Dataset):
             annotations also get ``"implied_crowd": True``; ``implied_crowd_ids`` lists them.
         crowd_min_aspect: None, or a number: with ``crowd_min_centres``, only boxes at least
             this many times as wide as high are crowd regions.
+        allow_no_annotations: a selection holding no box of the chosen categories is an
+            error (naming the file and the categories) unless this is true (a split meant
+            to be background only).
         transforms: callable ``(image, target) -> (image, target)``.
 
     Attributes: ``num_classes`` (K), ``class_names``, ``cat_ids`` (COCO category id of each
@@ -141,6 +144,7 @@ class CocoDetection(Dataset):
         on_bad_image="error",
         crowd_min_centres=None,
         crowd_min_aspect=None,
+        allow_no_annotations=False,
         transforms=None,
     ):
         if others not in OTHERS:
@@ -231,6 +235,13 @@ class CocoDetection(Dataset):
                 f"drop_empty={drop_empty!r}); expected at least one"
             )
         self._targets = {i: self._targets[i] for i in self.image_ids}
+        if not allow_no_annotations and not any(len(t[1]) for t in self._targets.values()):
+            raise ValueError(
+                f"{self.annotations}: the {len(self.image_ids)} selected images hold no box of the "
+                f"categories {self.class_names} (after min_box_size={min_box_size}): nothing to learn "
+                "or to score (every AP would be -1). Set dataset.allow_no_annotations=true if a split "
+                "without objects is meant (e.g. a background-only set)"
+            )
         n_small = sum(small[i] for i in self.image_ids)
         if n_small:
             warnings.warn(

@@ -110,6 +110,11 @@ def load_coco_json(path) -> COCO:
             raise ValueError(
                 f"{path}: {where} has bbox {box!r}, expected 4 finite numbers [x, y, w, h]"
             )
+        if box[2] < 0 or box[3] < 0:
+            raise ValueError(
+                f"{path}: {where} has bbox {box!r}: a negative width or height (expected "
+                "[x, y, w, h] with w, h >= 0)"
+            )
         if ann["image_id"] not in img_ids:
             raise ValueError(
                 f"{path}: {where} refers to image_id {ann['image_id']}, which is not in 'images'"

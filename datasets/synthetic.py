@@ -19,6 +19,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -166,7 +167,7 @@ def generate(out_dir, progress=True, **params) -> Path:
     with tqdm(
         total=p["num_train"] + p["num_val"],
         desc=f"generating synthetic dataset {out.name}",
-        disable=not progress,
+        disable=not (progress and sys.stderr.isatty()),  # off a terminal: no carriage-return redraws
     ) as bar:
         for split in ("train", "val"):
             _generate_split(p, split, out, bar)

@@ -9,6 +9,7 @@ Importing this module registers the resolvers the configs use (``${loss_name:...
 ``${focal_paper_alpha:...}``).
 """
 
+import json
 import random
 import time
 from functools import partial
@@ -25,11 +26,14 @@ from datasets.loading import hold_images, worker_count
 from datasets.sampler import SeededItems, StreamSampler, shard
 from datasets.transforms import build_transforms, collate
 from detection import distributed as ddp
+from detection import run_folder
 from detection.optim import build_sgd, lr_factor
 from detection.signals import ignore_in_worker
 
 # `loss=focal` -> run names like synthetic_focal: the loss class's `name` (losses/focal.py's FocalLoss.name)
 OmegaConf.register_new_resolver("loss_name", lambda target: get_class(target).name, replace=True)
+# A single run's folder name from its command line (configs/config.yaml's hydra.run.dir).
+OmegaConf.register_new_resolver("run_key", run_folder.run_key, replace=True)
 # The paper's best alpha for each gamma (Lin et al. 2017, Table 1b), for the gamma_sweep study (studies/specs/followups.yaml).
 FOCAL_PAPER_ALPHA = {0: 0.75, 0.1: 0.75, 0.2: 0.75, 0.5: 0.5, 1: 0.25, 2: 0.25, 5: 0.25}
 
@@ -303,18 +307,36 @@ def speed(cfg: DictConfig, steps: int = 3, warmup: int = 1) -> Speed:
 class Estimate(NamedTuple):
     train_images: int
     evaluations: int
-    seconds: float  # the training's; evaluations come on top
+    seconds: float  # the training's
+    job_seconds: float  # the whole job's: training, start-up, evaluations, error analysis
+
+
+# What a job costs beyond its training steps on this machine, measured once by
+# benchmarks/bench_job_overheads.py: {"per_job_s", "per_evaluation_s", "measured", "command"}.
+JOB_OVERHEADS = CONFIGS.parent / "benchmarks" / "job_overheads.json"
+
+
+def job_overheads() -> tuple[float, float]:
+    """(seconds per job, seconds per evaluation) from JOB_OVERHEADS; (0, 0) when missing."""
+    try:
+        measured = json.loads(JOB_OVERHEADS.read_text())
+        return float(measured["per_job_s"]), float(measured["per_evaluation_s"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0.0, 0.0
 
 
 def estimate(cfg: DictConfig, speed: Speed, start_iter: int = 0) -> Estimate:
-    """The training time of a run of ``cfg`` from ``start_iter`` at ``speed``, and how many
-    evaluations it makes (every ``schedule.eval_every`` and at the end)."""
+    """The time of a run of ``cfg`` from ``start_iter`` at ``speed``: its training and, with the
+    per-job and per-evaluation costs measured here (``job_overheads``), the whole job; and how
+    many evaluations it makes (every ``schedule.eval_every`` and at the end)."""
     s = cfg.schedule
     iters = max(0, s.max_iters - start_iter) if not cfg.eval_only else 0
     evals = int(cfg.eval_only or cfg.eval_at_end)
     if s.eval_every and not cfg.eval_only:
         evals += len([i for i in range(start_iter + 1, s.max_iters) if i % s.eval_every == 0])
-    return Estimate(iters * s.batch_size, evals, iters * s.batch_size / speed.train)
+    train_s = iters * s.batch_size / speed.train
+    per_job, per_eval = job_overheads()
+    return Estimate(iters * s.batch_size, evals, train_s, train_s + per_job + evals * per_eval)
 
 
 def duration(seconds: float) -> str:

@@ -14,17 +14,23 @@ No other module spells these names::
     <run>/detections.json          the detections in COCO results format
     <run>/anchor_losses.pt         per-anchor classification losses of the foreground and
                                    background anchors of the first val images (Figure 4)
-    <run>/status.json              running | finished | diverged | failed | interrupted, with
-                                   the pid, host and heartbeat of the process running it, the
-                                   wall seconds of every session so far, the code version,
+    <run>/status.json              running | paused | finished | diverged | failed | interrupted,
+                                   with the pid, host and heartbeat of the process running it,
+                                   the wall seconds of every session so far, the code version,
                                    the provenance (package versions, git commit, CPU, GPU), a
-                                   message; interrupted (SIGTERM, SIGINT, a cluster's
-                                   preemption) also has the iteration its checkpoint holds
+                                   message; paused (a stop_after slice) and interrupted (SIGTERM,
+                                   SIGINT, a cluster's preemption) also have the iteration its
+                                   checkpoint holds
+    <run>/data.json                the annotation files (and image ids) its evaluation used, so
+                                   tools.evaluate / tools.analyze can be run on the folder alone
+    <run>/.lock                    held (fcntl) by the one process writing the run, with its pid
+    <run>/replaced/<time>/         the records of an earlier run moved aside by start_over=true
 
 A run whose status.json says running but whose process is gone (same host) reads as
 ``killed``, one whose heartbeat stopped long ago (another host) as ``interrupted``:
-``effective_status``. Interrupted and killed runs are ``RESUMABLE``: running their command
-again continues them from their checkpoint; they are never results.
+``effective_status``. Paused, interrupted and killed runs are ``STOPPED``: never results.
+A run in a ``RESUMABLE`` state (those, and failed) continues from its checkpoint when its
+command is run again (train.py's ``run_action``).
 Every file is replaced atomically (a temporary file in the same folder, fsync, rename): a
 crash or a reader never sees half a file. metrics.jsonl is appended line by line; a reader
 skips a last line cut short by a kill.
@@ -36,6 +42,7 @@ import hashlib
 import json
 import os
 import platform
+import shutil
 import socket
 import subprocess
 import tempfile
@@ -45,14 +52,18 @@ from pathlib import Path
 import torch
 import yaml
 
-STATUSES = ("running", "finished", "diverged", "failed", "interrupted")
-# How runs read (effective_status) that stopped before their end and continue from their
-# checkpoint when their command runs again: never results, always to be resumed.
-RESUMABLE = ("interrupted", "killed")
-ENDED = ("finished", "diverged", "failed")  # over: a rerun leaves them as they are (or starts again)
-# config keys that say how a run is started, not what it computes: two runs that differ only
-# in them are the same run (train.py's check_same_run, the sweep tools)
-RUN_CONTROL = ("resume", "force", "retry_diverged", "dry_run", "debug", "allow_device_change")
+STATUSES = ("running", "paused", "finished", "diverged", "failed", "interrupted")
+# How runs read (effective_status) that stopped before their end: never results, always to be resumed.
+STOPPED = ("paused", "interrupted", "killed")
+# what a rerun of a run's command continues from its checkpoint (effective statuses): a stopped
+# run, and one that failed (e.g. a full disk)
+RESUMABLE = (*STOPPED, "failed")
+ENDED = ("finished", "diverged", "failed")  # over: tools.records copies them (a rerun may retry a failed one)
+# config keys that say how a run is driven, not what it computes: two runs that differ only
+# in them are the same run (train.py's run_action, the sweep tools, the run folder's name).
+# A dotted key names that key; a plain one also everything under it.
+RUN_CONTROL = ("resume", "force", "retry_diverged", "dry_run", "start_over", "schedule.stop_after", "debug",
+               "allow_device_change")
 HEARTBEAT_EVERY = 10.0  # seconds between heartbeats of a running run
 STALE_AFTER = 600.0  # a heartbeat this old (and no process to ask) means the run is not running
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,6 +78,39 @@ def flatten(d: dict, prefix: str = "") -> dict:
         else:
             out[f"{prefix}{k}"] = v
     return out
+
+
+class RunFolderBusy(RuntimeError):
+    """Another process holds the run folder's writer lock."""
+
+
+def is_run_control(key: str) -> bool:
+    """Whether the flattened config key ``key`` (``"optim.lr"``) is one of RUN_CONTROL."""
+    return any(key == k or key.startswith(k + ".") for k in RUN_CONTROL)
+
+
+def identity_differences(recorded: dict, given: dict) -> list[str]:
+    """The keys in which two resolved configs (nested dicts) differ, RUN_CONTROL aside, one
+    ``"key: recorded -> given"`` line each, sorted by key."""
+    old = {k: v for k, v in flatten(recorded).items() if not is_run_control(k)}
+    new = {k: v for k, v in flatten(given).items() if not is_run_control(k)}
+    return [f"{k}: {old.get(k, '<unset>')!r} -> {new.get(k, '<unset>')!r}"
+            for k in sorted(old.keys() | new.keys()) if old.get(k, "<unset>") != new.get(k, "<unset>")]
+
+
+def run_key(overrides: str) -> str:
+    """The folder name of a single run from its command line's overrides (Hydra's
+    ``job.override_dirname``, RUN_CONTROL left out): the same command finds the same folder.
+    ``"optim.lr=0.5,seed=7"`` -> ``"optim.lr-0.5_seed-7"`` (a name that a command line's
+    ``hydra.run.dir=`` takes unquoted), ``""`` -> ``"defaults"``; other characters a file name
+    or an override cannot hold become ``_``; a name over 80 characters is cut and ends with a
+    hash of the whole."""
+    if not overrides:
+        return "defaults"
+    name = "".join(c if c.isalnum() or c in ".-_" else "-" if c == "=" else "_" for c in overrides)
+    if len(name) > 80:
+        name = f"{name[:71]}-{hashlib.sha256(overrides.encode()).hexdigest()[:8]}"
+    return name
 
 
 def write_json_atomic(path, obj) -> None:
@@ -283,14 +327,76 @@ class RunFolder:
         self.detections = self.path / "detections.json"
         self.anchor_losses = self.path / "anchor_losses.pt"
         self.status = self.path / "status.json"
+        self.data = self.path / "data.json"
+        self.lock_file = self.path / ".lock"
+        self.replaced = self.path / "replaced"
 
     def __repr__(self) -> str:
         return f"RunFolder({str(self.path)!r})"
 
+    def holds_run(self) -> bool:
+        """Whether a run was started here (its config or status is written)."""
+        return self.config.is_file() or self.status.is_file()
+
     # --- writing (train.py, rank 0) ---
-    def write_config(self, yaml_text: str) -> None:
+    def lock(self):
+        """Takes the folder's writer lock (fcntl, on ``.lock``, holding this process's pid) and
+        returns the open lock file: closing it, or the process ending however it ends,
+        releases it. RunFolderBusy names the pid of the process holding it."""
+        try:
+            import fcntl
+        except ImportError:  # no flock (Windows): status.json's live-pid check alone
+            return open(os.devnull, "w")
         self.path.mkdir(parents=True, exist_ok=True)
-        self.config.write_text(yaml_text)
+        f = open(self.lock_file, "a+")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "of unknown pid"
+            f.close()
+            raise RunFolderBusy(f"{self.path} is being written by process {holder}: one process per run folder "
+                                "(wait for it to end or stop it)") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"{os.getpid()} on {socket.gethostname()}\n")
+        f.flush()
+        return f
+
+    def move_aside(self) -> Path | None:
+        """Moves the records of the run held here into ``replaced/<time>/`` (train.log copied
+        there and emptied: the running process's log handler keeps appending to it); returns
+        that folder, or None when there was nothing to move."""
+        keep = {self.lock_file.name, self.replaced.name, self.log.name}
+        entries = [p for p in self.path.iterdir() if p.name not in keep] if self.path.is_dir() else []
+        if not entries:
+            return None
+        dest = self.replaced / time.strftime("%Y-%m-%d_%H-%M-%S")
+        while dest.exists():
+            dest = dest.with_name(dest.name + "+")
+        dest.mkdir(parents=True)
+        for p in entries:
+            os.replace(p, dest / p.name)
+        if self.log.is_file():
+            shutil.copy2(self.log, dest / self.log.name)
+            with self.log.open("r+") as f:
+                f.truncate(0)
+        return dest
+
+    def write_config(self, yaml_text: str) -> None:
+        _write_atomic(self.config, lambda f: f.write(yaml_text.encode()))  # other ranks read it (run_action)
+
+    def write_hydra(self, config_yaml: str, hydra_yaml: str, overrides: list[str]) -> None:
+        """``.hydra/``: the config as composed, Hydra's own config and the command line's
+        overrides (what Hydra writes itself, here written by train.py once the run is
+        accepted: ``hydra.output_subdir`` is null, so a refused start leaves them alone)."""
+        for name, text in (("config.yaml", config_yaml), ("hydra.yaml", hydra_yaml),
+                           ("overrides.yaml", yaml.safe_dump([str(o) for o in overrides]))):
+            _write_atomic(self.overrides.parent / name, lambda f, t=text: f.write(t.encode()))
+
+    def write_data(self, info: dict) -> None:
+        """data.json: the annotation files (and image ids) the run's evaluation used."""
+        write_json_atomic(self.data, info)
 
     def write_status(self, status: str, **info) -> None:
         if status not in STATUSES:
@@ -360,6 +466,9 @@ class RunFolder:
     def read_eval(self) -> dict | None:
         return self._read(self.eval, json.loads)
 
+    def read_data(self) -> dict | None:
+        return self._read(self.data, json.loads)
+
     def load_anchor_losses(self) -> dict | None:
         """{"fg": Tensor[P], "bg": Tensor[Q]} float32, or None when the run wrote none."""
         if not self.anchor_losses.is_file():
@@ -389,6 +498,7 @@ class StatusWriter:
         self.t0 = self.last_beat = time.time()
         self.progress: dict = {}  # the last heartbeat's info
         self.before, self.session = [dict(d) for d in devices or []], session
+        self.iteration = None  # the last iteration heartbeat() was told of
         self.info = {"pid": os.getpid(), "pid_start": _process_start(os.getpid()), "host": socket.gethostname(),
                      "code": code_version(), "device": device, "provenance": provenance() if enabled else None}
 
@@ -423,6 +533,7 @@ class StatusWriter:
         ``info`` (``iteration``, ``start_iteration``, ``checkpoint_iteration``) is kept in
         ``progress`` at every call."""
         self.progress.update(info)
+        self.iteration = info.get("iteration", self.iteration)
         if time.time() - self.last_beat >= HEARTBEAT_EVERY:
             self.last_beat = time.time()
             self._write("running", **self.progress)

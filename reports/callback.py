@@ -44,8 +44,8 @@ class ReportCallback(Callback):
             if config.get("dry_run"):  # train.py trained nothing: there is nothing to report
                 from detection.build import duration
 
-                log.info("dry run: %d jobs, ~%s of training in all on this machine, one after another (evaluations "
-                         "on top); no sweep report",
+                log.info("dry run: %d jobs, ~%s in all on this machine (training, start-up, evaluations, "
+                         "analysis), one after another; no sweep report",
                          len(self.estimates), duration(sum(self.estimates)))
                 return
             sweep_dir = Path(config.hydra.sweep.dir)

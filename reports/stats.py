@@ -272,7 +272,7 @@ def spearman(xs, ys) -> float | None:
 # ---------------------------------------------------------------------------------------------
 # Table cells of a group of runs (the report's study sections)
 
-CELL_STATUSES = ("diverged", "running", "failed", "killed", "interrupted", "unknown")  # the n cell's order
+CELL_STATUSES = ("diverged", "running", "paused", "failed", "killed", "interrupted", "unknown")  # the n cell's order
 
 
 def cell_stats(runs) -> dict:

@@ -22,7 +22,7 @@ from pathlib import Path
 import yaml
 
 from analysis.markdown import markdown_table
-from detection.run_folder import RESUMABLE
+from detection.run_folder import STOPPED
 from reports.cdf import HARDEST, figure4_numbers
 from reports.cost import cost_section
 from reports.errors import CSV_FIELDS, csv_columns, errors_section, errors_summary
@@ -167,7 +167,7 @@ def render_markdown(title, runs, shared, rows, samples, problems, studies=(), sw
            "AP 95% CI: the t interval of the mean AP (n >= 2).",
            "**Diverged runs are flagged and excluded from the AP means (and all other means)**; running, "
            "failed and incomplete runs are not counted either and are listed under Runs.", ""]
-    stopped = [r for r in runs if r.status in RESUMABLE]
+    stopped = [r for r in runs if r.status in STOPPED]
     if stopped:
         md[-1:-1] = [f"{len(stopped)} run(s) stopped before their end ({', '.join(sorted({r.status for r in stopped}))}):"
                      " not results; running the sweep's command again resumes them from their checkpoints."]

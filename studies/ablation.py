@@ -257,8 +257,10 @@ def dry_run(study: Study, stages) -> int:
                 # settings chosen later are left at their defaults: they do not change the speed
                 cfg = build.config([o.replace("${seed}", "0") for o in job if "<" not in o])
                 est = build.estimate(cfg, build.speed(cfg))
-                print(f"    job: {job[-1]}  (~{build.duration(est.seconds)} of training, {est.evaluations} evaluations)")
-                total, seconds, evals = total + 1, seconds + est.seconds, evals + est.evaluations
-    print(f"{total} training/evaluation jobs: ~{build.duration(seconds)} of training on this machine (one job "
-          f"after another; images/s measured here by build.speed) and {evals} evaluations on top")
+                print(f"    job: {job[-1]}  (~{build.duration(est.job_seconds)}: ~{build.duration(est.seconds)} of "
+                      f"training, {est.evaluations} evaluations, start-up, analysis)")
+                total, seconds, evals = total + 1, seconds + est.job_seconds, evals + est.evaluations
+    print(f"{total} training/evaluation jobs: ~{build.duration(seconds)} on this machine, one job after another "
+          f"(training at the images/s build.speed measures here; start-up, {evals} evaluations and the analyses "
+          "as benchmarks/job_overheads.json measured them)")
     return total

@@ -304,10 +304,11 @@ def dry_run(f: Followups, studies) -> int:
                 # settings chosen later are left at their defaults: they do not change the speed
                 cfg = build.config([o for o in job if "<" not in o])
                 est = build.estimate(cfg, build.speed(cfg))
-                print(f"    job: {' '.join(job[len(sweep.fixed):])}  (~{build.duration(est.seconds)} of training)")
-                total, seconds = total + 1, seconds + est.seconds
-    print(f"{total} jobs: ~{build.duration(seconds)} of training on this machine, one after another "
-          "(evaluations on top)")
+                print(f"    job: {' '.join(job[len(sweep.fixed):])}  (~{build.duration(est.job_seconds)}: "
+                      f"~{build.duration(est.seconds)} of training)")
+                total, seconds = total + 1, seconds + est.job_seconds
+    print(f"{total} jobs: ~{build.duration(seconds)} on this machine, one after another (training, start-up, "
+          "evaluations, analysis)")
     return total
 
 

@@ -93,7 +93,7 @@ def _launched_jobs(tmp_path, *args) -> list[dict]:
     assert out.stdout.count("dry run: job") == len(jobs)
     # each job's estimated training time, and their sum when the sweep ends
     assert out.stdout.count(" of training (") == len(jobs)
-    assert re.search(rf"dry run: {len(jobs)} jobs, ~[\d hmins]+ of training in all", out.stdout + out.stderr)
+    assert re.search(rf"dry run: {len(jobs)} jobs, ~[\d hmins]+ in all on this machine \(training, start-up", out.stdout + out.stderr)
     return jobs
 
 

@@ -98,8 +98,8 @@ def test_a_signal_stops_after_the_step_with_a_checkpoint_and_the_run_resumes_exa
 
     if signum == signal.SIGINT:  # resuming is the same after either signal: checked once
         return
-    # the same command again (resume=true until resuming is the default for single runs)
-    again = subprocess.run([sys.executable, "train.py", *command(synthetic_cache, part, ["resume=true"])], cwd=ROOT,
+    # the same command again
+    again = subprocess.run([sys.executable, "train.py", *command(synthetic_cache, part)], cwd=ROOT,
                            capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-3000:]
     status = RunFolder(part).read_status()
@@ -135,9 +135,9 @@ def test_a_sweep_resumes_an_interrupted_job(tmp_path, synthetic_cache):
     folder = RunFolder(tmp_path / "job")
     folder.write_config(train.OmegaConf.to_yaml(cfg, resolve=True))
     folder.write_status("interrupted", iteration=4, signal="SIGTERM")
-    assert train.sweep_job_action(cfg, folder) == "start"  # stopped before its first checkpoint
+    assert train.run_action(cfg, folder) == "start_over"  # stopped before its first checkpoint: nothing to resume
     folder.save_checkpoint({"model": {}, "iter": 4})
-    assert train.sweep_job_action(cfg, folder) == "resume"
+    assert train.run_action(cfg, folder) == "resume"
 
 
 # A job of a sweep as submitit runs it on SLURM: submitit's own signal handler for the
@@ -262,7 +262,7 @@ def test_a_resume_on_another_kind_of_device_is_refused_unless_allowed(tmp_path, 
     RunFolder(run_dir).write_status("interrupted", iteration=4, signal="SIGTERM", devices=[h200])
 
     def resume(*extra):
-        return subprocess.run([sys.executable, "train.py", *command(synthetic_cache, run_dir, ["resume=true", *extra])],
+        return subprocess.run([sys.executable, "train.py", *command(synthetic_cache, run_dir, list(extra))],
                               cwd=ROOT, capture_output=True, text=True, timeout=300)
 
     out = resume()

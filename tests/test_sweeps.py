@@ -95,9 +95,10 @@ def test_a_diverged_job_is_skipped_unless_retried(tmp_path, synthetic_cache):
     folder = RunFolder(tmp_path / "job")
     folder.write_config(train.OmegaConf.to_yaml(cfg, resolve=True))
     folder.write_status("diverged", message="non-finite loss")
-    assert train.sweep_job_action(cfg, folder) == "skip"
+    assert train.run_action(cfg, folder) == "skip"
     cfg.retry_diverged = True
-    assert train.sweep_job_action(cfg, folder) == "start"  # again from iteration 0: resuming would diverge again
+    # again from iteration 0 (resuming would diverge again), its records moved aside
+    assert train.run_action(cfg, folder) == "start_over"
 
 
 
@@ -107,16 +108,16 @@ def test_another_code_version_stops_a_resume_not_a_finished_run(tmp_path, synthe
     folder.write_config(train.OmegaConf.to_yaml(cfg, resolve=True))
     folder.write_status("finished", code="0ld0ld0ld0ld0ld0")
     with caplog.at_level("INFO"):
-        assert train.sweep_job_action(cfg, folder) == "skip"
+        assert train.run_action(cfg, folder) == "skip"
     assert "made by code version 0ld0ld0ld0ld0ld0" in caplog.text
     folder.write_status("failed", code="0ld0ld0ld0ld0ld0")
-    assert train.sweep_job_action(cfg, folder) == "start"  # nothing to continue: it starts over, on this code
+    assert train.run_action(cfg, folder) == "start_over"  # nothing to continue: it starts over, on this code
     folder.checkpoint.parent.mkdir(parents=True, exist_ok=True)
     folder.checkpoint.write_bytes(b"x")
-    with pytest.raises(ValueError, match="code version: 0ld0ld0ld0ld0ld0 ->"):
-        train.sweep_job_action(cfg, folder)
+    with pytest.raises(train.RunRefused, match="code version: 0ld0ld0ld0ld0ld0 ->"):
+        train.run_action(cfg, folder)
     cfg.force = True
-    assert train.sweep_job_action(cfg, folder) == "resume"
+    assert train.run_action(cfg, folder) == "resume"
 
 def _last_weights(run_dir):
     return torch.load(RunFolder(run_dir).checkpoint, weights_only=False)["model"]

@@ -173,19 +173,44 @@ def test_small_and_degenerate_boxes_dropped_with_one_warning(tmp_path):
             "category_id": 5,
             "bbox": [1, 1, 0, 10],
         },  # zero width (real COCO has some)
-        {"id": 3, "image_id": 2, "category_id": 5, "bbox": [1, 1, 5, -2]},  # negative height
         {"id": 4, "image_id": 2, "category_id": 9, "bbox": [1, 1, 0.5, 9]},  # under 1 px
         {"id": 5, "image_id": 3, "category_id": 9, "bbox": [39.5, 1, 8, 8]},  # 0.5 px once clipped
     ]
     images, ann = write_tiny_coco(tmp_path, annotations=anns)
-    with pytest.warns(UserWarning, match=r"dropped 4 boxes smaller than min_box_size=1.0 px") as w:
+    with pytest.warns(UserWarning, match=r"dropped 3 boxes smaller than min_box_size=1.0 px") as w:
         ds = CocoDetection(images, ann)
     assert sum("min_box_size" in str(x.message) for x in w) == 1
     assert ds.target(0)["boxes"].tolist() == [[1, 1, 11, 11]]
     assert all(len(ds.target(i)["boxes"]) == len(ds.target(i)["ignore_boxes"]) == 0 for i in (1, 2))
     # min_box_size=0 still drops the boxes with no area
-    with pytest.warns(UserWarning, match=r"dropped 2 boxes"):
+    with pytest.warns(UserWarning, match=r"dropped 1 boxes"):
         CocoDetection(images, ann, min_box_size=0.0)
+
+
+@pytest.mark.parametrize("bbox", [[1, 1, -5, 10], [1, 1, 5, -2]])
+def test_a_box_of_negative_width_or_height_is_an_error_naming_its_id(tmp_path, bbox):
+    """Issue 35: a box of negative width was dropped with a UserWarning and training went on."""
+    anns = [{"id": 1, "image_id": 1, "category_id": 5, "bbox": [1, 1, 10, 10]},
+            {"id": 17, "image_id": 2, "category_id": 5, "bbox": bbox}]
+    images, ann = write_tiny_coco(tmp_path, annotations=anns)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an error, not a warning
+        with pytest.raises(ValueError, match=rf"instances.json: annotations\[1\] \(id 17\) has bbox .*negative width or height"):
+            CocoDetection(images, ann)
+
+
+def test_a_split_without_annotations_is_an_error_unless_meant(tmp_path):
+    """Issue 35: a COCO file with `annotations: []` trained and evaluated to AP -1 silently."""
+    images, ann = write_tiny_coco(tmp_path, annotations=[])
+    with pytest.raises(ValueError, match=r"instances.json: the 3 selected images hold no box of the categories "
+                                         r"\['cat', 'dog'\].*dataset.allow_no_annotations=true"):
+        CocoDetection(images, ann)
+    assert len(CocoDetection(images, ann, allow_no_annotations=True)) == 3  # a background-only set, meant
+    # boxes of other categories only: nothing of the selected ones either
+    images, ann = write_tiny_coco(tmp_path / "other", annotations=[
+        {"id": 1, "image_id": 1, "category_id": 9, "bbox": [1, 1, 10, 10]}])
+    with pytest.raises(ValueError, match=r"hold no box of the categories \['cat'\]"):
+        CocoDetection(images, ann, categories=["cat"])
 
 
 def test_missing_optional_fields_are_filled_for_cocoeval(tmp_path):
@@ -199,7 +224,7 @@ def test_missing_optional_fields_are_filled_for_cocoeval(tmp_path):
 def test_formats_torchvision_does_not_decode_go_through_pil(tmp_path, monkeypatch):
     images = [{"id": 1, "file_name": "1.bmp", "width": 40, "height": 30}]
     img_dir, ann = write_tiny_coco(tmp_path, annotations=[], images=images)
-    image, _ = CocoDetection(img_dir, ann)[0]
+    image, _ = CocoDetection(img_dir, ann, allow_no_annotations=True)[0]
     assert torch.allclose(image, torch.full((3, 30, 40), 10 / 255))
     import datasets.coco_json
 

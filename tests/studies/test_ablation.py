@@ -119,7 +119,7 @@ def test_the_dry_run_lists_every_stages_jobs_and_trains_nothing(tmp_path, capsys
     assert printed.count("    job: ") == total
     for stage in ablation.STAGES:
         assert f"## stage {stage}" in printed
-    assert re.search(rf"{total} training/evaluation jobs: ~.+ of training on this machine", printed)
+    assert re.search(rf"{total} training/evaluation jobs: ~.+ on this machine, one job after another", printed)
     assert not out.exists()  # nothing trained, nothing written
 
 

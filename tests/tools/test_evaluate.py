@@ -50,8 +50,8 @@ def run_tool(*args):
                           capture_output=True, text=True, timeout=120)
 
 
-def test_writes_eval_json_beside_the_detections(coco_gt, results_file):
-    out = results_file.parent / "eval.json"
+def test_writes_eval_json_into_a_new_folder_beside_the_detections(coco_gt, results_file):
+    out = results_file.parent / "evaluate_detections" / "eval.json"
     proc = run_tool(ANNOTATIONS, results_file)
     assert proc.returncode == 0, proc.stderr
     assert sum(line.startswith(" Average ") for line in proc.stdout.splitlines()) == 12
@@ -63,8 +63,8 @@ def test_writes_eval_json_beside_the_detections(coco_gt, results_file):
 
 def test_out_and_image_ids(coco_gt, results_file, tmp_path):
     img_ids = sorted(coco_gt.getImgIds())[:20]
-    out = tmp_path / "elsewhere" / "e.json"
-    proc = run_tool(ANNOTATIONS, results_file, "--out", out, "--image-ids", *img_ids)
+    out = tmp_path / "elsewhere" / "eval.json"
+    proc = run_tool(ANNOTATIONS, results_file, "--out", out.parent, "--image-ids", *img_ids)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(out.read_text())
     assert [result[k] for k in NAMES] == cocoeval_stats(coco_gt, results_file, img_ids=img_ids)
@@ -109,7 +109,7 @@ def test_ground_truth_without_area_or_iscrowd_is_filled(coco_gt, results_file, t
         del a["area"], a["iscrowd"]
     bare = tmp_path / "bare.json"
     bare.write_text(json.dumps(data))
-    result = main([str(bare), str(results_file), "--out", str(tmp_path / "eval.json")])
+    result = main([str(bare), str(results_file), "--out", str(tmp_path)])
     # The sample's crowd boxes become ordinary boxes; their areas become box areas.
     for a in data["annotations"]:
         a["iscrowd"], a["area"] = 0, a["bbox"][2] * a["bbox"][3]
