@@ -225,12 +225,13 @@ def test_status_records_the_provenance_of_a_run(tmp_path):
 
 
 def test_interrupted_is_a_status_a_rerun_resumes_never_a_result(tmp_path):
-    from detection.run_folder import ENDED, RESUMABLE, STATUSES, effective_status
+    from detection.run_folder import ENDED, RESUMABLE, STATUSES, STOPPED, effective_status
 
     folder = RunFolder(tmp_path)
     folder.write_status("interrupted", iteration=40, signal="SIGTERM")
     assert effective_status(folder.read_status()) == "interrupted"
-    assert "interrupted" in STATUSES and "interrupted" in RESUMABLE and not set(RESUMABLE) & set(ENDED)
+    assert "interrupted" in STATUSES and "interrupted" in STOPPED and set(STOPPED) <= set(RESUMABLE)
+    assert not set(STOPPED) & set(ENDED)
 
 
 CPU32 = {"device": "cpu (2 threads)", "kind": "cpu", "precision": "fp32"}
