@@ -1,4 +1,4 @@
-"""RetinaNet: backbone + FPN, a shared head, anchors, matching, losses and postprocessing.
+"""RetinaNet: backbone + FPN, a shared head, anchors, assignment, losses and postprocessing.
 
 The model never special-cases a classification loss: the head's class output has
 ``cls_loss.num_logits(K)`` logits per anchor, its bias is ``cls_loss.init_bias(K, prior)``,
@@ -30,8 +30,9 @@ class RetinaNet(nn.Module):
         head_convs, head_width, head_norm: the subnets' conv count, width and norm (None | "gn").
         prior_prob: foreground probability every anchor starts with (paper: 0.01).
         prior_init: False starts the class bias at 0 instead (an ablation).
-        anchor_generator, matcher, box_loss, normalizer, box_coder: the parts; None builds
-            the RetinaNet defaults.
+        anchor_generator, assigner, box_loss, normalizer, box_coder: the parts; None builds
+            the RetinaNet defaults. The assigner labels the anchors (``configs/assigner/``:
+            ``max_iou``, the default, or ``atss``; contract in detection/matcher.py).
         score_thresh, topk_candidates, nms_thresh, detections_per_img: inference, per the
             paper: per level the top 1000 scores above 0.05, NMS at 0.5, 100 per image.
         one_class_per_anchor: inference keeps only each anchor's top class (a control: the
@@ -46,7 +47,7 @@ class RetinaNet(nn.Module):
 
     def __init__(self, num_classes: int, cls_loss, backbone: nn.Module, head_convs: int = 4,
                  head_width: int = 256, head_norm=None, prior_prob: float = 0.01,
-                 prior_init: bool = True, anchor_generator=None, matcher=None, box_loss=None,
+                 prior_init: bool = True, anchor_generator=None, assigner=None, box_loss=None,
                  normalizer=None, box_coder=None, score_thresh: float = 0.05,
                  topk_candidates: int = 1000, nms_thresh: float = 0.5, detections_per_img: int = 100,
                  one_class_per_anchor: bool = False):
@@ -66,7 +67,7 @@ class RetinaNet(nn.Module):
             norm=head_norm, init_bias=cls_loss.init_bias(num_classes, prior_prob),
             prior_init=prior_init,
         )
-        self.matcher = matcher or Matcher()
+        self.assigner = assigner or Matcher()
         self.box_loss = box_loss or BoxLoss()
         self.normalizer = normalizer or FgNormalizer()
         self.box_coder = box_coder or BoxCoder()
@@ -96,7 +97,7 @@ class RetinaNet(nn.Module):
     def forward(self, images: Tensor, targets: list[dict], with_stats: bool = False):
         cls_logits, box_deltas, anchors, sizes = self.predict(images)
         if self.training:
-            return self.losses(cls_logits, box_deltas, anchors, targets, with_stats)
+            return self.losses(cls_logits, box_deltas, anchors, sizes, targets, with_stats)
         per_level = self.anchor_generator.num_anchors_per_level(sizes)
         return self.postprocess(cls_logits, box_deltas, anchors, per_level, targets)
 
@@ -109,11 +110,12 @@ class RetinaNet(nn.Module):
         anchors = self.anchor_generator.grid_anchors(sizes, device=images.device)  # (R, 4)
         return cls_logits, box_deltas, anchors, sizes
 
-    def match(self, anchors, targets):
-        """Labels Tensor[N, R] (-1 ignore, 0..K-1, K background) and matched gt index Tensor[N, R]."""
-        return self.matcher.match_batch(
+    def match(self, anchors, targets, sizes):
+        """Labels Tensor[N, R] (-1 ignore, 0..K-1, K background) and matched gt index Tensor[N, R]
+        of anchors Tensor[R, 4] on feature maps of ``sizes`` [(h_l, w_l)] (as ``predict`` gives them)."""
+        return self.assigner.match_batch(
             anchors, [t["boxes"] for t in targets], [t["labels"] for t in targets], self.num_classes,
-            [t["ignore_boxes"] for t in targets],
+            [t["ignore_boxes"] for t in targets], self.anchor_generator.num_anchors_per_level(sizes),
         )
 
     @torch.no_grad()
@@ -123,8 +125,8 @@ class RetinaNet(nn.Module):
         For analysis (e.g. the distribution of the loss over foreground and background
         anchors); training uses ``forward``.
         """
-        cls_logits, box_deltas, anchors, _ = self.predict(images)
-        labels, _ = self.match(anchors, targets)
+        cls_logits, box_deltas, anchors, sizes = self.predict(images)
+        labels, _ = self.match(anchors, targets, sizes)
         # A stateful loss (GHM-C's running counts, sampling's generator) must not learn from
         # or draw for the images of an analysis: its state is put back.
         state = self.cls_loss.state_dict() if hasattr(self.cls_loss, "state_dict") else None
@@ -148,7 +150,7 @@ class RetinaNet(nn.Module):
             raise ValueError(f"{self.cls_loss!r}: boxes must be None, 'anchors' or 'predicted', got {which!r}")
         return self.cls_loss(cls_logits, labels, boxes=boxes)
 
-    def losses(self, cls_logits, box_deltas, anchors, targets, with_stats=False) -> dict:
+    def losses(self, cls_logits, box_deltas, anchors, sizes, targets, with_stats=False) -> dict:
         """Classification and box losses, both divided by the same foreground normalizer.
 
         Returns a dict with ``loss`` (what is minimised), ``loss_cls``, ``loss_box`` and the
@@ -156,7 +158,7 @@ class RetinaNet(nn.Module):
         the classification loss (detached, for logging).
         """
         k = self.num_classes
-        labels, matched = self.match(anchors, targets)  # (N, R), (N, R)
+        labels, matched = self.match(anchors, targets, sizes)  # (N, R), (N, R)
         cls_per_anchor = self.classification_loss(cls_logits, box_deltas, anchors, labels)  # (N, R), 0 where ignored
         fg = (labels >= 0) & (labels < k)
         img_idx, anchor_idx = fg.nonzero(as_tuple=True)
