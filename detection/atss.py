@@ -36,9 +36,11 @@ class ATSS:
        covered for >= ``ignore_ioa_thresh`` of its own area is ignored unless foreground, as in
        ``max_iou``.
 
-    A gt with no anchor centre inside it (smaller than the stride and between the grid points,
-    or on the image border where no anchor is centred) gets no positives: nothing makes up for
-    it, unlike ``max_iou``'s low-quality matches (``python -m tools.anchor_stats`` counts them).
+    A gt with no anchor centre strictly inside it (narrower than the stride and between grid
+    points, or a thin box along the image border whose nearest centres lie on its edge) gets no
+    positives: nothing makes up for it, unlike ``max_iou``'s low-quality matches
+    (``python -m tools.anchor_stats`` counts such gts). mmdetection's ATSSAssigner follows the
+    same rules (its centres must be 0.01 px inside; its ties in distance fall where topk puts them).
 
     Memory: centre distances are computed level by level in blocks of gts (no R x M matrix);
     IoUs only for the M x (topk x levels) candidates. ``num_anchors_per_level`` is required.
