@@ -41,11 +41,10 @@ def best_ious(cfg, max_images: int = 100):
     return torch.cat(best), torch.cat(side)
 
 
-def coverage(cfg, max_images: int = 100) -> list[dict]:
-    """Per band of sqrt(area): {"band", "boxes", "matched" (share with best IoU >= fg
-    threshold), "median_iou"}; the last row is all boxes."""
+def coverage(cfg, max_images: int = 100, fg: float = 0.5) -> list[dict]:
+    """Per band of sqrt(area): {"band", "boxes", "matched" (share with best IoU >= ``fg``,
+    max_iou's foreground threshold), "median_iou"}; the last row is all boxes."""
     best, side = best_ious(cfg, max_images)
-    fg = cfg.model.matcher.fg_iou_thresh
     rows = []
     for lo, hi in [*zip(BANDS[:-1], BANDS[1:]), (0, float("inf"))]:
         m = (side >= lo) & (side < hi)
@@ -61,11 +60,12 @@ def main(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("overrides", nargs="*", help="config overrides, as for train.py")
     p.add_argument("--images", type=int, default=100)
+    p.add_argument("--iou", type=float, default=0.5, help="the IoU a box's best anchor must reach (max_iou's fg threshold)")
     args = p.parse_args(argv)
     cfg = build.config(args.overrides)
-    rows = coverage(cfg, args.images)
+    rows = coverage(cfg, args.images, args.iou)
     print(f"{' '.join(args.overrides) or 'the default config'}: anchors {list(cfg.model.anchor_generator.sizes)}, "
-          f"boxes with an anchor at IoU >= {cfg.model.matcher.fg_iou_thresh}:")
+          f"boxes with an anchor at IoU >= {args.iou}:")
     for r in rows:
         print(f"  sqrt(area) {r['band']:>9} px: {r['boxes']:6d} boxes  matched {100 * r['matched']:5.1f}%  "
               f"median best IoU {r['median_iou']:.2f}")

@@ -2,7 +2,7 @@
 
 For every anchor inside the image (padding anchors are left out) of the evaluated images, its
 highest foreground probability ``max_k cls_loss.scores(logits)[k]`` (the score inference ranks
-by), split by what the matcher assigns it: foreground (labels 0..K-1) or background (K);
+by), split by what the assigner assigns it: foreground (labels 0..K-1) or background (K);
 ignored anchors are left out. The background handling decides exactly this: a loss that lets
 easy background anchors go keeps their scores low; one that does not, or that over-suppresses,
 shows here before it shows in AP.
@@ -59,8 +59,8 @@ def collect_scores(model, batches, device=None, channels_last: bool = False):
         if batch is None:  # only unreadable images (on_bad_image=skip)
             continue
         images, targets = to_device(*batch, device, channels_last)
-        cls_logits, _, anchors, _ = model.predict(images)  # (N, R, C)
-        labels, _ = model.match(anchors, targets)  # (N, R)
+        cls_logits, _, anchors, sizes = model.predict(images)  # (N, R, C)
+        labels, _ = model.match(anchors, targets, sizes)  # (N, R)
         score = model.cls_loss.scores(cls_logits.float()).amax(-1)  # (N, R)
         inside = inside_image(anchors, [tuple(t["size"]) for t in targets])
         fg.append(score[inside & (labels >= 0) & (labels < k)].cpu())

@@ -2,14 +2,16 @@
 
     python -m tools.draw_anchors --out anchors.png                     # train image 0 of the default dataset
     python -m tools.draw_anchors --index 3 --split val --out a.png dataset=coco_sample
+    python -m tools.draw_anchors --out atss.png assigner=atss          # under another assigner
 
 Takes the same overrides as train.py, builds the image as training sees it (resized, no flip)
-and the model's anchors and matcher, and draws one panel per pyramid level: the ground truth
-(green) and crowd regions (hatched), the foreground anchors (label 0..K-1: IoU >= the
-foreground threshold, or a gt's best anchor) as blue boxes, the ignored ones (label -1: IoU
-between the thresholds, or inside a crowd region) as orange boxes, and each location
-with a background anchor (label K) as a white dot. The title counts each. Anchors on the batch padding
-are not drawn (there is none for a single image beyond the size_divisible rounding).
+and the model's anchors and assigner, and draws one panel per pyramid level: the ground truth
+(green) and crowd regions (hatched), the foreground anchors (label 0..K-1; max_iou: IoU >= the
+foreground threshold, or a gt's best anchor; atss: see detection/atss.py) as blue boxes, the
+ignored ones (label -1: IoU between max_iou's thresholds, or inside a crowd region) as orange
+boxes, and each location with a background anchor (label K) as a white dot. The title names
+the assigner and counts each. Anchors on the batch padding are not drawn (there is none for a
+single image beyond the size_divisible rounding).
 """
 
 import argparse
@@ -17,6 +19,7 @@ import sys
 
 import numpy as np
 import torch
+from hydra.utils import instantiate
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
@@ -38,7 +41,7 @@ def assignment(cfg, split: str = "train", index: int = 0):
         raise ValueError(f"image {index} of the {split} split could not be read")
     images, targets = batch
     anchors, sizes = image_anchors(model, images)
-    labels, _ = model.match(anchors, targets)  # (1, R)
+    labels, _ = model.match(anchors, targets, sizes)  # (1, R)
     return (images[0], targets[0], anchors, labels[0], model.anchor_generator.num_anchors_per_level(sizes),
             list(model.backbone.strides), ds.class_names)
 
@@ -49,8 +52,9 @@ def _show(image: torch.Tensor) -> np.ndarray:
     return x.clamp(0, 1).permute(1, 2, 0).numpy()
 
 
-def draw(image, target, anchors, labels, per_level, strides, class_names, path) -> list[dict]:
-    """The figure (see the module docstring); returns the counts per level."""
+def draw(image, target, anchors, labels, per_level, strides, class_names, path, assigner: str = "") -> list[dict]:
+    """The figure (see the module docstring), titled with ``assigner`` (its repr); returns the
+    counts per level."""
     k = len(class_names)
     h, w = target["size"]
     fig = Figure(figsize=(3.6 * len(per_level), 1.0 + 3.6 * h / max(w, 1)))
@@ -83,8 +87,8 @@ def draw(image, target, anchors, labels, per_level, strides, class_names, path) 
                f"ignore {counts[-1]['ignore']}, bg {counts[-1]['bg']}")
         ax.title.set_fontsize(7)
         ax.axis("off")
-    fig.suptitle("Anchor assignment: foreground blue, ignore orange, background white dots; ground truth green "
-                 "(crowd hatched)", fontsize=8)
+    fig.suptitle(("Anchor assignment" + (f" by {assigner}" if assigner else "") + "\nforeground blue, ignore orange, "
+                  "background white dots; ground truth green (crowd hatched)"), fontsize=8)
     fig.tight_layout()
     fig.savefig(path, format="png", dpi=120)
     return counts
@@ -99,10 +103,11 @@ def main(argv=None) -> list[dict]:
     p.add_argument("--out", required=True, help="the figure (.png)")
     args = p.parse_args(argv)
     try:
-        parts = assignment(build.config(args.overrides), args.split, args.index)
+        cfg = build.config(args.overrides)
+        parts = assignment(cfg, args.split, args.index)
     except (FileNotFoundError, ValueError) as e:
         sys.exit(f"tools.draw_anchors: error: {e}")
-    counts = draw(*parts, args.out)
+    counts = draw(*parts, args.out, assigner=repr(instantiate(cfg.assigner)))
     for c in counts:
         print(f"P{round(np.log2(c['stride']))} stride {c['stride']}: fg {c['fg']}  ignore {c['ignore']}  bg {c['bg']}")
     print(f"wrote {args.out}")

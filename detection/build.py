@@ -18,6 +18,7 @@ from typing import NamedTuple
 
 import torch
 from hydra import compose, initialize_config_dir
+from hydra.errors import MissingConfigException
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, Subset
@@ -51,9 +52,24 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 def config(overrides=()) -> DictConfig:
-    """The config ``python train.py <overrides>`` runs with (for tools and tests)."""
+    """The config ``python train.py <overrides>`` runs with (for tools and tests). An option a
+    group does not have (``assigner=foo``) is a one-line ValueError naming it and the options."""
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides))
+        try:
+            return compose(config_name="config", overrides=list(overrides))
+        except MissingConfigException as e:
+            raise ValueError(unknown_option(e, overrides)) from None
+
+
+def unknown_option(error: MissingConfigException, overrides) -> str:
+    """Hydra's many-line "Could not find 'assigner/foo'" as one line: the override, the file
+    it looked for and the group's options."""
+    group, _, name = (error.missing_cfg_file or "").rpartition("/")
+    options = sorted(p.stem for p in (CONFIGS / group).glob("*.yaml")) if group else []
+    given = next((o for o in overrides if o.lstrip("+~").split("=")[0] == group), f"{group}={name}")
+    if not options:
+        return str(error).splitlines()[0]
+    return f"{given}: there is no configs/{group}/{name}.yaml; expected {group}= one of {', '.join(options)}"
 
 
 class Runtime(NamedTuple):
@@ -167,8 +183,10 @@ def tuning_ids(image_ids: list[int], fraction: float, seed: int) -> list[int]:
 
 
 def model(cfg: DictConfig, num_classes: int):
-    """The detector of ``cfg.model`` with the classification loss of ``cfg.loss``."""
-    return instantiate(cfg.model, num_classes=num_classes, cls_loss=instantiate(cfg.loss))
+    """The detector of ``cfg.model`` with the classification loss of ``cfg.loss`` and the
+    anchor assigner of ``cfg.assigner``."""
+    return instantiate(cfg.model, num_classes=num_classes, cls_loss=instantiate(cfg.loss),
+                       assigner=instantiate(cfg.assigner))
 
 
 def optimizer(cfg: DictConfig, net: torch.nn.Module) -> torch.optim.Optimizer:
@@ -243,10 +261,11 @@ def speed(cfg: DictConfig, steps: int = 3, warmup: int = 1) -> Speed:
     evaluation batches on random images of the dataset's size (``min_size`` high, 4:3 up to
     ``max_size``) with 8 random boxes each, so no data is read. The real loop runs at ~0.94
     of the training figure (benchmarks/bench_loop.py). Measured once per process for what
-    sets the speed (model, image size, batch sizes, device, precision, memory format)."""
+    sets the speed (model, assigner, image size, batch sizes, device, precision, memory format)."""
     s, d = cfg.schedule, cfg.dataset
-    key = "\n".join([OmegaConf.to_yaml(cfg.model), str((d.min_size, d.max_size, d.size_divisible, s.batch_size,
-                                                         s.eval_batch_size, cfg.device, cfg.amp, cfg.channels_last))])
+    key = "\n".join([OmegaConf.to_yaml(cfg.model), OmegaConf.to_yaml(cfg.assigner),
+                     str((d.min_size, d.max_size, d.size_divisible, s.batch_size, s.eval_batch_size, cfg.device,
+                          cfg.amp, cfg.channels_last))])
     if key in _speeds:
         return _speeds[key]
     device = pick_device(cfg.device)
@@ -255,7 +274,7 @@ def speed(cfg: DictConfig, steps: int = 3, warmup: int = 1) -> Speed:
     div = d.size_divisible
     h, w = d.min_size, min(d.max_size, round(d.min_size * 4 / 3))
     h, w = -(-h // div) * div, -(-w // div) * div
-    net = instantiate(cfg.model, num_classes=2, cls_loss=instantiate(cfg.loss)).to(device)
+    net = model(cfg, num_classes=2).to(device)
     memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
     net = net.to(memory_format=memory_format)
     opt = optimizer(cfg, net)

@@ -156,9 +156,6 @@ RULES: tuple[Rule, ...] = (
     count("model.head_convs", low=0),
     count("model.head_width"),
     count("model.backbone.fpn_channels"),
-    *iou_pair("model.matcher"),
-    fraction("model.matcher.min_pos_iou"),
-    fraction("model.matcher.ignore_ioa_thresh"),
     non_negative("model.box_loss.beta"),
     fraction("model.normalizer.ema_momentum", nullable=True, closed_high=False),
     # the assigner config group (assigner=max_iou | atss)

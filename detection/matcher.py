@@ -1,10 +1,21 @@
-"""Assignment of every anchor to foreground, background or ignore.
+"""Assignment of every anchor to foreground, background or ignore: the ``max_iou`` assigner.
 
 The label contract (consumed by every classification loss in ``losses/``), per anchor:
 
     -1        ignore: no classification loss, no box loss
     0 .. K-1  foreground of that class: classification loss and box loss
     K         background: classification loss only
+
+Every assigner (``configs/assigner/``: ``max_iou`` is ``Matcher`` here, ``atss`` is
+``detection.atss.ATSS``) is a callable with the same contract::
+
+    assigner(anchors[R, 4], gt_boxes[M, 4], gt_labels[M], num_classes, ignore_boxes=None,
+             num_anchors_per_level=[R_0, R_1, ...]) -> (labels[R], matched_idx[R])
+    assigner.match_batch(anchors[R, 4], [gt_boxes_i], [gt_labels_i], num_classes,
+                         [ignore_boxes_i] | None, num_anchors_per_level) -> (labels[N, R], matched_idx[N, R])
+
+``matched_idx`` is the index of the anchor's gt where it is foreground, else -1. The
+functions below that both assigners use (input checks, ignore regions) are public.
 """
 
 import torch
@@ -16,6 +27,53 @@ IGNORE = -1
 # such float32 buffers at once, so 4M elements keep the matcher's working set near 64 MiB
 # whatever R and M are; torchvision materialises the whole (M, R) matrix and its temporaries.
 _BLOCK_ELEMS = 1024 * 1024
+
+
+def check_gts(gt_boxes: list[Tensor], gt_labels: list[Tensor], who: str) -> None:
+    """Raises ValueError naming the image when its gt_boxes are not Tensor[M, 4] with one
+    label each."""
+    if len(gt_boxes) != len(gt_labels):
+        raise ValueError(f"{who}: {len(gt_boxes)} images of gt_boxes but {len(gt_labels)} of gt_labels")
+    for i, (b, lab) in enumerate(zip(gt_boxes, gt_labels)):
+        if b.ndim != 2 or b.shape[-1] != 4 or lab.ndim != 1 or len(b) != len(lab):
+            raise ValueError(
+                f"{who}: image {i} has gt_boxes of shape {tuple(b.shape)} and gt_labels of "
+                f"shape {tuple(lab.shape)}; expected Tensor[M, 4] and Tensor[M]"
+            )
+
+
+def check_num_anchors_per_level(num_anchors_per_level, num_anchors: int, who: str) -> list[int]:
+    """``num_anchors_per_level`` as a list of ints; ValueError unless they are >= 0 and sum to
+    ``num_anchors`` (R): the anchors are level-major (detection/anchors.py), so these counts
+    split them into levels."""
+    counts = [int(c) for c in num_anchors_per_level]
+    if any(c < 0 for c in counts) or sum(counts) != num_anchors:
+        raise ValueError(
+            f"{who}: num_anchors_per_level={counts} sums to {sum(counts)}; expected counts >= 0 "
+            f"that sum to the number of anchors R={num_anchors}"
+        )
+    return counts
+
+
+def in_ignore_regions(anchors: Tensor, ignore_boxes, ioa_thresh: float) -> Tensor | None:
+    """Tensor[N, R] bool: anchors Tensor[R, 4] covered for at least ``ioa_thresh`` of their own
+    area by one of image i's ignore regions (``ignore_boxes``: list of N Tensor[Q_i, 4], crowd
+    boxes and objects of left-out categories); None when no image has one.
+
+    Intersection over the anchor's area, not IoU: a small anchor inside a large crowd box has
+    a tiny IoU with it but lies wholly inside. Computed in anchor chunks (bounded memory).
+    """
+    if ignore_boxes is None or not any(len(q) for q in ignore_boxes):
+        return None
+    anchors = anchors.float()
+    area_a = _area(anchors)
+    ign, ign_valid = _pad([q.float() for q in ignore_boxes], anchors)
+    chunk = max(1024, _BLOCK_ELEMS // max(1, len(ignore_boxes) * ign.shape[1]))
+    ioa = torch.cat(
+        [_ioa_max(anchors[s : s + chunk], area_a[s : s + chunk], ign, ign_valid) for s in range(0, len(anchors), chunk)],
+        dim=1,
+    )  # (N, R)
+    return ioa >= ioa_thresh
 
 
 def _pairwise_iou_(a: Tensor, area_a: Tensor, b: Tensor, area_b: Tensor) -> Tensor:
@@ -60,7 +118,7 @@ def _area(boxes: Tensor) -> Tensor:
 
 
 class Matcher:
-    """Labels anchors against ground truth: foreground, background or ignore.
+    """The ``max_iou`` assigner (RetinaNet's): foreground, background or ignore by IoU.
 
     Rules, applied per image:
 
@@ -77,6 +135,16 @@ class Matcher:
        unless it is foreground. Otherwise a crowd of people is trained as background.
     4. An image without gt: every anchor is background (ignore regions still apply).
 
+    The switches (``configs/assigner/max_iou.yaml``; the defaults are the paper's):
+
+    - ``bg_iou_thresh`` = ``fg_iou_thresh``: no ignore band, every anchor not foreground is
+      background (only ignore regions still make label -1).
+    - ``allow_low_quality_matches=false``: only IoU >= ``fg_iou_thresh`` is foreground; a gt
+      no anchor reaches then has no positive at all.
+    - ``min_pos_iou``: a low-quality match needs at least this IoU (mmdetection's
+      ``min_pos_iou``); 0 keeps every gt's best anchors (if their IoU is > 0).
+
+    ``num_anchors_per_level`` is checked (it must sum to R) but the IoU rule does not use it.
     IoU is computed in anchor chunks so memory stays bounded whatever R x M is, and the batch
     is processed at once (gts padded) rather than image by image.
 
@@ -109,7 +177,7 @@ class Matcher:
         self.min_pos_iou = min_pos_iou
         self.ignore_ioa_thresh = ignore_ioa_thresh
 
-    def __call__(self, anchors, gt_boxes, gt_labels, num_classes, ignore_boxes=None):
+    def __call__(self, anchors, gt_boxes, gt_labels, num_classes, ignore_boxes=None, num_anchors_per_level=None):
         """Match one image.
 
         Args:
@@ -118,17 +186,18 @@ class Matcher:
             gt_labels: Tensor[M] int64 in 0..K-1.
             num_classes: K.
             ignore_boxes: Tensor[Q, 4] xyxy ignore regions, or None.
+            num_anchors_per_level: anchors per pyramid level (summing to R), or None.
 
         Returns:
             labels: Tensor[R] int64 in {-1, 0..K-1, K}.
             matched_idx: Tensor[R] int64, the matched gt index where foreground, else -1.
         """
         ignore = None if ignore_boxes is None else [ignore_boxes]
-        labels, idx = self.match_batch(anchors, [gt_boxes], [gt_labels], num_classes, ignore)
+        labels, idx = self.match_batch(anchors, [gt_boxes], [gt_labels], num_classes, ignore, num_anchors_per_level)
         return labels[0], idx[0]
 
     @torch.no_grad()
-    def match_batch(self, anchors, gt_boxes, gt_labels, num_classes, ignore_boxes=None):
+    def match_batch(self, anchors, gt_boxes, gt_labels, num_classes, ignore_boxes=None, num_anchors_per_level=None):
         """Match N images that share the same anchors.
 
         Args:
@@ -137,17 +206,15 @@ class Matcher:
             gt_labels: list of N Tensor[M_i].
             num_classes: K.
             ignore_boxes: list of N Tensor[Q_i, 4], or None.
+            num_anchors_per_level: anchors per pyramid level (summing to R), or None.
 
         Returns:
             labels: Tensor[N, R] int64; matched_idx: Tensor[N, R] int64 (index into image i's
             gts where foreground, else -1).
         """
-        for i, (b, lab) in enumerate(zip(gt_boxes, gt_labels)):
-            if b.ndim != 2 or b.shape[-1] != 4 or len(b) != len(lab):
-                raise ValueError(
-                    f"Matcher: image {i} has gt_boxes of shape {tuple(b.shape)} and gt_labels of "
-                    f"shape {tuple(lab.shape)}; expected Tensor[M, 4] and Tensor[M]"
-                )
+        check_gts(gt_boxes, gt_labels, "Matcher")
+        if num_anchors_per_level is not None:
+            check_num_anchors_per_level(num_anchors_per_level, len(anchors), "Matcher")
         anchors = anchors.float()
         n, r = len(gt_boxes), len(anchors)
         gts, valid = _pad([b.float() for b in gt_boxes], anchors)  # (N, M, 4), (N, M)
@@ -180,17 +247,9 @@ class Matcher:
             torch.gather(gt_labels_pad, 1, best_idx),
             torch.where(best_iou < self.bg_iou_thresh, num_classes, IGNORE),
         )
-        if ignore_boxes is not None and any(len(q) for q in ignore_boxes):
-            ign, ign_valid = _pad([q.float() for q in ignore_boxes], anchors)
-            ign_chunk = max(1024, _BLOCK_ELEMS // max(1, n * ign.shape[1]))
-            ioa = torch.cat(
-                [
-                    _ioa_max(anchors[s : s + ign_chunk], area_a[s : s + ign_chunk], ign, ign_valid)
-                    for s in range(0, r, ign_chunk)
-                ],
-                dim=1,
-            )  # (N, R)
-            labels[(ioa >= self.ignore_ioa_thresh) & ~fg] = IGNORE
+        ignored = in_ignore_regions(anchors, ignore_boxes, self.ignore_ioa_thresh)  # (N, R) or None
+        if ignored is not None:
+            labels[ignored & ~fg] = IGNORE
         matched_idx = torch.where(fg, best_idx, -1)
         return labels, matched_idx
 

@@ -1,4 +1,4 @@
-"""RetinaNet: backbone + FPN, a shared head, anchors, matching, losses and postprocessing.
+"""RetinaNet: backbone + FPN, a shared head, anchors, assignment, losses and postprocessing.
 
 The model never special-cases a classification loss: the head's class output has
 ``cls_loss.num_logits(K)`` logits per anchor, its bias is ``cls_loss.init_bias(K, prior)``,
@@ -46,8 +46,9 @@ class RetinaNet(nn.Module):
         head_convs, head_width, head_norm: the subnets' conv count, width and norm (None | "gn").
         prior_prob: foreground probability every anchor starts with (paper: 0.01).
         prior_init: False starts the class bias at 0 instead (an ablation).
-        anchor_generator, matcher, box_loss, normalizer, box_coder: the parts; None builds
-            the RetinaNet defaults.
+        anchor_generator, assigner, box_loss, normalizer, box_coder: the parts; None builds
+            the RetinaNet defaults. The assigner labels the anchors (``configs/assigner/``:
+            ``max_iou``, the default, or ``atss``; contract in detection/matcher.py).
         score_thresh, topk_candidates, nms_thresh, detections_per_img: inference, per the
             paper: per level the top 1000 scores above 0.05, NMS at 0.5, 100 per image.
         one_class_per_anchor: inference keeps only each anchor's top class (a control: the
@@ -62,7 +63,7 @@ class RetinaNet(nn.Module):
 
     def __init__(self, num_classes: int, cls_loss, backbone: nn.Module, head_convs: int = 4,
                  head_width: int = 256, head_norm=None, prior_prob: float = 0.01,
-                 prior_init: bool = True, anchor_generator=None, matcher=None, box_loss=None,
+                 prior_init: bool = True, anchor_generator=None, assigner=None, box_loss=None,
                  normalizer=None, box_coder=None, score_thresh: float = 0.05,
                  topk_candidates: int = 1000, nms_thresh: float = 0.5, detections_per_img: int = 100,
                  one_class_per_anchor: bool = False):
@@ -82,7 +83,7 @@ class RetinaNet(nn.Module):
             norm=head_norm, init_bias=cls_loss.init_bias(num_classes, prior_prob),
             prior_init=prior_init,
         )
-        self.matcher = matcher or Matcher()
+        self.assigner = assigner or Matcher()
         self.box_loss = box_loss or BoxLoss()
         self.normalizer = normalizer or FgNormalizer()
         self.box_coder = box_coder or BoxCoder()
@@ -116,7 +117,7 @@ class RetinaNet(nn.Module):
     def forward(self, images: Tensor, targets: list[dict], with_stats: bool = False):
         cls_logits, box_deltas, anchors, sizes = self.predict(images)
         if self.training:
-            return self.losses(cls_logits, box_deltas, anchors, targets, with_stats)
+            return self.losses(cls_logits, box_deltas, anchors, sizes, targets, with_stats)
         per_level = self.anchor_generator.num_anchors_per_level(sizes)
         return self.postprocess(cls_logits, box_deltas, anchors, per_level, targets)
 
@@ -129,11 +130,12 @@ class RetinaNet(nn.Module):
         anchors = self.anchor_generator.grid_anchors(sizes, device=images.device)  # (R, 4)
         return cls_logits, box_deltas, anchors, sizes
 
-    def match(self, anchors, targets):
-        """Labels Tensor[N, R] (-1 ignore, 0..K-1, K background) and matched gt index Tensor[N, R]."""
-        return self.matcher.match_batch(
+    def match(self, anchors, targets, sizes):
+        """Labels Tensor[N, R] (-1 ignore, 0..K-1, K background) and matched gt index Tensor[N, R]
+        of anchors Tensor[R, 4] on feature maps of ``sizes`` [(h_l, w_l)] (as ``predict`` gives them)."""
+        return self.assigner.match_batch(
             anchors, [t["boxes"] for t in targets], [t["labels"] for t in targets], self.num_classes,
-            [t["ignore_boxes"] for t in targets],
+            [t["ignore_boxes"] for t in targets], self.anchor_generator.num_anchors_per_level(sizes),
         )
 
     def foreground(self, labels: Tensor, matched: Tensor, targets: list[dict]):
@@ -154,8 +156,8 @@ class RetinaNet(nn.Module):
         For analysis (e.g. the distribution of the loss over foreground and background
         anchors); training uses ``forward``.
         """
-        cls_logits, box_deltas, anchors, _ = self.predict(images)
-        labels, matched = self.match(anchors, targets)
+        cls_logits, box_deltas, anchors, sizes = self.predict(images)
+        labels, matched = self.match(anchors, targets, sizes)
         # A stateful loss (GHM-C's running counts, sampling's generator) must not learn from
         # or draw for the images of an analysis: its state is put back.
         state = self.cls_loss.state_dict() if hasattr(self.cls_loss, "state_dict") else None
@@ -188,7 +190,7 @@ class RetinaNet(nn.Module):
                     extras[keyword] = quality
         return self.cls_loss(cls_logits, labels, **extras)
 
-    def losses(self, cls_logits, box_deltas, anchors, targets, with_stats=False) -> dict:
+    def losses(self, cls_logits, box_deltas, anchors, sizes, targets, with_stats=False) -> dict:
         """Classification and box losses, both divided by the same foreground normalizer.
 
         Returns a dict with ``loss`` (what is minimised), ``loss_cls``, ``loss_box`` and the
@@ -198,7 +200,7 @@ class RetinaNet(nn.Module):
         and the weight in the dict as ``cls_weight``; ``loss_cls`` is always the unweighted one.
         """
         k = self.num_classes
-        labels, matched = self.match(anchors, targets)  # (N, R), (N, R)
+        labels, matched = self.match(anchors, targets, sizes)  # (N, R), (N, R)
         img_idx, anchor_idx, gt = foreground = self.foreground(labels, matched, targets)  # (P,), (P,), (P, 4)
         cls_per_anchor = self.classification_loss(cls_logits, box_deltas, anchors, labels, foreground)  # (N, R)
         fg = (labels >= 0) & (labels < k)
@@ -245,7 +247,7 @@ class RetinaNet(nn.Module):
 
     @torch.no_grad()
     def fit_label_counts(self, batches) -> Tensor:
-        """Counts the labels the matcher gives the anchors of ``batches`` ((images, targets)
+        """Counts the labels the assigner gives the anchors of ``batches`` ((images, targets)
         pairs, as the training loader's, without augmentation), summed over the ranks under
         torch.distributed; hands them to the loss (``cls_loss.fit_label_counts(counts)``) and
         sets the class bias to the loss's ``init_bias`` again (unless ``prior_init`` is off).
@@ -267,7 +269,7 @@ class RetinaNet(nn.Module):
                 self.backbone.train(training)
             anchors = self.anchor_generator.grid_anchors(sizes_of[hw], device=device)  # (R, 4)
             targets = [{key: t[key].to(device) for key in ("boxes", "labels", "ignore_boxes")} for t in targets]
-            labels, _ = self.match(anchors, targets)  # (N, R)
+            labels, _ = self.match(anchors, targets, sizes_of[hw])  # (N, R)
             counts += torch.bincount(labels.flatten() + 1, minlength=k + 2)
         if dist.is_available() and dist.is_initialized():
             dist.all_reduce(counts)

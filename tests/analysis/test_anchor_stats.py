@@ -37,3 +37,16 @@ def test_imbalance_variants_measure_what_they_are_named_and_span_20x(tmp_path):
         assert measured[name] == pytest.approx(named, rel=0.25), (name, measured)
     # issue 12 needs >= 4 imbalance levels spanning >= 20x
     assert max(measured.values()) / min(measured.values()) >= 20, measured
+
+
+def test_every_assigner_counts_and_the_gts_it_leaves_without_a_positive(tmp_path):
+    overrides = [f"dataset.cache_dir={tmp_path}", "dataset.generator.num_train=16", "dataset.generator.num_val=6"]
+    stats = {a: anchor_stats(compose_config(overrides + a.split()), max_images=16)
+             for a in ("assigner=max_iou", "assigner.allow_low_quality_matches=false", "assigner=atss")}
+    for s in stats.values():
+        assert abs(s["fg"] + s["bg"] + s["ignore"] - s["anchors"]) < 1e-6 and s["fg"] > 0
+        assert s["gts"] == stats["assigner=max_iou"]["gts"] > 0
+    # low-quality matches give every gt a positive; without them the small ones lose it
+    assert stats["assigner=max_iou"]["gts_without_fg"] == 0 < stats["assigner.allow_low_quality_matches=false"]["gts_without_fg"]
+    # atss has no ignore band: its ignored anchors are the ignore regions' only, fewer than max_iou's
+    assert stats["assigner=atss"]["ignore"] < stats["assigner=max_iou"]["ignore"]

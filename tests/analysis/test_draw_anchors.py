@@ -3,6 +3,7 @@ counted once per level, every ground-truth box gets a foreground anchor (low-qua
 a crowd region makes ignored anchors, and the figure is written."""
 
 import pytest
+import torch
 
 from detection import build
 from tests.conftest import compose_config
@@ -32,3 +33,18 @@ def test_command_line_and_an_index_out_of_range(tmp_path, capsys):
     assert "P3 stride 8: fg" in capsys.readouterr().out and (tmp_path / "b.png").is_file()
     with pytest.raises(SystemExit, match="--index 6: the train split of dataset=coco_sample has 6 images"):
         main(["--out", str(tmp_path / "c.png"), "--index", "6", *SAMPLE])
+
+
+def test_under_atss_only_crowd_regions_are_ignored(tmp_path, capsys):
+    from detection.matcher import in_ignore_regions
+
+    cfg = compose_config([*SAMPLE, "assigner=atss"])
+    index = build.dataset(cfg, "val", augment=False).image_ids.index(315)  # 2 crowd boxes
+    image, target, anchors, labels, per_level, strides, names = assignment(cfg, "val", index)
+    crowd = in_ignore_regions(anchors, [target["ignore_boxes"]], cfg.assigner.ignore_ioa_thresh)[0]
+    fg = (labels >= 0) & (labels < len(names))
+    assert torch.equal(labels == -1, crowd & ~fg)  # no ignore band
+    counts = draw(image, target, anchors, labels, per_level, strides, names, tmp_path / "a.png", assigner="ATSS()")
+    assert sum(c["ignore"] for c in counts) > 0 and sum(c["fg"] for c in counts) > 0
+    main(["--out", str(tmp_path / "b.png"), "--index", "1", *SAMPLE, "assigner=atss"])
+    assert "P3 stride 8: fg" in capsys.readouterr().out and (tmp_path / "b.png").stat().st_size > 10_000

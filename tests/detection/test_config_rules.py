@@ -59,17 +59,13 @@ BAD = {
     "model.head_convs": (["model.head_convs=-1"], "-1"),
     "model.head_width": (["model.head_width=0"], "0"),
     "model.backbone.fpn_channels": (["model.backbone.fpn_channels=0"], "0"),
-    "model.matcher.fg_iou_thresh": (["model.matcher.fg_iou_thresh=1.2"], "1.2"),
-    "model.matcher.bg_iou_thresh": (["model.matcher.bg_iou_thresh=0.6"], "0.6"),  # above fg 0.5
-    "model.matcher.min_pos_iou": (["model.matcher.min_pos_iou=-0.1"], "-0.1"),
-    "model.matcher.ignore_ioa_thresh": (["model.matcher.ignore_ioa_thresh=2"], "2"),
     "model.box_loss.beta": (["model.box_loss.beta=-0.1"], "-0.1"),
     "model.normalizer.ema_momentum": (["model.normalizer.ema_momentum=1.0"], "1.0"),
-    "assigner.fg_iou_thresh": (["+assigner.fg_iou_thresh=1.2"], "1.2"),
-    "assigner.bg_iou_thresh": (["+assigner.fg_iou_thresh=0.5", "+assigner.bg_iou_thresh=0.7"], "0.7"),
-    "assigner.min_pos_iou": (["+assigner.min_pos_iou=1.1"], "1.1"),
-    "assigner.ignore_ioa_thresh": (["+assigner.ignore_ioa_thresh=-1"], "-1"),
-    "assigner.topk": (["+assigner.topk=0"], "0"),
+    "assigner.fg_iou_thresh": (["assigner.fg_iou_thresh=1.2"], "1.2"),
+    "assigner.bg_iou_thresh": (["assigner.bg_iou_thresh=0.7"], "0.7"),  # above fg 0.5
+    "assigner.min_pos_iou": (["assigner.min_pos_iou=1.1"], "1.1"),
+    "assigner.ignore_ioa_thresh": (["assigner.ignore_ioa_thresh=-1"], "-1"),
+    "assigner.topk": (["assigner=atss", "assigner.topk=0"], "0"),
     "loss.alpha": (["loss=focal", "loss.alpha=1.5"], "1.5"),
     "loss.gamma": (["loss=focal", "loss.gamma=-1"], "-1"),
     "loss.beta": (["+loss.beta=-2"], "-2"),  # QFL's beta

@@ -135,3 +135,30 @@ def test_bad_gt_shapes_are_reported():
         Matcher()(torch.zeros(3, 4), torch.zeros(2, 3), torch.zeros(2, dtype=torch.long), K)
     with pytest.raises(ValueError, match="bg_iou_thresh"):
         Matcher(fg_iou_thresh=0.4, bg_iou_thresh=0.5)
+
+
+@pytest.mark.parametrize("overrides,expected", [
+    ([], [0, 0, -1, -1, K, 1]),  # the paper's: ignore band [0.4, 0.5), gt 1's best anchor (IoU 0.25) claimed
+    (["assigner.bg_iou_thresh=0.5"], [0, 0, K, K, K, 1]),  # no ignore band
+    (["assigner.allow_low_quality_matches=false"], [0, 0, -1, -1, K, K]),  # gt 1 has no positive
+    (["assigner.min_pos_iou=0.3"], [0, 0, -1, -1, K, K]),  # its best IoU 0.25 is too weak
+    (["assigner.min_pos_iou=0.2"], [0, 0, -1, -1, K, 1]),
+    (["assigner.bg_iou_thresh=0.5", "assigner.allow_low_quality_matches=false"], [0, 0, K, K, K, K]),
+    (["assigner.fg_iou_thresh=0.4", "assigner.bg_iou_thresh=0.4"], [0, 0, 0, 0, K, 1]),
+])
+def test_max_iou_switches_from_the_config_against_hand_computed_labels(overrides, expected):
+    from hydra.utils import instantiate
+
+    from tests.conftest import compose_config
+
+    gts = torch.tensor([[0.0, 0, 10, 10], [100, 0, 110, 10]])
+    # IoUs with gt 0: 1, 0.5, 0.45, 0.4, 0.3; the last anchor has IoU 0.25 with gt 1 (0 with gt 0)
+    anchors = torch.tensor([[0.0, 0, 10, 10], [0, 0, 10, 20], [0, 0, 10, 100 / 4.5], [0, 0, 10, 25],
+                            [0, 0, 10, 100 / 3], [100, 0, 110, 40]])
+    assert torch.allclose(box_iou(anchors, gts).amax(1), torch.tensor([1.0, 0.5, 0.45, 0.4, 0.3, 0.25]))
+    m = instantiate(compose_config(overrides).assigner)
+    assert isinstance(m, Matcher)
+    labels, idx = m(anchors, gts, torch.tensor([0, 1]), K, num_anchors_per_level=[4, 2])
+    assert labels.tolist() == expected
+    fg_gt = [0, 0, 0, 0, 0, 1]  # the gt each anchor matches where it is foreground
+    assert idx.tolist() == [g if 0 <= lab < K else -1 for g, lab in zip(fg_gt, expected)]

@@ -161,8 +161,8 @@ def test_a_loss_gets_the_quality_it_asks_for():
     model.cls_loss = _Recorder(FocalLoss(), "quality", "iou")
     images, targets = torch.rand(3, 3, 128, 160), _targets(3)
     model(images, targets)["loss"].backward()
-    _, deltas, anchors, _ = model.predict(images)
-    labels, matched = model.match(anchors, targets)
+    _, deltas, anchors, sizes = model.predict(images)
+    labels, matched = model.match(anchors, targets, sizes)
     boxes = model.box_coder.decode(anchors, deltas.detach())
     expected = torch.zeros(labels.shape)
     for i, t in enumerate(targets):
@@ -191,8 +191,8 @@ def test_label_counts_set_the_prior_bias_and_the_thresholds():
     images, targets = torch.rand(3, 3, 128, 160), _targets(3)
     batches = [(images[:2], targets[:2]), (images[2:], targets[2:])]
     counts = model.fit_label_counts(batches)
-    _, _, anchors, _ = model.predict(images)
-    labels, _ = model.match(anchors, targets)
+    _, _, anchors, sizes = model.predict(images)
+    labels, _ = model.match(anchors, targets, sizes)
     assert torch.equal(counts, torch.bincount(labels.flatten() + 1, minlength=K + 2))
     n = counts[1:].sum().double()
     pi = counts[1:K + 1].clamp(min=1) / n
