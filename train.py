@@ -214,7 +214,9 @@ def run_action(cfg, folder: RunFolder) -> str:
     if cfg.start_over:
         return "start_over"
     status = read_status_or_none(folder)
-    diffs = check_same_run(cfg, folder)
+    # Under torchrun rank 0 decides (run() broadcasts its resume); another rank may meet the
+    # folder while rank 0 writes it, and would read a config cut short as a different one.
+    diffs = check_same_run(cfg, folder) if ddp.env_rank() == 0 else []
     if diffs and not cfg.force:
         raise RunRefused("\n".join([
             f"{folder.path} holds a run of another configuration (recorded -> given); nothing was written. "

@@ -41,7 +41,7 @@ def test_shell_commands_joins_continuations_and_drops_comments():
 def recipe(command: list[str], tmp_path) -> list[list[str]]:
     """What ``make TARGET [VAR=...]`` runs (``make -n``), with this interpreter for the venv's
     and the setup taken as done; study folders (OUT, FOLLOWUPS) under ``tmp_path``."""
-    out = subprocess.run(["make", "-n", "-o", ".venv/.installed", *command[1:], f"PY={sys.executable}",
+    out = subprocess.run(["make", "--no-print-directory", "-n", "-o", ".venv/.installed", *command[1:], f"PY={sys.executable}",
                           f"OUT={tmp_path / 'ablation'}", f"FOLLOWUPS={tmp_path / 'followups'}"],
                          cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, f"`{shlex.join(command)}`: {out.stderr}"
