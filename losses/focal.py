@@ -151,7 +151,22 @@ def sigmoid_init_bias(num_classes: int, prior: float) -> Tensor:
     return torch.full((num_classes,), -math.log((1 - prior) / prior), dtype=torch.float32)
 
 
-class FocalLoss:
+class SigmoidOutputs:
+    """The loss contract's output side for the sigmoid losses (K logits, one per class): their
+    prior init and their scores; each loss adds its ``__call__``."""
+
+    def num_logits(self, num_classes: int) -> int:
+        return num_classes
+
+    def init_bias(self, num_classes: int, prior: float) -> Tensor:
+        return sigmoid_init_bias(num_classes, prior)
+
+    def scores(self, logits: Tensor) -> Tensor:
+        """Tensor[..., K] logits -> Tensor[..., K] float32 foreground probabilities."""
+        return torch.sigmoid(logits.float())
+
+
+class FocalLoss(SigmoidOutputs):
     """Sigmoid focal loss, K logits per anchor; the loss object of ``loss=focal``.
 
     Args:
@@ -168,16 +183,6 @@ class FocalLoss:
         self.gamma = float(gamma)
         self.alpha = None if alpha is None else float(alpha)
         self.fused = bool(fused)
-
-    def num_logits(self, num_classes: int) -> int:
-        return num_classes
-
-    def init_bias(self, num_classes: int, prior: float) -> Tensor:
-        return sigmoid_init_bias(num_classes, prior)
-
-    def scores(self, logits: Tensor) -> Tensor:
-        """Tensor[..., K] logits -> Tensor[..., K] float32 foreground probabilities."""
-        return torch.sigmoid(logits.float())
 
     def __call__(self, logits: Tensor, labels: Tensor) -> Tensor:
         """Tensor[N, R, K] logits, Tensor[N, R] labels -> Tensor[N, R] float32 loss."""

@@ -57,7 +57,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from losses._fused import check_inputs, graph_freed_after_backward
-from losses.focal import sigmoid_init_bias
+from losses.focal import SigmoidOutputs
 
 # F.softplus returns x itself above its threshold (default 20): off by log1p(e^-20) ~ 2e-9,
 # visible in float64. Above 40 the omitted term (4e-18) is below float64's resolution of x,
@@ -207,7 +207,7 @@ def _check_bins_momentum(bins, momentum) -> None:
         raise ValueError(f"ghmc loss: momentum must be a number in [0, 1), got {momentum!r}")
 
 
-class GHMCLoss:
+class GHMCLoss(SigmoidOutputs):
     """GHM-C: sigmoid BCE weighted by inverse gradient density, K logits; ``loss=ghmc``.
 
     Stateful when momentum > 0: the running bin counts ``acc_sum`` (``state_dict`` /
@@ -226,16 +226,6 @@ class GHMCLoss:
         self.bins = bins
         self.momentum = float(momentum)
         self.acc_sum: Tensor | None = None  # Tensor[bins] float32, None before the first call
-
-    def num_logits(self, num_classes: int) -> int:
-        return num_classes
-
-    def init_bias(self, num_classes: int, prior: float) -> Tensor:
-        return sigmoid_init_bias(num_classes, prior)
-
-    def scores(self, logits: Tensor) -> Tensor:
-        """Tensor[..., K] logits -> Tensor[..., K] float32 foreground probabilities."""
-        return torch.sigmoid(logits.float())
 
     def __call__(self, logits: Tensor, labels: Tensor) -> Tensor:
         """Tensor[N, R, K] logits, Tensor[N, R] labels -> Tensor[N, R] float32 loss.

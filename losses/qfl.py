@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from losses._fused import check_inputs
-from losses.focal import sigmoid_init_bias
+from losses.focal import SigmoidOutputs
 
 
 def check_quality(name: str, quality, labels: Tensor) -> None:
@@ -75,7 +75,7 @@ def quality_focal_loss(logits: Tensor, labels: Tensor, quality: Tensor, beta: fl
     return (ce * modulation).sum(-1) * (labels >= 0)  # (N, R), 0 where ignored
 
 
-class QualityFocalLoss:
+class QualityFocalLoss(SigmoidOutputs):
     """Quality Focal Loss, K sigmoid logits per anchor; ``loss=qfl``.
 
     Args:
@@ -93,16 +93,6 @@ class QualityFocalLoss:
         if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not math.isfinite(beta) or beta < 1:
             raise ValueError(f"qfl: beta must be a finite number >= 1 (GFL: 2), got {beta!r}")
         self.beta = float(beta)
-
-    def num_logits(self, num_classes: int) -> int:
-        return num_classes
-
-    def init_bias(self, num_classes: int, prior: float) -> Tensor:
-        return sigmoid_init_bias(num_classes, prior)
-
-    def scores(self, logits: Tensor) -> Tensor:
-        """Tensor[..., K] logits -> Tensor[..., K] float32 foreground probabilities."""
-        return torch.sigmoid(logits.float())
 
     def __call__(self, logits: Tensor, labels: Tensor, quality: Tensor) -> Tensor:
         """Tensor[N, R, K] logits, Tensor[N, R] labels, Tensor[N, R] quality -> Tensor[N, R] float32."""

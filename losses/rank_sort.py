@@ -69,7 +69,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from losses._fused import check_inputs
-from losses.focal import sigmoid_init_bias
+from losses.focal import SigmoidOutputs
 from losses.qfl import check_quality
 
 
@@ -194,7 +194,7 @@ class _RankSort(torch.autograd.Function):
         return grad.view(rows, k).to(ctx.dtype), None, None, None
 
 
-class RankSortLoss:
+class RankSortLoss(SigmoidOutputs):
     """Rank & Sort loss, K sigmoid logits per anchor; ``loss=rank_sort``.
 
     Args:
@@ -212,16 +212,6 @@ class RankSortLoss:
         if isinstance(delta, bool) or not isinstance(delta, (int, float)) or not math.isfinite(delta) or delta < 0:
             raise ValueError(f"rank_sort: delta must be a finite number >= 0 (the paper: 0.5), got {delta!r}")
         self.delta = float(delta)
-
-    def num_logits(self, num_classes: int) -> int:
-        return num_classes
-
-    def init_bias(self, num_classes: int, prior: float) -> Tensor:
-        return sigmoid_init_bias(num_classes, prior)
-
-    def scores(self, logits: Tensor) -> Tensor:
-        """Tensor[..., K] logits -> Tensor[..., K] float32 foreground probabilities."""
-        return torch.sigmoid(logits.float())
 
     def __call__(self, logits: Tensor, labels: Tensor, quality: Tensor) -> Tensor:
         """Tensor[N, R, K] logits, Tensor[N, R] labels, Tensor[N, R] quality -> Tensor[N, R] float32."""

@@ -44,7 +44,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from losses.focal import sigmoid_focal_loss, sigmoid_init_bias
+from losses.focal import SigmoidOutputs, sigmoid_focal_loss, sigmoid_init_bias
 
 PRIORS = ("mean", "per_class")
 
@@ -73,7 +73,7 @@ def guided_weight(loss_cls: Tensor, loss_box: Tensor) -> Tensor:
     return torch.where(pair[0] > 0, pair[1] / pair[0], 0.0)
 
 
-class SamplingFreeLoss:
+class SamplingFreeLoss(SigmoidOutputs):
     """Plain sigmoid BCE with the sampling-free recipe; ``loss=sampling_free``.
 
     Args:
@@ -117,9 +117,6 @@ class SamplingFreeLoss:
             return None
         return optimal_prior(self.label_counts, self.prior == "per_class")
 
-    def num_logits(self, num_classes: int) -> int:
-        return num_classes
-
     def init_bias(self, num_classes: int, prior: float) -> Tensor:
         """Tensor[K] float32 b = -log((1 - pi) / pi) from the measured counts; before they
         are measured, from the model's ``prior``."""
@@ -130,10 +127,6 @@ class SamplingFreeLoss:
             raise ValueError(f"sampling_free: the label counts are of {len(pi)} classes, the model has "
                              f"{num_classes}")
         return (-torch.log((1 - pi) / pi)).float()
-
-    def scores(self, logits: Tensor) -> Tensor:
-        """Tensor[..., K] logits -> Tensor[..., K] float32 foreground probabilities."""
-        return torch.sigmoid(logits.float())
 
     def score_thresholds(self) -> Tensor | None:
         """Tensor[K] float32 pi, the class-adaptive inference thresholds; None (the model's

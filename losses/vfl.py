@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from losses._fused import check_inputs
-from losses.focal import sigmoid_init_bias
+from losses.focal import SigmoidOutputs
 from losses.qfl import check_quality, quality_targets
 
 
@@ -53,7 +53,7 @@ def varifocal_loss(logits: Tensor, labels: Tensor, quality: Tensor, alpha: float
     return (ce * weight).sum(-1) * (labels >= 0)  # (N, R), 0 where ignored
 
 
-class VarifocalLoss:
+class VarifocalLoss(SigmoidOutputs):
     """Varifocal Loss, K sigmoid logits per anchor; ``loss=vfl``.
 
     Args:
@@ -73,16 +73,6 @@ class VarifocalLoss:
         if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not math.isfinite(gamma) or gamma < 0:
             raise ValueError(f"vfl: gamma must be a finite number >= 0 (VarifocalNet: 2), got {gamma!r}")
         self.alpha, self.gamma = float(alpha), float(gamma)
-
-    def num_logits(self, num_classes: int) -> int:
-        return num_classes
-
-    def init_bias(self, num_classes: int, prior: float) -> Tensor:
-        return sigmoid_init_bias(num_classes, prior)
-
-    def scores(self, logits: Tensor) -> Tensor:
-        """Tensor[..., K] logits -> Tensor[..., K] float32 foreground probabilities."""
-        return torch.sigmoid(logits.float())
 
     def __call__(self, logits: Tensor, labels: Tensor, quality: Tensor) -> Tensor:
         """Tensor[N, R, K] logits, Tensor[N, R] labels, Tensor[N, R] quality -> Tensor[N, R] float32."""
