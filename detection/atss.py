@@ -10,7 +10,7 @@ matched gt index), so every loss trains with it unchanged. Chosen with ``assigne
 import torch
 from torch import Tensor
 
-from detection.matcher import IGNORE, check_gts, check_num_anchors_per_level, in_ignore_regions
+from detection.matcher import IGNORE, Assigner, check_gts, check_num_anchors_per_level, in_ignore_regions
 
 # Upper bound on the elements of one (gts, anchors of a level) block of centre distances. A
 # block holds two such float32 buffers and a bool mask at once: 2M elements keep the working
@@ -18,7 +18,7 @@ from detection.matcher import IGNORE, check_gts, check_num_anchors_per_level, in
 _BLOCK_ELEMS = 2 * 1024 * 1024
 
 
-class ATSS:
+class ATSS(Assigner):
     """Labels anchors by ATSS: each gt's IoU threshold adapts to the IoUs of its nearest anchors.
 
     Rules, applied per image (Algorithm 1 of the paper):
@@ -62,14 +62,6 @@ class ATSS:
             raise ValueError(f"ATSS: topk={topk!r}; expected an integer >= 1 (candidates per gt and pyramid level)")
         self.topk = topk
         self.ignore_ioa_thresh = ignore_ioa_thresh
-
-    def __call__(self, anchors, gt_boxes, gt_labels, num_classes, ignore_boxes=None, num_anchors_per_level=None):
-        """Match one image: anchors Tensor[R, 4], gt_boxes Tensor[M, 4], gt_labels Tensor[M],
-        ignore_boxes Tensor[Q, 4] or None, num_anchors_per_level summing to R ->
-        (labels Tensor[R], matched_idx Tensor[R]) as ``match_batch``."""
-        ignore = None if ignore_boxes is None else [ignore_boxes]
-        labels, idx = self.match_batch(anchors, [gt_boxes], [gt_labels], num_classes, ignore, num_anchors_per_level)
-        return labels[0], idx[0]
 
     @torch.no_grad()
     def match_batch(self, anchors, gt_boxes, gt_labels, num_classes, ignore_boxes=None, num_anchors_per_level=None):

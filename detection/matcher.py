@@ -117,7 +117,31 @@ def _area(boxes: Tensor) -> Tensor:
     return (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
 
 
-class Matcher:
+class Assigner:
+    """The assigner contract (``assigner=``): ``match_batch`` labels the anchors of N images;
+    calling the assigner matches one image with it."""
+
+    def __call__(self, anchors, gt_boxes, gt_labels, num_classes, ignore_boxes=None, num_anchors_per_level=None):
+        """Match one image (``match_batch`` on a batch of one).
+
+        Args:
+            anchors: Tensor[R, 4] xyxy.
+            gt_boxes: Tensor[M, 4] xyxy (M may be 0).
+            gt_labels: Tensor[M] int64 in 0..K-1.
+            num_classes: K.
+            ignore_boxes: Tensor[Q, 4] xyxy ignore regions, or None.
+            num_anchors_per_level: anchors per pyramid level (summing to R), or None.
+
+        Returns:
+            labels: Tensor[R] int64 in {-1, 0..K-1, K}.
+            matched_idx: Tensor[R] int64, the matched gt index where foreground, else -1.
+        """
+        ignore = None if ignore_boxes is None else [ignore_boxes]
+        labels, idx = self.match_batch(anchors, [gt_boxes], [gt_labels], num_classes, ignore, num_anchors_per_level)
+        return labels[0], idx[0]
+
+
+class Matcher(Assigner):
     """The ``max_iou`` assigner (RetinaNet's): foreground, background or ignore by IoU.
 
     Rules, applied per image:
@@ -176,25 +200,6 @@ class Matcher:
         self.allow_low_quality_matches = allow_low_quality_matches
         self.min_pos_iou = min_pos_iou
         self.ignore_ioa_thresh = ignore_ioa_thresh
-
-    def __call__(self, anchors, gt_boxes, gt_labels, num_classes, ignore_boxes=None, num_anchors_per_level=None):
-        """Match one image.
-
-        Args:
-            anchors: Tensor[R, 4] xyxy.
-            gt_boxes: Tensor[M, 4] xyxy (M may be 0).
-            gt_labels: Tensor[M] int64 in 0..K-1.
-            num_classes: K.
-            ignore_boxes: Tensor[Q, 4] xyxy ignore regions, or None.
-            num_anchors_per_level: anchors per pyramid level (summing to R), or None.
-
-        Returns:
-            labels: Tensor[R] int64 in {-1, 0..K-1, K}.
-            matched_idx: Tensor[R] int64, the matched gt index where foreground, else -1.
-        """
-        ignore = None if ignore_boxes is None else [ignore_boxes]
-        labels, idx = self.match_batch(anchors, [gt_boxes], [gt_labels], num_classes, ignore, num_anchors_per_level)
-        return labels[0], idx[0]
 
     @torch.no_grad()
     def match_batch(self, anchors, gt_boxes, gt_labels, num_classes, ignore_boxes=None, num_anchors_per_level=None):
