@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: setup setup-locked test test-all demo ablation followups results bench lint clean
+.PHONY: setup setup-locked test test-all demo ablation study followups results bench lint clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,13 @@ demo: setup
 OUT ?= multirun/ablation$(if $(QUICK),_quick)
 ablation: setup
 	$(PY) -m tools.ablation --out $(OUT) $(if $(QUICK),--quick) $(ARGS)
+
+# A study with the ablation's protocol on other methods or data: studies/specs/$(SPEC).yaml
+# (loss_x_assigner, real_images_coco_person, real_images_bccd), its sweeps under
+# multirun/$(SPEC), its tables and report in results/$(SPEC)/. ARGS as for ablation.
+SPEC ?= loss_x_assigner
+study: setup
+	$(PY) -m tools.ablation --study studies/specs/$(SPEC).yaml --out multirun/$(SPEC)$(if $(QUICK),_quick) $(if $(QUICK),--quick) $(ARGS)
 
 # The studies that build on the ablation (studies/followups.py, studies/specs/followups.yaml): each
 # method at the ablation's choice; sweep folders under FOLLOWUPS, each study's tables and

@@ -18,6 +18,7 @@ import yaml
 
 from analysis.markdown import markdown_table
 from reports.cost import cost_section
+from reports.errors import errors_section
 from reports.plots import plot_ap_curves
 from reports.runs import (
     CONVERGENCE_HEADER,
@@ -27,8 +28,10 @@ from reports.runs import (
     convergence_cells,
     convergence_note,
     load_runs,
+    trained_on,
+    trained_on_by_seed,
 )
-from reports.stats import pairwise_verdicts, summary
+from reports.stats import multiplicity, pairwise_verdicts, summary
 
 
 def _ci(s: dict) -> str:
@@ -62,10 +65,10 @@ def protocol(study) -> dict:
     runs' schedule.max_iters, the controls' names ({"eval": [...], "train": [...]}), the
     selection (selection.yaml, {} before the select stage)."""
     methods = list(study.methods)
-    return {"methods": methods, "seeds": list(study.seeds),
+    return {"methods": methods, "seeds": study.all_seeds(),
             "tune_iterations": _iterations(study.tune_lr(methods[0]).fixed),
             "final_iterations": _iterations(study.final_base(methods[0])),
-            "controls": {"eval": list(study.controls["eval"]), "train": list(study.controls["train"])},
+            "controls": {"eval": list(study.controls.get("eval") or {}), "train": list(study.controls.get("train") or {})},
             "selection": yaml.safe_load(study.selection_file.read_text()) if study.selection_file.is_file() else {}}
 
 
@@ -129,7 +132,10 @@ def write(a: AblationRuns, out, plots=None) -> Path:
     ``out``/plots, where report.md links it); returns the path of report.md."""
     out, methods = Path(out), a.methods
     aps = {m: ap_by_seed(a.final[m]) for m in methods}
-    verdicts = pairwise_verdicts(aps)
+    # a pair of runs is one kind of device and precision, start to end (runs before devices were recorded: paired)
+    kinds = {m: trained_on_by_seed(a.final[m]) for m in methods}
+    recorded = any(k is not None for by_seed in kinds.values() for k in by_seed.values())
+    verdicts = pairwise_verdicts(aps, kinds=kinds if recorded else None)
     chosen = a.selection.get("chosen", {})
 
     md = [f"# Background ablation: `{a.title}`", "", "## Verdict", ""]
@@ -141,9 +147,12 @@ def write(a: AblationRuns, out, plots=None) -> Path:
     md += markdown_table(["method", "setting", "n", "AP"], rows) + [""]
     md += [f"Schedules: the tuning trained for {a.tune_iterations} iterations, the "
            f"final runs and the controls for {a.final_iterations}.", ""]
-    md += [f"- {v['verdict']}" for v in verdicts] + [""]
+    holm_lines = multiplicity(verdicts)
+    md += [f"- {v['verdict']}" + (" (**not after Holm**)" if v["holm"] is False and v["p"] < 0.05 else "")
+           for v in verdicts] + [""]
     md += ["A difference counts only where its paired 95% interval excludes 0; otherwise: no difference "
            "resolved at this number of seeds.", ""]
+    md += [*holm_lines, ""] if holm_lines else []
 
     md += ["## Selection on the tuning split", "",
            "Every candidate's AP on the tuning split (carved from the training images; val is never used "
@@ -164,6 +173,7 @@ def write(a: AblationRuns, out, plots=None) -> Path:
     md += markdown_table(CONVERGENCE_HEADER,
                  [[m, *convergence_cells(c)] for m, c in conv.items()]) + [""]
 
+    md += errors_section(a.final, plots)  # the final runs' background errors (where they have an analysis)
     md += controls_section(a, aps)
     md += ["## Imbalance and clipping", "",
            "Measured over each method's training logs: background anchors per foreground anchor, and the "
@@ -176,14 +186,22 @@ def write(a: AblationRuns, out, plots=None) -> Path:
         md += [f"{len(a.runs) - len(trained)} runs copied from another study (below) are not counted: their cost "
                "is in their source's report.", ""]
     md += ["## Final runs", ""]
-    md += markdown_table(["method", "run", "seed", "status", "AP (%)", "copied from"],
+    if recorded:
+        md += ["`trained on`: the kind of device and precision of every iteration; a **mixed** run is paired "
+               "with no other (the Verdict's pairs are one kind each).", ""]
+    md += markdown_table(["method", "run", "seed", "status", "AP (%)", "copied from", *(["trained on"] if recorded else [])],
                  [[m, r.name, r.seed, r.status, f"{100 * r.eval['AP']:.1f}" if r.eval else "–",
-                   r.reused_from or "–"]
+                   r.reused_from or "–", *([_trained_on_cell(r)] if recorded else [])]
                   for m in methods for r in a.final[m]]) + [""]
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.md").write_text("\n".join(md))
     write_csv(out / "report.csv", aps, verdicts)
     return out / "report.md"
+
+
+def _trained_on_cell(run: Run) -> str:
+    kind = trained_on(run)
+    return "–" if kind is None else f"**{kind}**" if kind.startswith("mixed") else kind
 
 
 def controls_section(a: AblationRuns, aps: dict) -> list[str]:
@@ -233,7 +251,7 @@ def edge_choices(candidates: list[dict]) -> list[str]:
 def why_not_run(study, control: str) -> str:
     """Why a control has no runs, where the study can tell: a re-evaluation whose final
     checkpoints are missing (the controls stage skips it); else ""."""
-    if control not in study.controls["eval"]:
+    if control not in (study.controls.get("eval") or {}):
         return ""
     missing = [p for m in study.methods for p in study.final_checkpoints(m) if not p.is_file()]
     return _missing_checkpoints(len(missing)) if missing else ""
@@ -250,7 +268,7 @@ def study_runs(out: Path) -> list:
 
 
 def write_csv(path: Path, aps: dict, verdicts: list[dict]) -> None:
-    fields = ["kind", "method", "a", "b", "n", "mean", "std", "half_width", "lo", "hi", "seeds", "verdict"]
+    fields = ["kind", "method", "a", "b", "n", "mean", "std", "half_width", "lo", "hi", "seeds", "verdict", "p", "holm"]
     with open(path, "w", newline="") as f:
         w = csv.DictWriter(f, fields, extrasaction="ignore")
         w.writeheader()

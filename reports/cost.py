@@ -1,7 +1,8 @@
-"""The report's ``## Cost`` section: what the runs cost, per device they ran on."""
+"""The report's ``## Cost`` section: what the runs cost, per device they ran on, and (where the
+runs recorded them) what each trained on and what made them."""
 
 from analysis.markdown import markdown_table
-from reports.runs import Run
+from reports.runs import Run, trained_on
 
 
 def cost(runs: list[Run]) -> list[dict]:
@@ -20,11 +21,70 @@ def cost(runs: list[Run]) -> list[dict]:
             for d, r in by_device.items()]
 
 
+def iterations_by_device(runs: list[Run]) -> list[dict]:
+    """The runs' training iterations per device, kind and precision (status.json's ``devices``),
+    in order of first appearance: {device, kind, precision, runs, iterations}."""
+    rows: dict[tuple, dict] = {}
+    for run in runs:
+        for d in run.devices or []:
+            key = (d.get("device"), d.get("kind"), d.get("precision"))
+            row = rows.setdefault(key, {"device": key[0], "kind": key[1], "precision": key[2], "runs": set(),
+                                        "iterations": 0})
+            row["runs"].add(run.name)
+            row["iterations"] += d.get("iterations") or 0
+    return [{**r, "runs": len(r["runs"])} for r in rows.values()]
+
+
+def provenance_groups(runs: list[Run]) -> tuple[dict, list[tuple[dict, list[str]]]]:
+    """(what every run with a provenance shares, [(the keys they differ in -> value, the runs
+    with those values)]): the second is empty when they are all made alike."""
+    recorded = [r for r in runs if r.provenance]
+    keys = sorted({k for r in recorded for k in r.provenance})
+    differ = [k for k in keys if len({repr(r.provenance.get(k)) for r in recorded}) > 1]
+    shared = {k: recorded[0].provenance.get(k) for k in keys if k not in differ} if recorded else {}
+    groups: dict[str, tuple[dict, list[str]]] = {}
+    for r in recorded:
+        values = {k: r.provenance.get(k) for k in differ}
+        groups.setdefault(repr(values), (values, []))[1].append(r.name)
+    return shared, list(groups.values()) if differ else []
+
+
+def _provenance_text(values: dict) -> str:
+    out = []
+    for k, v in values.items():
+        if k == "git_commit" and v:
+            v = v[:12]
+        out.append(f"{k} {'–' if v is None else v}")
+    return ", ".join(out)
+
+
 def cost_section(runs: list[Run]) -> list[str]:
-    """``## Cost``: the runs' time per device (CPU or the card) and their training images/s."""
+    """``## Cost``: the runs' time per device (CPU or the card) and their training images/s; where
+    the runs recorded them, their iterations per kind of device and precision (mixed runs named)
+    and what made them (versions, commit, CPU, GPU; a table where runs differ)."""
     md = ["## Cost", "", "Wall time of every run (all its sessions, evaluations included) on what it ran on; "
           "the training images it saw and images/s over that time.", ""]
     md += markdown_table(["device", "runs", "time", "training images", "images/s"],
                  [[c["device"], c["runs"], f"{c['seconds'] / 3600:.2f} h", c["images"],
                    "–" if c["images_per_s"] is None else f"{c['images_per_s']:.1f}"] for c in cost(runs)])
-    return md + [""]
+    md += [""]
+    by_device = iterations_by_device(runs)
+    if by_device:
+        md += ["Training iterations by what they ran on (status.json's `devices`):", ""]
+        md += markdown_table(["device", "kind", "precision", "runs", "iterations"],
+                             [[r["device"] or "unknown", r["kind"] or "–", r["precision"] or "–", r["runs"],
+                               r["iterations"]] for r in by_device]) + [""]
+        mixed = [r.name for r in runs if (trained_on(r) or "").startswith("mixed")]
+        md += [f"**Mixed**: {len(mixed)} run(s) trained on more than one kind of device or precision, paired with "
+               f"no other: {', '.join(mixed)}." if mixed else
+               "Every run trained on one kind of device and precision, start to end.", ""]
+    shared, groups = provenance_groups(runs)
+    if shared or groups:
+        md += [f"Made with: {_provenance_text(shared)}." if shared else "", ""]
+        if groups:
+            keys = list(groups[0][0])
+            md += ["The runs differ in what made them:", ""]
+            md += markdown_table([*keys, "runs"], [[*("–" if v is None else str(v)[:12] if k == "git_commit" else v
+                                                      for k, v in values.items()), len(names)]
+                                                    for values, names in groups]) + [""]
+    return md

@@ -59,6 +59,8 @@ def read_analysis(run: Run) -> tuple[dict | None, str | None]:
     (``run.analysis`` set) has them from there."""
     if run.analysis is not None:
         return run.analysis
+    if run.dir is None:
+        return None, "no analysis recorded"
     folder = analysis_dir(run.dir)
     if not (folder / "errors.json").is_file():
         return None, "no analysis/"
@@ -122,6 +124,8 @@ def errors_summary(groups: dict[str, list[Run]]) -> dict[str, dict]:
         row = {"n": len(values), "missing": missing}
         for k in VALUES:
             row[k] = summary(v[k] for v in values)
+        # every TIDE error type's dAP50, mean over the runs (Cls, Loc, Both, Dupe, Bkg, Miss)
+        row["tide"] = {t: summary((v.get("tide") or {}).get(t) for v in values)["mean"] for t in MAIN_TYPES}
         curves = [v["c50"] for v in values if isinstance(v["c50"], list) and len(v["c50"]) == 101]
         row["c50"] = [math.fsum(c[i] for c in curves) / len(curves) for i in range(101)] if curves else None
         row["c50_n"] = len(curves)
@@ -205,6 +209,13 @@ def errors_section(groups: dict[str, list[Run]], plots_dir, summaries: dict | No
     md += markdown_table(["method", "n", *VALUES.values()],
                          [[label, r["n"], *(_cell(r[k], r["n"], ".2f") for k in VALUES)]
                           for label, r in rows.items()])
+    if any(v is not None for r in rows.values() for v in r["tide"].values()):
+        md += ["", "Where the AP50 goes, per TIDE error type (dAP50: the AP50 gained by fixing only that type; mean "
+               "over the same runs): Cls, a right box with the wrong class; Loc, the right class poorly placed; Both; "
+               "Dupe, a duplicate; Bkg, a detection on background; Miss, a ground-truth box never detected.", ""]
+        md += markdown_table(["method", "n", *MAIN_TYPES],
+                             [[label, r["n"], *("–" if r["tide"][t] is None else f"{r['tide'][t]:.2f}"
+                                                for t in MAIN_TYPES)] for label, r in rows.items()])
     curves = {label: (r["c50"], r["c50_n"]) for label, r in rows.items() if r["c50"] is not None}
     if curves:
         plots_dir = Path(plots_dir)

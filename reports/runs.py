@@ -47,6 +47,10 @@ class Run:
     notes: list[str] = field(default_factory=list)
     group: str = ""
     code: str | None = None  # the code hash it ran (status.json)
+    # status.json's: what its iterations trained on ([{device, kind, precision, iterations}]) and
+    # what made it (package versions, git commit, CPU, GPU); None for runs from before they were recorded
+    devices: list[dict] | None = None
+    provenance: dict | None = None
     reused_from: str | None = None  # the run it is a copy of (REUSED_FROM), None if trained here
     # Read from results tables (reports/table_io.py) instead of the folder, which is then None:
     analysis: tuple | None = None  # reports.errors.read_analysis's (values, why not)
@@ -106,6 +110,7 @@ def load_run(run_dir: Path, sweep_dir: Path) -> Run:
     if status is not None:  # "running" with no live process: killed or interrupted
         run.status, run.seconds, run.message = effective_status(status), status.get("seconds"), status.get("message")
         run.device, run.code = status.get("device"), status.get("code")
+        run.devices, run.provenance = status.get("devices") or None, status.get("provenance")
     elif not folder.status.is_file():
         run.notes.append("no status.json")
     run.overrides = _read(folder.read_overrides, ".hydra/overrides.yaml", run)
@@ -277,6 +282,37 @@ def convergence_cells(c: dict) -> list[str]:
 def ap_by_seed(runs: list[Run]) -> dict:
     """{seed: AP (%)} of the finished runs with a seed: what a paired difference pairs."""
     return {r.seed: run_values(r)["AP"] for r in runs if r.status == "finished" and r.seed is not None}
+
+
+def trained_on(run: Run) -> str | None:
+    """What ``run`` trained on, as one kind and precision (``"cpu fp32"``, ``"cuda bf16"``), or
+    ``"mixed: cuda bf16 x4000, cpu fp32 x2000"`` when its iterations ran on more than one (a run
+    resumed on another kind of device); None when it has no record of its devices.
+
+    >>> trained_on(Run(None, "r", devices=[{"kind": "cpu", "precision": "fp32", "iterations": 30}]))
+    'cpu fp32'
+    >>> trained_on(Run(None, "r", devices=[{"kind": "cuda", "precision": "bf16", "iterations": 40},
+    ...                                    {"kind": "cpu", "precision": "fp32", "iterations": 20}]))
+    'mixed: cuda bf16 x40, cpu fp32 x20'
+    """
+    if not run.devices:
+        return None
+    parts: list[list] = []  # [kind and precision, iterations], consecutive sessions on one kind merged
+    for d in run.devices:
+        kind = f"{d.get('kind') or 'unknown'} {d.get('precision') or 'unknown'}"
+        if parts and parts[-1][0] == kind:
+            parts[-1][1] += d.get("iterations") or 0
+        else:
+            parts.append([kind, d.get("iterations") or 0])
+    if len({k for k, _ in parts}) == 1:
+        return parts[0][0]
+    return "mixed: " + ", ".join(f"{k} x{n}" for k, n in parts)
+
+
+def trained_on_by_seed(runs: list[Run]) -> dict:
+    """{seed: ``trained_on``} of the runs with a seed: what a paired difference checks before it
+    pairs two runs (reports.stats.paired_difference's ``kinds``)."""
+    return {r.seed: trained_on(r) for r in runs if r.seed is not None}
 
 
 def on_tuning_split(run: Run) -> bool:

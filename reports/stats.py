@@ -145,7 +145,7 @@ def _present(values: dict) -> set:
     return {s for s, v in values.items() if v is not None and math.isfinite(v)}
 
 
-def paired_difference(a: dict, b: dict, level: float = LEVEL) -> dict:
+def paired_difference(a: dict, b: dict, level: float = LEVEL, kinds: tuple[dict, dict] | None = None) -> dict:
     """Per-seed differences a[s] - b[s] over the seeds both sides have, and their t interval.
 
     Returns ``summary``'s {n, mean, std, half_width, lo, hi} of the differences plus
@@ -153,20 +153,41 @@ def paired_difference(a: dict, b: dict, level: float = LEVEL) -> dict:
     and missing_in_b (seeds only a has). A None/NaN value counts as a missing seed.
     Seeds must be mutually comparable (all ints, or all strings) to be sorted.
 
+    ``kinds`` ({seed: what the run trained on} of a and of b, reports.runs.trained_on): a seed
+    is paired only where both runs trained on one kind of device and precision, the same; a
+    run that trained on more than one ("mixed: ...") pairs with none. The seeds refused are
+    ``device_unpaired``. A seed whose runs have no record of their devices is paired.
+
     >>> d = paired_difference({0: 40.0, 1: 41.0, 2: 39.5, 3: 42.0},
     ...                       {0: 38.0, 1: 39.5, 2: 38.5, 3: 39.0, 4: 37.0})
     >>> d["seeds"], d["diffs"], d["mean"], d["missing_in_a"], d["missing_in_b"]
     ([0, 1, 2, 3], [2.0, 1.5, 1.0, 3.0], 1.875, [4], [])
     >>> round(d["lo"], 4), round(d["hi"], 4)
     (0.5162, 3.2338)
+    >>> on = ({0: "cpu fp32", 1: "cpu fp32", 2: "mixed: cuda bf16 x10, cpu fp32 x5"},
+    ...       {0: "cpu fp32", 1: "cuda bf16", 2: "cpu fp32"})
+    >>> d = paired_difference({0: 40.0, 1: 41.0, 2: 39.5}, {0: 38.0, 1: 39.5, 2: 38.5}, kinds=on)
+    >>> d["seeds"], d["device_unpaired"]
+    ([0], [1, 2])
     """
     in_a, in_b = _present(a), _present(b)
-    seeds = sorted(in_a & in_b)
+    both = in_a & in_b
+    refused = [] if kinds is None else sorted(s for s in both if not same_kind(kinds[0].get(s), kinds[1].get(s)))
+    seeds = sorted(both - set(refused))
     diffs = [float(a[s]) - float(b[s]) for s in seeds]
     stats = summary(diffs, level)
     del stats["missing"]  # always 0 here: unpaired seeds are listed below instead
-    return {**stats, "seeds": seeds, "diffs": diffs,
-            "missing_in_a": sorted(in_b - in_a), "missing_in_b": sorted(in_a - in_b)}
+    out = {**stats, "seeds": seeds, "diffs": diffs,
+           "missing_in_a": sorted(in_b - in_a), "missing_in_b": sorted(in_a - in_b)}
+    return out if kinds is None else {**out, "device_unpaired": refused}
+
+
+def same_kind(a: str | None, b: str | None) -> bool:
+    """Whether two runs that trained on ``a`` and ``b`` (reports.runs.trained_on) may be paired:
+    one kind and precision each, the same; unknown (no record) on either side pairs."""
+    if a is None or b is None:
+        return True
+    return a == b and not a.startswith("mixed")
 
 
 def verdict(name_a: str, name_b: str, diff: dict, unit: str = "AP") -> str:
@@ -183,6 +204,10 @@ def verdict(name_a: str, name_b: str, diff: dict, unit: str = "AP") -> str:
     """
     n, mean, lo, hi = diff["n"], diff["mean"], diff["lo"], diff["hi"]
     seeds = f"{n} paired seed{'' if n == 1 else 's'}"
+    if diff.get("device_unpaired"):
+        refused = diff["device_unpaired"]
+        seeds += (f" (seed{'' if len(refused) == 1 else 's'} {', '.join(map(str, refused))} not paired: "
+                  "trained on different devices or precisions)")
     head = f"{name_a} - {name_b} = " + ("n/a" if mean is None else f"{mean:+.1f} {unit}")
     if lo is None or hi is None:
         return f"{head}, {seeds}: not resolved (n < 2 paired seeds)"
@@ -200,12 +225,13 @@ def _cell(value):
     return " ".join(str(v) for v in value) if isinstance(value, list) else value
 
 
-def pairwise_verdicts(per_method: dict[str, dict], level: float = LEVEL) -> list[dict]:
+def pairwise_verdicts(per_method: dict[str, dict], level: float = LEVEL, kinds: dict[str, dict] | None = None) -> list[dict]:
     """Every pair of methods in the given order (first - second): its difference and verdict.
 
     One flat row per pair, ready for a report table or ``csv.DictWriter``: a, b, then
     ``paired_difference``'s keys (seeds, diffs and missing_* as space-separated text), then
-    verdict. With methods [m1, m2, m3] the rows are m1-m2, m1-m3, m2-m3.
+    verdict, then ``p`` (``p_value``). With methods [m1, m2, m3] the rows are m1-m2, m1-m3, m2-m3. ``kinds`` (method ->
+    {seed: what its run trained on}): ``paired_difference``'s check of the devices.
 
     >>> rows = pairwise_verdicts({"softmax_bg": {0: 40.0, 1: 41.0, 2: 39.5, 3: 42.0},
     ...                           "focal": {0: 38.0, 1: 39.5, 2: 38.5, 3: 39.0, 4: 37.0}})
@@ -214,9 +240,11 @@ def pairwise_verdicts(per_method: dict[str, dict], level: float = LEVEL) -> list
     """
     rows = []
     for name_a, name_b in itertools.combinations(per_method, 2):
-        diff = paired_difference(per_method[name_a], per_method[name_b], level)
+        pair = None if kinds is None else (kinds.get(name_a, {}), kinds.get(name_b, {}))
+        diff = paired_difference(per_method[name_a], per_method[name_b], level, pair)
         row = {"a": name_a, "b": name_b, **{k: _cell(v) for k, v in diff.items()}}
         row["verdict"] = verdict(name_a, name_b, diff)
+        row["p"] = p_value(diff)
         rows.append(row)
     return rows
 
@@ -303,3 +331,69 @@ def n_cell(p: dict | None) -> str:
     if p is None:
         return "not in this sweep"
     return ", ".join([str(p["n"]), *(f"{v} {k}" for k, v in p["counts"].items())])
+
+
+def p_value(diff: dict) -> float | None:
+    """The two-sided p of a paired t test that ``paired_difference``'s mean is 0 (df = n - 1):
+    the chance of a mean this far from 0 were there no difference. None with n < 2; with every
+    difference equal (std 0): 0 if they are not 0, else 1.
+
+    >>> round(p_value({"n": 5, "mean": 2.776445105 * 1.0 / 5 ** 0.5, "std": 1.0}), 6)  # t = t_.975(4)
+    0.05
+    """
+    n, mean, std = diff["n"], diff["mean"], diff["std"]
+    if n is None or n < 2 or mean is None or std is None:
+        return None
+    if std == 0:
+        return 0.0 if mean != 0 else 1.0
+    return min(1.0, 2.0 * _t_tail(abs(mean) / (std / math.sqrt(n)), n - 1))
+
+
+def holm(pvalues: list, level: float = LEVEL) -> list:
+    """Holm's step-down correction of several comparisons at family-wise error 1 - ``level``:
+    for each p (None: no test), whether its comparison stays resolved. The smallest p is tested
+    at alpha/m, the next at alpha/(m-1), ...; the first that fails stops it (it and every larger
+    p are not resolved).
+
+    >>> holm([0.01, 0.04, 0.03, 0.005, None])
+    [True, False, False, True, None]
+    """
+    alpha = 1.0 - level
+    tested = sorted((p, i) for i, p in enumerate(pvalues) if p is not None)
+    out: list = [None if p is None else False for p in pvalues]
+    for k, (p, i) in enumerate(tested):
+        if p > alpha / (len(tested) - k):
+            break
+        out[i] = True
+    return out
+
+
+def chance_resolved(m: int, level: float = LEVEL) -> float:
+    """How many of ``m`` comparisons chance alone would call resolved at ``level`` were there no
+    difference at all: (1 - level) x m.
+
+    >>> round(chance_resolved(21), 2)
+    1.05
+    """
+    return (1.0 - level) * m
+
+
+def multiplicity(rows: list[dict], level: float = LEVEL) -> list[str]:
+    """Lines saying what chance alone would give among ``rows`` (``pairwise_verdicts``' rows,
+    or any with ``verdict`` and ``p``) and which resolved ones survive Holm's correction; sets
+    each row's ``holm`` (True: resolved after the correction, False: not, None: no test)."""
+    for row, kept in zip(rows, holm([r["p"] for r in rows], level)):
+        row["holm"] = kept
+    tested = [r for r in rows if r["p"] is not None]
+    resolved = [r for r in tested if r["p"] < 1.0 - level]
+    if not tested:
+        return []
+    lines = [f"Multiplicity: {len(tested)} paired comparison{'' if len(tested) == 1 else 's'}; were there no "
+             f"difference at all, chance alone would call ~{chance_resolved(len(tested), level):.1f} of them resolved "
+             f"at {100 * level:.0f}%. {len(resolved)} are resolved; after Holm's correction "
+             f"{sum(1 for r in tested if r['holm'])} remain."]
+    dropped = [r for r in resolved if not r["holm"]]
+    if dropped:
+        lines.append("Resolved, but not after the correction: " + "; ".join(f"{r['a']} - {r['b']}" for r in dropped)
+                     + ".")
+    return lines

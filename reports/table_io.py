@@ -12,7 +12,10 @@ and read back by every report section instead of the run folders.
                    numbers: such a row carries only ``run``, ``cell``, ``method``, ``seed``,
                    ``overrides`` and ``config``; COCO stats of eval.json (``AP`` ... ``APl``,
                    fractions as COCOeval gives them); ``last_iter``, ``seconds`` (wall time of
-                   all sessions), ``device``, ``code`` (the code hash); ``message``; TIDE dAPs
+                   all sessions), ``device``, ``code`` (the code hash); ``devices`` (JSON: what
+                   its iterations trained on, status.json's) and ``provenance`` (JSON: package
+                   versions, git commit, CPU, GPU), empty for runs from before they were
+                   recorded; ``message``; TIDE dAPs
                    (``tide_cls`` ... ``tide_falseneg``, AP points) and the report's background
                    numbers (``bg_band``, ``bkg_per_image``, ``bkg_at_recall``,
                    ``bg_anchors_above``, ``score_thresh``) where the run has an ``analysis/``,
@@ -55,12 +58,12 @@ RUNS, CURVES, TRAINING, ANALYSIS, LOSS_CDF, META = (
 BACKGROUND = ("bg_band", "bkg_per_image", "bkg_at_recall", "bg_anchors_above", "score_thresh")
 TIDE = (*MAIN_TYPES, *SPECIAL_TYPES)  # the dAP50s of errors.json (analysis/errors.py)
 RUN_COLUMNS = ["study", "run", "cell", "method", "seed", "overrides", "status", "reused_from", *STATS,
-               "last_iter", "seconds", "device", "code", "message", "notes",
+               "last_iter", "seconds", "device", "code", "devices", "provenance", "message", "notes",
                *(f"tide_{k.lower()}" for k in TIDE), *BACKGROUND, "analysis", "config"]
 CURVE_COLUMNS = ["run", "iter", *STATS]
 ANALYSIS_COLUMNS = ["run", "curve", "i", "x", "y", "z"]
 LOSS_CDF_COLUMNS = ["run", "fg_anchors", "bg_anchors", "hardest_10_fg", "hardest_1_bg", "hardest_10_bg"]
-JSON_COLUMNS = {"overrides", "notes", "config"}
+JSON_COLUMNS = {"overrides", "notes", "config", "devices", "provenance"}
 TEXT_COLUMNS = {"study", "run", "cell", "method", "status", "reused_from", "device", "code", "message",
                 "analysis", "curve"}
 KINDS = ("sweep", "ablation", "frozen")
@@ -178,7 +181,8 @@ def run_row(run, study: str, shared: dict, analysis, reused: str | None) -> dict
     if reused is not None:
         return {**row, "reused_from": reused}
     row.update(status=run.status, last_iter=run.last_iter, seconds=run.seconds, device=run.device,
-               code=run.code, message=run.message, notes=run.notes or None)
+               code=run.code, devices=run.devices, provenance=run.provenance, message=run.message,
+               notes=run.notes or None)
     row.update({k: (run.eval or {}).get(k) for k in STATS})
     values, why = analysis
     if values is None:
@@ -334,6 +338,7 @@ class Tables:
                       curve=[{"iter": c["iter"], "eval": {k: c[k] for k in STATS if k in c}}
                              for c in src["curves"].get(name, [])],
                       notes=list(measured.get("notes") or []), code=measured.get("code"),
+                      devices=measured.get("devices"), provenance=measured.get("provenance"),
                       reused_from=row.get("reused_from"), analysis=_analysis(measured, src["analysis"].get(name, [])),
                       loss_cdf=src["loss_cdf"].get(name))
             out.append(run)

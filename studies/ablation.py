@@ -8,13 +8,14 @@ the study's own (``final_overrides`` included).
 Stages (studies/specs/bg_ablation.yaml says what each runs), each a set of train.py
 multiruns with a sweep folder of their own under OUT:
 
-1. ``tune``: every method's learning rate at the paper's alpha, then (bce_alpha, focal) its
-   alpha at the best learning rate, trained without and evaluated on a tuning split carved from
+1. ``tune``: every method's learning rate at its loss's defaults, then its own hyperparameters
+   (``tune.own``: bce_alpha's and focal's alpha, ...) at the best learning rate, trained without and evaluated on a tuning split carved from
    the training images (``eval_split=tune``): val is never looked at.
 2. ``select``: the best tuning AP of each method -> OUT/selection.yaml (what the final sweep
-   reads) and the selection table of the report.
-3. ``final``: every method at its selection over the same seeds, evaluated on val, with an
-   AP curve; at the study's ``final_overrides`` (a longer schedule than the tuning's).
+   reads, as a ``Setting`` per method) and the selection table of the report.
+3. ``final``: every method at its selection over the same seeds (``method_seeds``: more for
+   some), evaluated on val, with an AP curve; at the study's ``final_overrides`` (a longer
+   schedule than the tuning's).
 4. ``controls``: the final checkpoints re-evaluated (one class per anchor, score threshold
    0.001) and retrained variants (the softmax prior per class), at the final's schedule. A
    re-evaluation whose checkpoints are not here (final runs copied as records) is skipped
@@ -30,6 +31,7 @@ resumed (train.py's sweep resumption). ``--quick`` runs the whole protocol in mi
 """
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -42,6 +44,32 @@ STUDY = Path(__file__).parent / "specs" / "bg_ablation.yaml"
 STAGES = ("tune", "select", "final", "controls", "report")
 
 
+@dataclass(frozen=True)
+class Setting:
+    """What the tuning chose for one method: config key -> value, typed as selection.yaml holds
+    them (``{"optim.lr": 0.05, "loss.alpha": 0.25}``). Before the tuning (a dry run) the keys it
+    will choose map to None: ``pending()`` names them and ``overrides()`` leaves them out, so a
+    job is composed at the config's defaults there (they do not change its speed)."""
+
+    values: dict
+
+    def overrides(self) -> list[str]:
+        """The chosen values as train.py overrides (``["optim.lr=0.05", "loss.alpha=0.25"]``)."""
+        return [f"{k}={v}" for k, v in self.values.items() if v is not None]
+
+    def pending(self) -> list[str]:
+        """The keys not chosen yet."""
+        return [k for k, v in self.values.items() if v is None]
+
+    def without(self, keys) -> "Setting":
+        """This setting less ``keys`` (those a study sweeps or drops)."""
+        return Setting({k: v for k, v in self.values.items() if k not in set(keys)})
+
+    @property
+    def lr(self) -> float | None:
+        return self.values.get("optim.lr")
+
+
 class Study:
     """The protocol of studies/specs/bg_ablation.yaml, rooted at ``out``."""
 
@@ -51,7 +79,11 @@ class Study:
         s = OmegaConf.to_container(OmegaConf.load(spec))
         self.methods: dict[str, list[str]] = s["methods"]
         self.tune, self.controls = s["tune"], s["controls"]
+        # each method's own hyperparameters, tuned at its best lr: method -> {key: values}
+        self.own: dict[str, dict[str, list]] = self.tune.get("own") or {}
         self.seeds = s["quick"]["seeds"] if quick else s["seeds"]
+        # a method's own seeds where it needs more than the others (the headline's five); not in --quick
+        self.method_seeds: dict[str, list] = {} if quick else s.get("method_seeds") or {}
         self.common = merge(s["common"] + (s["quick"]["common"] if quick else []) + list(overrides))
         # the final sweep's and the controls' own schedule (the tuning's is common's)
         self.final_overrides = list((s["quick"] if quick else s).get("final_overrides") or [])
@@ -60,6 +92,18 @@ class Study:
 
     def base(self, method: str) -> list[str]:
         return [*self.methods[method], *self.common]
+
+    def seeds_of(self, method: str) -> list:
+        """The final sweep's (and the controls') seeds of ``method``: its ``method_seeds``, else the study's."""
+        return list(self.method_seeds.get(method, self.seeds))
+
+    def all_seeds(self) -> list:
+        """Every seed some method's final runs use, in order."""
+        return sorted({s for m in self.methods for s in self.seeds_of(m)})
+
+    def pending(self, method: str) -> Setting:
+        """``method``'s setting before its tuning: every key the tuning chooses, not chosen yet."""
+        return Setting({"optim.lr": None, **{k: None for k in self.own.get(method, {})}})
 
     def final_base(self, method: str) -> list[str]:
         """What every final and control job of ``method`` runs with before its selection."""
@@ -71,15 +115,20 @@ class Study:
                                                            f"seed={self.tune['seed']}"],
                      "optim.lr", self.tune["lr"], f"tune {method}: learning rate")
 
-    def tune_alpha(self, method: str, lr) -> Sweep | None:
-        if method not in self.tune["alpha"]:
-            return None
-        return Sweep(self.out / "tune" / "alpha" / method, [*self.base(method), *self.tune["overrides"],
-                                                              f"seed={self.tune['seed']}", f"optim.lr={lr}"],
-                     "loss.alpha", self.tune["alpha"][method], f"tune {method}: alpha at lr {lr}")
+    def tune_own(self, method: str, lr: float | None) -> list[Sweep]:
+        """``method``'s own hyperparameters (``tune.own``: focal's alpha, ...), each over its
+        values at ``lr`` (its best; None in a dry run: not chosen yet), one sweep per key into
+        ``tune/<key's last part>/<method>``."""
+        at = Setting({"optim.lr": lr})
+        return [Sweep(self.out / "tune" / key.split(".")[-1] / method,
+                      [*self.base(method), *self.tune["overrides"], f"seed={self.tune['seed']}", *at.overrides()],
+                      key, values, f"tune {method}: {key.split('.')[-1]} at lr {lr if lr is not None else '(its best)'}",
+                      pending=at.pending())
+                for key, values in self.own.get(method, {}).items()]
 
     # --- stage 2 ---
     def read_selection(self) -> dict[str, dict]:
+        """selection.yaml's ``chosen``: method -> {key: value}."""
         if not self.selection_file.is_file():
             raise FileNotFoundError(
                 f"no selection at {self.selection_file}: the final sweep runs each method at the setting "
@@ -87,13 +136,19 @@ class Study:
                 f"{' --quick' if self.quick else ''} --stage tune` then `--stage select` (or `make ablation`)")
         return yaml.safe_load(self.selection_file.read_text())["chosen"]
 
-    def selected(self, method: str) -> list[str]:
-        return [f"{k}={v}" for k, v in self.read_selection()[method].items()]
+    def selected(self, method: str) -> Setting:
+        return Setting(dict(self.read_selection()[method]))
+
+    def settings(self, dry: bool = False) -> dict[str, Setting]:
+        """Every method's chosen setting; in a dry run before the selection, its pending one."""
+        if dry and not self.selection_file.is_file():
+            return {m: self.pending(m) for m in self.methods}
+        return {m: self.selected(m) for m in self.methods}
 
     # --- stage 3 ---
-    def final(self, method: str, selection: list[str]) -> Sweep:
-        return Sweep(self.out / "final" / method, [*self.final_base(method), *selection], "seed", self.seeds,
-                     f"final {method}")
+    def final(self, method: str, setting: Setting) -> Sweep:
+        return Sweep(self.out / "final" / method, [*self.final_base(method), *setting.overrides()], "seed",
+                     self.seeds_of(method), f"final {method}", pending=setting.pending())
 
     # --- stage 4 ---
     def final_checkpoint(self, method: str, seed) -> Path:
@@ -102,21 +157,24 @@ class Study:
 
     def final_checkpoints(self, method: str) -> list[Path]:
         """The checkpoints of ``method``'s final runs, one per seed, that the eval controls re-evaluate."""
-        return [self.final_checkpoint(method, s) for s in self.seeds]
+        return [self.final_checkpoint(method, s) for s in self.seeds_of(method)]
 
-    def control_sweeps(self, selections: dict[str, list[str]]) -> list[Sweep]:
+    def control_sweeps(self, settings: dict[str, Setting]) -> list[Sweep]:
+        """The controls (``controls.eval``: the final checkpoints re-evaluated; ``controls.train``:
+        retrained variants), each method at its ``settings`` over its seeds."""
         sweeps = []
-        for name, overrides in self.controls["eval"].items():
+        for name, overrides in (self.controls.get("eval") or {}).items():
             for m in self.methods:
                 checkpoint = f"checkpoint={self.final_checkpoint(m, '${seed}')}"
                 sweeps.append(Sweep(self.out / "controls" / name / m,
-                                    [*self.final_base(m), *selections[m], "eval_only=true", checkpoint, *overrides],
-                                    "seed", self.seeds, f"control {name}: {m}", reads=self.final_checkpoints(m)))
-        for name, spec in self.controls["train"].items():
+                                    [*self.final_base(m), *settings[m].overrides(), "eval_only=true", checkpoint,
+                                     *overrides], "seed", self.seeds_of(m), f"control {name}: {m}",
+                                    reads=self.final_checkpoints(m), pending=settings[m].pending()))
+        for name, spec in (self.controls.get("train") or {}).items():
             for m in spec["methods"]:
-                sweeps.append(Sweep(self.out / "controls" / name / m, [*self.final_base(m), *selections[m],
+                sweeps.append(Sweep(self.out / "controls" / name / m, [*self.final_base(m), *settings[m].overrides(),
                                                                         *spec["overrides"]],
-                                    "seed", self.seeds, f"control {name}: {m}"))
+                                    "seed", self.seeds_of(m), f"control {name}: {m}", pending=settings[m].pending()))
         return sweeps
 
 
@@ -157,16 +215,16 @@ def choose(sweep: Sweep) -> tuple[object, list[dict]]:
 
 
 def select(study: Study) -> dict:
-    """Stage 2: each method's learning rate (then alpha) from its tuning sweeps."""
+    """Stage 2: each method's learning rate (then its own hyperparameters) from its tuning sweeps."""
     chosen, table = {}, []
     for m in study.methods:
         lr, rows = choose(study.tune_lr(m))
         table += [{"method": m, "key": "optim.lr", **r} for r in rows]
         chosen[m] = {"optim.lr": lr}
-        if study.tune_alpha(m, lr) is not None:
-            alpha, rows = choose(study.tune_alpha(m, lr))
-            table += [{"method": m, "key": "loss.alpha", **r} for r in rows]
-            chosen[m]["loss.alpha"] = alpha
+        for sweep in study.tune_own(m, lr):
+            value, rows = choose(sweep)
+            table += [{"method": m, "key": sweep.key, **r} for r in rows]
+            chosen[m][sweep.key] = value
     study.selection_file.parent.mkdir(parents=True, exist_ok=True)
     study.selection_file.write_text(yaml.safe_dump({"chosen": chosen, "candidates": table}, sort_keys=False))
     print(f"selection: {chosen} -> {study.selection_file}")
@@ -176,17 +234,12 @@ def select(study: Study) -> dict:
 def stage_sweeps(study: Study, stage: str, dry: bool) -> list[Sweep]:
     """The sweeps of ``stage``; in a dry run the settings not chosen yet are placeholders."""
     if stage == "tune":
-        sweeps = [study.tune_lr(m) for m in study.methods]
-        return sweeps + [s for m in study.methods if (s := study.tune_alpha(m, "<best lr>")) is not None]
+        return [study.tune_lr(m) for m in study.methods] + [s for m in study.methods for s in study.tune_own(m, None)]
     if stage in ("final", "controls"):
-        if dry and not study.selection_file.is_file():
-            selections = {m: ["optim.lr=<chosen>"] + (["loss.alpha=<chosen>"] if m in study.tune["alpha"] else [])
-                          for m in study.methods}
-        else:
-            selections = {m: study.selected(m) for m in study.methods}
+        settings = study.settings(dry)
         if stage == "final":
-            return [study.final(m, selections[m]) for m in study.methods]
-        return study.control_sweeps(selections)
+            return [study.final(m, settings[m]) for m in study.methods]
+        return study.control_sweeps(settings)
     return []
 
 
@@ -218,10 +271,9 @@ def run_stage(study: Study, stage: str) -> None:
         for m in study.methods:
             study.tune_lr(m).run()
             extend_lr(study, m)
-        for m in study.methods:  # the alpha pass needs this method's best lr
+        for m in study.methods:  # the second pass needs this method's best lr
             lr, _ = choose(study.tune_lr(m))
-            sweep = study.tune_alpha(m, lr)
-            if sweep is not None:
+            for sweep in study.tune_own(m, lr):
                 sweep.run()
     elif stage == "select":
         select(study)
@@ -252,10 +304,10 @@ def dry_run(study: Study, stages) -> int:
         if stage == "report":
             print(f"  {study.out / 'report.md'}: Verdict, selection, convergence, controls")
         for sweep in stage_sweeps(study, stage, dry=True):
-            print(f"  {sweep.label} -> {sweep.dir}\n    every job: {' '.join(sweep.fixed)}")
+            print(f"  {sweep.label} -> {sweep.dir}\n    every job: {' '.join(sweep.fixed)}{sweep.pending_note()}")
             for job in sweep.jobs():
                 # settings chosen later are left at their defaults: they do not change the speed
-                cfg = build.config([o.replace("${seed}", "0") for o in job if "<" not in o])
+                cfg = build.config([o.replace("${seed}", "0") for o in sweep.composable(job)])
                 est = build.estimate(cfg, build.speed(cfg))
                 print(f"    job: {job[-1]}  (~{build.duration(est.job_seconds)}: ~{build.duration(est.seconds)} of "
                       f"training, {est.evaluations} evaluations, start-up, analysis)")

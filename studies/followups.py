@@ -3,7 +3,8 @@
     python -m tools.followups --ablation ABLATION_OUT --out OUT [--study NAME ...] [--quick]
                               [--dry-run] [--results DIR] [OVERRIDE ...]
 
-studies/specs/followups.yaml says what each study sweeps. Every method runs at the setting the
+studies/specs/followups.yaml says what each study sweeps; each study names its kind by
+``_target_`` (below: ``Grid``, ``Families``, ``Levels``), whose fields are its keys. Every method runs at the setting the
 ablation chose on its tuning split (ABLATION_OUT/selection.yaml) except the keys a study
 sweeps or drops; the common schedule and the seeds are the file's. Each study is one folder
 OUT/<study>/ of train.py multiruns (one per method, or per method and level) and gets the
@@ -43,17 +44,197 @@ import math
 import shlex
 import subprocess
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+from hydra.utils import get_class
 from omegaconf import OmegaConf
 
 from detection.run_folder import RUN_CONTROL, RunFolder, flatten
 from reports.runs import RESULTS
-from studies.ablation import STUDY, Study, choose, extend_edge
-from studies.sweep import Sweep, merge
+from studies.ablation import STUDY, Setting, Study, choose, extend_edge
+from studies.sweep import Later, Sweep, merge
 
 FOLLOWUPS = Path(__file__).parent / "specs" / "followups.yaml"
+
+
+# --- the kinds of study: each study of the spec names one with _target_ -----------------------
+
+@dataclass(kw_only=True)
+class Kind:
+    """What every kind of study has: the ablation's ``methods`` it runs at their chosen settings,
+    ``seeds`` (the study's own; default: the file's), ``overrides`` for every job and ``drop``,
+    keys of the chosen setting it does not keep."""
+
+    methods: list[str]
+    seeds: list[int] | None = None
+    overrides: list[str] = field(default_factory=list)
+    drop: list[str] = field(default_factory=list)
+
+    def all_methods(self) -> list[str]:
+        return list(self.methods)
+
+    def own_methods(self) -> dict[str, list[str]]:
+        """The methods this study defines itself (name -> overrides), not the ablation's: none."""
+        return {}
+
+    def left_out(self) -> set[str]:
+        """The keys of the chosen setting this study does not keep."""
+        return set(self.drop)
+
+    def tune_sweeps(self, f: "Followups", name: str) -> list[Sweep]:
+        """The sweeps that tune what its sweeps need: none."""
+        return []
+
+    def lrs(self, f: "Followups", name: str, dry: bool = False) -> dict | None:
+        """What the sweeps need of the tuning: nothing."""
+        return None
+
+    def sweeps(self, f: "Followups", name: str, lrs: dict | None = None) -> list[Sweep]:
+        raise NotImplementedError
+
+
+@dataclass(kw_only=True)
+class Grid(Kind):
+    """The methods over every point of ``grid`` (config key -> values) x the seeds, one multirun
+    per method and point (a point the ablation ran can be copied); the chosen setting loses the
+    keys the grid sweeps."""
+
+    grid: dict[str, list] = field(default_factory=dict)
+
+    def left_out(self) -> set[str]:
+        return set(self.grid) | set(self.drop)
+
+    def points(self, grid: dict) -> list[dict]:
+        return [dict(zip(grid, combo)) for combo in itertools.product(*grid.values())] if grid else [{}]
+
+    def point_sweeps(self, f: "Followups", name: str, method: str, grid: dict, setting: Setting) -> list[Sweep]:
+        """One multirun of ``method`` per point of ``grid`` at ``setting``, over the study's seeds;
+        a key the grid sweeps (schedule_check's schedule.max_iters) replaces the common one."""
+        fixed = [o for o in merge([*f.base(name, method), *setting.overrides()]) if o.split("=", 1)[0] not in grid]
+        return [Sweep(f.out / name / method, fixed, "seed", f.seeds_of(name),
+                      f"{name}: {method}" + "".join(f" {k}={v}" for k, v in point.items()),
+                      grid={k: [v] for k, v in point.items()}, pending=setting.pending())
+                for point in self.points(grid)]
+
+    def sweeps(self, f: "Followups", name: str, lrs: dict | None = None) -> list[Sweep]:
+        return [s for m in self.methods for s in self.point_sweeps(f, name, m, self.grid, f.setting(name, m))]
+
+
+@dataclass(kw_only=True)
+class Families(Grid):
+    """``Grid``, and besides the ablation's methods its own ``families`` (name -> overrides:
+    Table 1d's OHEM variants), each over ``family_grid``. A family's lr is tuned once, on the
+    tuning split at the ``tune_family_at`` point of its grid, as ``lr_factors`` of the lr the
+    ablation chose for ``lr_of`` (OHEM's base loss), and carried to its other grid points."""
+
+    families: dict[str, list[str]] = field(default_factory=dict)
+    family_grid: dict[str, list] = field(default_factory=dict)
+    tune_family_at: dict = field(default_factory=dict)
+    lr_of: str = ""
+    lr_factors: list[float] = field(default_factory=list)
+
+    def all_methods(self) -> list[str]:
+        return [*self.methods, *self.families]
+
+    def own_methods(self) -> dict[str, list[str]]:
+        return dict(self.families)
+
+    def tune_sweeps(self, f: "Followups", name: str) -> list[Sweep]:
+        lr = f.chosen(self.lr_of).lr
+        at = [f"{k}={v}" for k, v in self.tune_family_at.items()]
+        return [Sweep(f.out / name / "tune" / m, [*f.base(name, m), *at, "eval_split=tune", f"seed={f.tune_seed}"],
+                      "optim.lr", factor_lrs(lr, self.lr_factors, f"{self.lr_of}'s"),
+                      f"{name}: tune {m} at {' '.join(at)}", pending=["optim.lr"] if lr is None else [])
+                for m in self.families]
+
+    def lrs(self, f: "Followups", name: str, dry: bool = False) -> dict:
+        """family -> the lr its tuning sweep chose (None in a dry run: not chosen yet)."""
+        return {m: None if dry else choose(sweep)[0] for m, sweep in zip(self.families, self.tune_sweeps(f, name))}
+
+    def sweeps(self, f: "Followups", name: str, lrs: dict | None = None) -> list[Sweep]:
+        lrs = lrs if lrs is not None else self.lrs(f, name, dry=True)
+        return super().sweeps(f, name) + [
+            s for m in self.families for s in self.point_sweeps(f, name, m, self.family_grid, Setting({"optim.lr": lrs[m]}))]
+
+
+@dataclass(kw_only=True)
+class Levels(Kind):
+    """The ``methods`` on each of ``levels`` (dataset configs: the imbalance sweep's measured
+    foreground:background ``ratios``) x the seeds. Each method's lr is tuned again at the
+    ``tune_at`` level (the sparse extreme) as ``lr_factors`` of its chosen lr, on that
+    dataset's tuning split; a level takes the lr of the extreme nearer to it in log ratio (the
+    dense one's is the ablation's choice). ``level_overrides``: what a level runs with beyond
+    the study's jobs (a sparse level's longer schedule); its tuning runs at the tune_at level's."""
+
+    levels: list[str]
+    tune_at: str
+    lr_factors: list[float]
+    ratios: dict[str, float]
+    level_overrides: dict[str, list[str]] = field(default_factory=dict)
+
+    def at_level(self, f: "Followups", level: str) -> list[str]:
+        """What ``level`` runs with beyond the study's jobs; not in --quick, whose schedule is the miniature's."""
+        return [] if f.quick else list(self.level_overrides.get(level, []))
+
+    def tune_sweeps(self, f: "Followups", name: str) -> list[Sweep]:
+        sweeps = []
+        for m in self.methods:
+            setting = f.setting(name, m)
+            sweeps.append(Sweep(f.out / name / "tune" / m,
+                                merge([*f.base(name, m), *setting.overrides(), f"dataset={self.tune_at}",
+                                       *self.at_level(f, self.tune_at), "eval_split=tune", f"seed={f.tune_seed}"]),
+                                "optim.lr", factor_lrs(setting.lr, self.lr_factors, "chosen"),
+                                f"{name}: tune {m} on {self.tune_at}", pending=setting.pending()))
+        return sweeps
+
+    def lrs(self, f: "Followups", name: str, dry: bool = False) -> dict | None:
+        """(method, level) -> lr: the ablation's choice at the dense extreme, the one tuned at
+        ``tune_at`` there, and for a level between them the one of the extreme nearer in log
+        ratio; None in a dry run (not tuned yet)."""
+        if dry:
+            return None
+        dense, sparse = self.levels[0], self.tune_at
+        lrs = {}
+        for m, sweep in zip(self.methods, self.tune_sweeps(f, name)):
+            chosen = f.chosen(m).lr
+            tuned, _ = choose(sweep)
+            for level in self.levels:
+                ratio = self.ratios[level]
+                nearer_sparse = abs(math.log(ratio / self.ratios[sparse])) < abs(math.log(ratio / self.ratios[dense]))
+                lrs[(m, level)] = tuned if nearer_sparse else chosen
+        return lrs
+
+    def sweeps(self, f: "Followups", name: str, lrs: dict | None = None) -> list[Sweep]:
+        """Per method and level, at that level's lr (``lrs[(method, level)]``; without ``lrs``,
+        as in a dry run, the lr is pending)."""
+        sweeps = []
+        for m in self.methods:
+            setting = f.setting(name, m)
+            for level in self.levels:
+                at = Setting({**setting.values, "optim.lr": None if lrs is None else lrs[(m, level)]})
+                sweeps.append(Sweep(f.out / name / m / level,
+                                    merge([*f.base(name, m), *at.overrides(), f"dataset={level}",
+                                           *self.at_level(f, level)]),
+                                    "seed", f.seeds_of(name), f"{name}: {m} on {level}", pending=at.pending()))
+        return sweeps
+
+
+def kind(spec, name: str, study: dict) -> Kind:
+    """The study ``name`` of the file ``spec``: its ``_target_`` class built from its other keys
+    (as hydra's instantiate, but leaving the jobs' ``${...}`` interpolations to train.py)."""
+    fields = {k: v for k, v in study.items() if k != "_target_"}
+    try:
+        return get_class(study["_target_"])(**fields)
+    except (KeyError, ImportError, TypeError) as e:
+        raise ValueError(f"{spec}: study {name}: expected `_target_: studies.followups.Grid` (or Families, Levels) "
+                         f"and that kind's fields, got {sorted(study)} ({type(e).__name__}: {e})") from None
+
+
+def factor_lrs(lr: float | None, factors: list[float], of: str) -> list:
+    """``factors`` of ``lr``; before ``lr`` is chosen (a dry run), what they will be (``Later``)."""
+    return [Later(f"{of} x {x}") if lr is None else round(lr * x, 6) for x in factors]
 
 
 class Followups:
@@ -61,69 +242,50 @@ class Followups:
 
     def __init__(self, out, ablation, quick: bool = False, spec=FOLLOWUPS, overrides=(), dry: bool = False):
         self.out, self.quick, self.dry = Path(out).resolve(), quick, dry
-        s = OmegaConf.to_container(OmegaConf.load(spec))
+        s = OmegaConf.to_container(OmegaConf.load(spec))  # unresolved: jobs' overrides may hold interpolations
         self.ablation = Study(ablation, quick=quick)  # its methods, its selection, its quick block
-        self.studies: dict[str, dict] = s["studies"]
+        self.studies: dict[str, Kind] = {name: kind(spec, name, study)
+                                                              for name, study in s["studies"].items()}
         self.seeds = s["quick"]["seeds"] if quick else s["seeds"]
+        self.tune_seed = self.ablation.tune["seed"]
         self._finals: dict[str, Path] | None = None
         quick_common = OmegaConf.to_container(OmegaConf.load(STUDY))["quick"]["common"] if quick else []
         self.common = merge(s["common"] + quick_common + list(overrides))
 
     def methods_of(self, study: str) -> list[str]:
-        """The ablation's methods the study runs, then its own ``families`` (table1d's OHEM)."""
-        spec = self.studies[study]
-        return [*spec.get("methods", []), *spec.get("families", {})]
+        """The ablation's methods the study runs, then its own (table1d's OHEM families)."""
+        return self.studies[study].all_methods()
 
-    def chosen(self, method: str) -> dict[str, str]:
-        """The ablation's choice for ``method`` ({"optim.lr": "0.05", ...}); before there is one,
-        in a dry run, placeholders."""
+    def chosen(self, method: str) -> Setting:
+        """The ablation's choice for ``method``; before there is one, in a dry run, its pending setting."""
         if self.dry and not self.ablation.selection_file.is_file():
-            return {"optim.lr": "<chosen>", **({"loss.alpha": "<chosen>"} if method in self.ablation.tune["alpha"] else {})}
-        return dict(o.split("=", 1) for o in self.ablation.selected(method))
+            return self.ablation.pending(method)
+        return self.ablation.selected(method)
 
-    def setting(self, study: str, method: str) -> list[str]:
+    def setting(self, study: str, method: str) -> Setting:
         """The ablation's choice for ``method`` without the keys ``study`` sweeps or drops."""
-        spec = self.studies[study]
-        left_out = set(spec.get("grid", {})) | set(spec.get("drop", []))
-        return [f"{k}={v}" for k, v in self.chosen(method).items() if k not in left_out]
+        return self.chosen(method).without(self.studies[study].left_out())
 
     def seeds_of(self, study: str) -> list:
         """The study's own ``seeds`` if it sets them (not in --quick), else the file's."""
-        return self.seeds if self.quick else self.studies[study].get("seeds", self.seeds)
+        own = self.studies[study].seeds
+        return self.seeds if self.quick or own is None else own
 
     def base(self, study: str, method: str) -> list[str]:
         spec = self.studies[study]
-        own = spec["families"][method] if method in spec.get("families", {}) else self.ablation.methods[method]
-        return merge([*own, *self.common, *spec.get("overrides", [])])
+        own = spec.own_methods().get(method) or self.ablation.methods[method]
+        return merge([*own, *self.common, *spec.overrides])
 
-    def level_overrides(self, study: str, level: str) -> list[str]:
-        """What ``level`` runs with beyond the study's jobs (its ``level_overrides``: a sparse
-        level's longer schedule); not in --quick, whose schedule is the miniature's."""
-        return [] if self.quick else list(self.studies[study].get("level_overrides", {}).get(level, []))
+    def tune_sweeps(self, study: str) -> list[Sweep]:
+        """The sweeps that tune what ``study``'s own sweeps need (none for most studies)."""
+        return self.studies[study].tune_sweeps(self, study)
+
+    def lrs(self, study: str, dry: bool = False) -> dict | None:
+        """What ``sweeps`` needs of the tuning (per (method, level) or per family, the lr)."""
+        return self.studies[study].lrs(self, study, dry)
 
     def sweeps(self, study: str, lrs: dict | None = None) -> list[Sweep]:
-        """The study's sweeps: per method its grid x the seeds; ``imbalance_sweep``: per method
-        and level, at that level's lr (``lrs[(method, level)]``, from ``level_lrs``)."""
-        spec, root, seeds = self.studies[study], self.out / study, self.seeds_of(study)
-        if "levels" not in spec:
-            # one multirun per grid point, so that a point the ablation already ran can be reused
-            families = spec.get("families", {})
-            sweeps = []
-            for m in self.methods_of(study):
-                grid = spec.get("family_grid" if m in families else "grid", {})
-                points = [dict(zip(grid, combo)) for combo in itertools.product(*grid.values())] if grid else [{}]
-                setting = [f"optim.lr={lrs[m]}"] if m in families else self.setting(study, m)
-                # a key the grid sweeps (schedule_check's schedule.max_iters) replaces the common one
-                fixed = [o for o in merge([*self.base(study, m), *setting]) if o.split("=", 1)[0] not in grid]
-                sweeps += [Sweep(root / m, fixed, "seed", seeds,
-                                 f"{study}: {m}" + "".join(f" {k}={v}" for k, v in point.items()),
-                                 grid={k: [v] for k, v in point.items()}) for point in points]
-            return sweeps
-        return [Sweep(root / m / level, merge([*self.base(study, m), *self.setting(study, m), f"dataset={level}",
-                                               *self.level_overrides(study, level),
-                                               *([f"optim.lr={lrs[(m, level)]}"] if lrs else [])]),
-                      "seed", seeds, f"{study}: {m} on {level}")
-                for m in spec["methods"] for level in spec["levels"]]
+        return self.studies[study].sweeps(self, study, lrs)
 
     # --- runs the ablation already made ---
     def final_runs(self) -> dict[str, Path]:
@@ -142,7 +304,7 @@ class Followups:
         ablation run in its resolved config; None if any does not (the sweep is trained)."""
         from detection import build
 
-        if not self.final_runs() or any("<" in o for o in sweep.fixed):  # a setting not chosen yet (dry run)
+        if not self.final_runs() or sweep.pending:  # a setting not chosen yet (dry run)
             return None
         pairs = []
         for job in sweep.jobs():
@@ -171,60 +333,6 @@ class Followups:
             (dst / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(list(job), default_flow_style=False))
             (dst / REUSED_FROM).write_text(f"{source}\n")
         return True
-
-    def tune_sweeps(self, study: str) -> list[Sweep]:
-        """``tune_at``: each method's lr again, as factors of its chosen lr, on that level's tuning
-        split. ``families``: each family's lr, as factors of the lr chosen for ``lr_of``, at the
-        ``tune_family_at`` point of its grid, on the tuning split."""
-        spec = self.studies[study]
-        if "families" in spec:
-            lr = self.chosen(spec["lr_of"])["optim.lr"]
-            lrs = [f"<{spec['lr_of']}'s x {f}>" if lr.startswith("<") else round(float(lr) * f, 6)
-                   for f in spec["lr_factors"]]
-            at = [f"{k}={v}" for k, v in spec["tune_family_at"].items()]
-            return [Sweep(self.out / study / "tune" / m, [*self.base(study, m), *at, "eval_split=tune",
-                                                            f"seed={self.ablation.tune['seed']}"],
-                          "optim.lr", lrs, f"{study}: tune {m} at {' '.join(at)}")
-                    for m in spec["families"]]
-        if "tune_at" not in spec:
-            return []
-        sweeps = []
-        for m in spec["methods"]:
-            lr = self.chosen(m)["optim.lr"]
-            lrs = [f"<chosen x {f}>" if lr.startswith("<") else round(float(lr) * f, 6) for f in spec["lr_factors"]]
-            sweeps.append(Sweep(self.out / study / "tune" / m,
-                                merge([*self.base(study, m), *self.setting(study, m), f"dataset={spec['tune_at']}",
-                                       *self.level_overrides(study, spec["tune_at"]),
-                                       "eval_split=tune", f"seed={self.ablation.tune['seed']}"]),
-                                "optim.lr", lrs, f"{study}: tune {m} on {spec['tune_at']}"))
-        return sweeps
-
-    def level_lrs(self, study: str) -> dict:
-        """(method, level) -> lr: the ablation's choice at the dense extreme, the one tuned at
-        ``tune_at`` there, and for a level between them the one of the extreme nearer in log ratio."""
-        spec = self.studies[study]
-        levels, ratios = spec["levels"], spec["ratios"]
-        dense, sparse = levels[0], spec["tune_at"]
-        lrs = {}
-        for m, sweep in zip(spec["methods"], self.tune_sweeps(study)):
-            chosen = float(self.chosen(m)["optim.lr"])
-            tuned, _ = choose(sweep)
-            for level in levels:
-                nearer_sparse = abs(math.log(ratios[level] / ratios[sparse])) < abs(math.log(ratios[level] / ratios[dense]))
-                lrs[(m, level)] = tuned if nearer_sparse else chosen
-        return lrs
-
-    def family_lrs(self, study: str, dry: bool = False) -> dict:
-        """family -> the lr its tuning sweep chose (a placeholder in a dry run)."""
-        return {m: "<tuned>" if dry else choose(sweep)[0]
-                for m, sweep in zip(self.studies[study]["families"], self.tune_sweeps(study))}
-
-    def lrs(self, study: str, dry: bool = False) -> dict | None:
-        """What ``sweeps`` needs of the tuning: per (method, level) or per family, the lr."""
-        spec = self.studies[study]
-        if "levels" in spec:
-            return None if dry else self.level_lrs(study)
-        return self.family_lrs(study, dry) if "families" in spec else None
 
     def all_sweeps(self, study: str, dry: bool = False) -> list[Sweep]:
         return self.tune_sweeps(study) + self.sweeps(study, self.lrs(study, dry))
@@ -294,7 +402,7 @@ def dry_run(f: Followups, studies) -> int:
         print(f"## {study}")
         tunes = f.tune_sweeps(study)
         for sweep in f.all_sweeps(study, dry=True):
-            print(f"  {sweep.label} -> {sweep.dir}\n    every job: {' '.join(sweep.fixed)}")
+            print(f"  {sweep.label} -> {sweep.dir}\n    every job: {' '.join(sweep.fixed)}{sweep.pending_note()}")
             if f.reusable(sweep):
                 print(f"    {len(sweep.jobs())} jobs: the ablation's own runs, copied (no training)")
                 continue
@@ -302,7 +410,7 @@ def dry_run(f: Followups, studies) -> int:
                 print(f"    (+ up to {f.ablation.tune['extend']} more lrs if the best is at an end of these)")
             for job in sweep.jobs():
                 # settings chosen later are left at their defaults: they do not change the speed
-                cfg = build.config([o for o in job if "<" not in o])
+                cfg = build.config(sweep.composable(job))
                 est = build.estimate(cfg, build.speed(cfg))
                 print(f"    job: {' '.join(job[len(sweep.fixed):])}  (~{build.duration(est.job_seconds)}: "
                       f"~{build.duration(est.seconds)} of training)")
@@ -325,7 +433,10 @@ def main(argv=None) -> int | None:
     p.add_argument("overrides", nargs="*", help="train.py overrides for every job")
     args = p.parse_args(argv)
     results = args.results if args.results is not None or args.quick else RESULTS
-    f = Followups(args.out, args.ablation, args.quick, args.spec, args.overrides, dry=args.dry_run)
+    try:
+        f = Followups(args.out, args.ablation, args.quick, args.spec, args.overrides, dry=args.dry_run)
+    except ValueError as e:
+        sys.exit(f"tools.followups: error: {e}")
     studies = args.study or list(f.studies)
     unknown = [s for s in studies if s not in f.studies]
     if unknown:

@@ -13,6 +13,17 @@ from detection.build import CONFIGS
 GROUPS = {p.name for p in CONFIGS.iterdir() if p.is_dir()}  # config groups: dataset, loss, model, ...
 
 
+@dataclass(frozen=True)
+class Later:
+    """A swept value known only once a tuning has run (a dry run's), shown as what it will be:
+    ``Later("chosen x 0.5")`` prints ``<chosen x 0.5>``."""
+
+    what: str
+
+    def __str__(self) -> str:
+        return f"<{self.what}>"
+
+
 @dataclass
 class Sweep:
     """One train.py multirun: ``fixed`` overrides for every job; ``key`` swept over ``values``
@@ -27,6 +38,17 @@ class Sweep:
     label: str = field(default="")
     grid: dict = field(default_factory=dict)
     reads: list[Path] = field(default_factory=list)  # files its jobs need (an eval control: the final checkpoints)
+    # keys a tuning chooses that it has not chosen yet (a dry run's): left at the config's
+    # default in ``composable``, a ``Later`` where they are swept
+    pending: list[str] = field(default_factory=list)
+
+    def composable(self, job: list[str]) -> list[str]:
+        """``job`` without the overrides of ``pending`` keys: a config train.py can compose now."""
+        return [o for o in job if o.split("=", 1)[0] not in self.pending]
+
+    def pending_note(self) -> str:
+        """`` (+ optim.lr: chosen by the tuning)`` for a dry run's listing; "" when nothing is pending."""
+        return f" (+ {', '.join(self.pending)}: chosen by the tuning)" if self.pending else ""
 
     def missing(self) -> list[Path]:
         """The files of ``reads`` that are not there."""

@@ -33,7 +33,10 @@ def main(argv=None) -> None:
     p.add_argument("--seeds", nargs="*", type=int, help="only these seeds")
     p.add_argument("--spec", type=Path, default=FOLLOWUPS, help="the studies file")
     args = p.parse_args(argv)
-    f = Followups(args.out, args.ablation, spec=args.spec)
+    try:
+        f = Followups(args.out, args.ablation, spec=args.spec)
+    except ValueError as e:
+        p.exit(2, f"tools.study_jobs: error: {e}\n")
     if args.study not in f.studies:
         p.error(f"unknown study {args.study}: {args.spec} has {', '.join(f.studies)}")
     bad = [w for w in args.where if "=" not in w]

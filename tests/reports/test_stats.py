@@ -188,7 +188,7 @@ def test_pairwise_verdicts_every_pair_in_order_and_csv_ready():
     writer.writerows(rows)
     back = list(csv.DictReader(io.StringIO(out.getvalue())))
     assert list(back[0]) == ["a", "b", "n", "mean", "std", "half_width", "lo", "hi", "seeds",
-                             "diffs", "missing_in_a", "missing_in_b", "verdict"]
+                             "diffs", "missing_in_a", "missing_in_b", "verdict", "p"]
     assert back[2]["verdict"] == rows[2]["verdict"] and back[1]["missing_in_a"] == "4"
 
 
@@ -227,3 +227,32 @@ def test_spearman_undefined():
     assert spearman([1, 2, 3], [5, 5, 5]) is None  # no spread on one side
     with pytest.raises(ValueError, match="3 x values but 2 y values"):
         spearman([1, 2, 3], [1, 2])
+
+
+def test_the_p_value_is_below_5_percent_exactly_where_the_95_interval_excludes_0():
+    """The duality of the paired t test and its interval, on random paired differences."""
+    import random
+
+    from reports.stats import p_value
+
+    rng = random.Random(0)
+    for _ in range(300):
+        n = rng.randint(2, 8)
+        a = {s: rng.gauss(0, 1) for s in range(n)}
+        b = {s: a[s] + rng.gauss(rng.uniform(-1.5, 1.5), rng.uniform(0.1, 2)) for s in range(n)}
+        d = paired_difference(a, b)
+        excludes = d["lo"] > 0 or d["hi"] < 0
+        assert (p_value(d) < 0.05) == excludes, (d, p_value(d))
+
+
+def test_multiplicity_counts_what_chance_gives_and_marks_what_survives_holm():
+    from reports.stats import multiplicity
+
+    rows = [{"a": "x", "b": "y", "p": 0.001}, {"a": "x", "b": "z", "p": 0.03},
+            {"a": "y", "b": "z", "p": 0.04}, {"a": "x", "b": "w", "p": None}]
+    lines = multiplicity(rows)
+    # sorted p: .001 <= .05/3 kept; .03 > .05/2 stops: .03 and .04 resolved alone, not after the correction
+    assert [r["holm"] for r in rows] == [True, False, False, None]
+    assert lines == ["Multiplicity: 3 paired comparisons; were there no difference at all, chance alone would call "
+                     "~0.2 of them resolved at 95%. 3 are resolved; after Holm's correction 1 remain.",
+                     "Resolved, but not after the correction: x - z; y - z."]

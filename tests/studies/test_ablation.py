@@ -13,7 +13,7 @@ import yaml
 from tests.conftest import ROOT
 from tests.sweep_fixtures import write_run
 from studies import ablation
-from studies.ablation import Study, choose
+from studies.ablation import Setting, Study, choose
 from studies.sweep import Sweep
 from tools.ablation import main as ablation_main
 
@@ -63,18 +63,20 @@ def test_select_writes_each_methods_choice_where_the_final_sweep_reads_it(tmp_pa
                             ap=lr if m != "focal" else 1 - lr)  # focal: the smallest lr is best
             (run / "config.yaml").write_text(yaml.safe_dump({"seed": 0, "optim": {"lr": lr}}))
         best_lr = study.tune["lr"][-1] if m != "focal" else study.tune["lr"][0]
-        if m in study.tune["alpha"]:
-            for i, alpha in enumerate(study.tune["alpha"][m]):
-                run = write_run(study.tune_alpha(m, best_lr).dir / f"alpha{alpha}", [f"loss={m}"], 0, "finished",
+        for sweep in study.tune_own(m, best_lr):
+            assert sweep.key == "loss.alpha" and sweep.dir.parts[-2:] == ("alpha", m)
+            for i, alpha in enumerate(sweep.values):
+                run = write_run(sweep.dir / f"alpha{alpha}", [f"loss={m}"], 0, "finished",
                                 ap=0.1 * (i == 1))  # the middle alpha is best
                 (run / "config.yaml").write_text(yaml.safe_dump({"seed": 0, "optim": {"lr": best_lr},
                                                                  "loss": {"alpha": alpha}}))
     chosen = ablation.select(study)
     assert chosen == {"softmax_bg": {"optim.lr": 0.1}, "bce_alpha": {"optim.lr": 0.1, "loss.alpha": 0.75},
                       "focal": {"optim.lr": 0.0125, "loss.alpha": 0.25}}
-    assert study.selected("focal") == ["optim.lr=0.0125", "loss.alpha=0.25"]
+    assert study.selected("focal") == Setting({"optim.lr": 0.0125, "loss.alpha": 0.25})
+    assert study.selected("focal").overrides() == ["optim.lr=0.0125", "loss.alpha=0.25"]
     final = study.final("focal", study.selected("focal"))
-    assert final.jobs()[0][-3:] == ["optim.lr=0.0125", "loss.alpha=0.25", "seed=0"]
+    assert final.jobs()[0][-3:] == ["optim.lr=0.0125", "loss.alpha=0.25", "seed=0"] and final.pending == []
 
 
 def test_the_final_and_the_controls_train_at_final_overrides_and_the_tuning_at_common(tmp_path):
@@ -84,8 +86,8 @@ def test_the_final_and_the_controls_train_at_final_overrides_and_the_tuning_at_c
     study = Study(tmp_path / "study")
     assert study.final_overrides == ["schedule.max_iters=12000"]  # bg_ablation.yaml: the headline's schedule
     assert iters(study.tune_lr("focal").jobs()[0]) == ["schedule.max_iters=3000"]
-    assert iters(study.tune_alpha("focal", 0.1).jobs()[0]) == ["schedule.max_iters=3000"]
-    selection = {m: [f"optim.lr=0.0{i + 1}"] for i, m in enumerate(study.methods)}
+    assert iters(study.tune_own("focal", 0.1)[0].jobs()[0]) == ["schedule.max_iters=3000"]
+    selection = {m: Setting({"optim.lr": 0.01 * (i + 1)}) for i, m in enumerate(study.methods)}
     assert iters(study.final("focal", selection["focal"]).jobs()[0]) == ["schedule.max_iters=12000"]
     controls = study.control_sweeps(selection)
     assert controls and all(iters(job) == ["schedule.max_iters=12000"] for c in controls for job in c.jobs())
@@ -112,7 +114,7 @@ def test_the_dry_run_lists_every_stages_jobs_and_trains_nothing(tmp_path, capsys
     printed = capsys.readouterr().out
     study = Study(out, quick=True)
     methods, seeds = len(study.methods), len(study.seeds)
-    tune = methods * len(study.tune["lr"]) + sum(len(v) for v in study.tune["alpha"].values())
+    tune = methods * len(study.tune["lr"]) + sum(len(v) for own in study.own.values() for v in own.values())
     controls = len(study.controls["eval"]) * methods * seeds + \
         sum(len(c["methods"]) for c in study.controls["train"].values()) * seeds
     assert total == tune + methods * seeds + controls
@@ -130,7 +132,7 @@ methods:
 tune:
   seed: 0
   lr: [0.01, 0.1]
-  alpha: {focal: [0.25, 0.5]}
+  own: {focal: {loss.alpha: [0.25, 0.5]}}
   overrides: [eval_split=tune]
 seeds: [0, 1, 2, 3, 4]
 common: [schedule.max_iters=3000]
@@ -310,3 +312,42 @@ def test_final_runs_copied_without_checkpoints_skip_the_re_evaluations_and_the_r
     ran.clear()
     ablation.run_stage(study, "controls")
     assert ran[:len(evals) * len(study.methods)] == [f"control {n}: {m}" for n in evals for m in study.methods]
+
+
+def test_the_loss_x_assigner_spec_gives_the_headline_five_seeds_and_each_loss_its_own_tuning(tmp_path):
+    """studies/specs/loss_x_assigner.yaml (issue 33): 14 assigner x loss cells that compose; the
+    max_iou x {softmax_bg, bce_alpha, focal} cells get 5 paired seeds, the others 3; a loss's own
+    hyperparameter (qfl's beta) is tuned at the cell's best lr; losses without one, lr only."""
+    from detection import build
+
+    study = Study(tmp_path / "s", spec=ROOT / "studies" / "specs" / "loss_x_assigner.yaml")
+    assert study.name == "loss_x_assigner" and len(study.methods) == 14
+    for m in study.methods:
+        cfg = build.config(study.base(m))
+        assert cfg.loss._target_.startswith(f"losses.{m.removeprefix('max_iou_').removeprefix('atss_')}.")
+        assert cfg.assigner._target_ == ("detection.atss.ATSS" if m.startswith("atss") else "detection.matcher.Matcher")
+    assert study.seeds_of("max_iou_focal") == [0, 1, 2, 3, 4] and study.seeds_of("atss_focal") == [0, 1, 2]
+    assert study.all_seeds() == [0, 1, 2, 3, 4]
+    beta = study.tune_own("max_iou_qfl", 0.05)
+    assert [(s.key, s.values, s.dir.parts[-2:]) for s in beta] == [("loss.beta", [1.0, 2.0, 3.0], ("beta", "max_iou_qfl"))]
+    assert beta[0].jobs()[0][-2:] == ["optim.lr=0.05", "loss.beta=1.0"] and beta[0].pending == []
+    assert study.tune_own("atss_sampling_free", 0.05) == [] and study.pending("atss_rank_sort") == Setting({"optim.lr": None})
+    setting = {m: Setting({"optim.lr": 0.05}) for m in study.methods}
+    assert [job[-1] for job in study.final("max_iou_focal", setting["max_iou_focal"]).jobs()] == [
+        f"seed={s}" for s in range(5)]
+    assert len(study.final("atss_focal", setting["atss_focal"]).jobs()) == 3
+    controls = study.control_sweeps(setting)  # the re-evaluations read each cell's own final checkpoints
+    focal = [c for c in controls if c.label == "control one_class_per_anchor: max_iou_focal"][0]
+    assert len(focal.reads) == 5 and focal.values == [0, 1, 2, 3, 4]
+    assert all("schedule.max_iters=12000" in c.fixed for c in controls)
+    quick = Study(tmp_path / "q", quick=True, spec=ROOT / "studies" / "specs" / "loss_x_assigner.yaml")
+    assert quick.seeds_of("max_iou_focal") == quick.seeds == [0, 1]  # the miniature: every method alike
+
+
+def test_before_the_selection_the_dry_run_stages_hold_pending_settings_not_placeholder_strings(tmp_path):
+    study = Study(tmp_path / "s")
+    finals = ablation.stage_sweeps(study, "final", dry=True)
+    assert [f.pending for f in finals] == [["optim.lr"], ["optim.lr", "loss.alpha"], ["optim.lr", "loss.alpha"]]
+    assert not any("<" in o for f in finals for job in f.jobs() for o in job)
+    own = [s for s in ablation.stage_sweeps(study, "tune", dry=True) if s.key == "loss.alpha"]
+    assert [s.pending for s in own] == [["optim.lr"]] * 2 and "(its best)" in own[0].label

@@ -14,6 +14,7 @@ from tests.conftest import ROOT
 from tests.sweep_fixtures import write_run
 from tools.results import check
 from reports.table_io import read_csv
+from studies.ablation import Setting
 from studies.followups import Followups
 
 CHOSEN = {"softmax_bg": {"optim.lr": 0.025}, "bce_alpha": {"optim.lr": 0.05, "loss.alpha": 0.9},
@@ -30,10 +31,12 @@ def ablation(tmp_path):
 
 def test_each_study_keeps_the_chosen_setting_but_what_it_sweeps_or_drops(tmp_path, ablation):
     f = Followups(tmp_path / "f", ablation)
-    assert f.setting("alpha_sweep", "bce_alpha") == ["optim.lr=0.05"]  # alpha is swept
-    assert f.setting("gamma_sweep", "focal") == ["optim.lr=0.1"]  # alpha follows gamma (the paper's)
+    assert f.setting("alpha_sweep", "bce_alpha") == Setting({"optim.lr": 0.05})  # alpha is swept
+    assert f.setting("gamma_sweep", "focal").overrides() == ["optim.lr=0.1"]  # alpha follows gamma (the paper's)
     assert "loss.alpha='${focal_paper_alpha:${loss.gamma}}'" in f.base("gamma_sweep", "focal")
-    assert sorted(f.setting("prior_init", "focal")) == ["loss.alpha=0.5", "optim.lr=0.1"]
+    assert sorted(f.setting("prior_init", "focal").overrides()) == ["loss.alpha=0.5", "optim.lr=0.1"]
+    assert [type(k).__name__ for k in (f.studies["alpha_sweep"], f.studies["imbalance_sweep"], f.studies["table1d"])] \
+        == ["Grid", "Levels", "Families"]
     alphas = f.sweeps("alpha_sweep")  # one multirun per alpha, all in one folder
     jobs = [j for sweep in alphas for j in sweep.jobs()]
     assert f.seeds_of("alpha_sweep") == [0, 1] and f.seeds_of("prior_init") == f.seeds == [0, 1, 2]
@@ -54,9 +57,9 @@ def test_the_imbalance_study_tunes_at_the_sparse_extreme_and_carries_settings_to
         for lr in t.values:
             run = write_run(t.dir / f"lr{lr}", ["loss=x"], 0, "finished", ap=0.4 if lr == best else 0.2)
             (run / "config.yaml").write_text(yaml.safe_dump({"seed": 0, "optim": {"lr": lr}}))
-    lrs = f.level_lrs("imbalance_sweep")
+    lrs = f.lrs("imbalance_sweep")
     # log ratios: 1:543 is nearer 1:154 (dense: the ablation's lr), 1:1475 nearer 1:3542 (sparse: tuned)
-    levels = f.studies["imbalance_sweep"]["levels"]
+    levels = f.studies["imbalance_sweep"].levels
     assert [lrs[("softmax_bg", level)] for level in levels] == [0.025, 0.025, 0.003125, 0.003125]
     assert [lrs[("focal", level)] for level in levels] == [0.1, 0.1, 0.025, 0.025]
     sweeps = f.sweeps("imbalance_sweep", lrs)
@@ -68,7 +71,7 @@ def test_the_imbalance_study_tunes_at_the_sparse_extreme_and_carries_settings_to
     assert [values(s, "schedule.max_iters") for s in sweeps[:4]] == \
         [["schedule.max_iters=3000"]] * 2 + [["schedule.max_iters=6000"]] * 2
     quick = Followups(tmp_path / "q", ablation, quick=True)  # the miniature keeps its own schedule
-    assert quick.level_overrides("imbalance_sweep", "synthetic_fg1to3500") == []
+    assert quick.studies["imbalance_sweep"].at_level(quick, "synthetic_fg1to3500") == []
 
 
 def test_a_tuned_lr_at_an_end_of_the_factors_is_extended_beyond_it(tmp_path, ablation, monkeypatch):
@@ -129,7 +132,7 @@ def test_jobs_the_ablation_already_ran_are_copied_not_trained(tmp_path, ablation
     # a changed schedule (or seed, setting, ...) is another run
     other = Followups(tmp_path / "g", ablation, overrides=["schedule.max_iters=2000"])
     assert other.reusable([s for s in other.sweeps("prior_init") if s.dir.name == "focal"][0]) is None
-    lrs = {(m, level): CHOSEN[m]["optim.lr"] for m in CHOSEN for level in f.studies["imbalance_sweep"]["levels"]}
+    lrs = {(m, level): CHOSEN[m]["optim.lr"] for m in CHOSEN for level in f.studies["imbalance_sweep"].levels}
     dense = [s for s in f.sweeps("imbalance_sweep", lrs) if s.dir.parts[-2:] == ("focal", "synthetic")][0]
     assert [name for name, _ in f.reusable(dense)] == ["seed0", "seed1", "seed2"]
     # a job this study trained itself is kept, and not called a copy (the ablation's run may be its copy)
@@ -169,6 +172,7 @@ seeds: [0]
 common: [schedule.max_iters=2]
 studies:
   alpha_sweep:
+    _target_: studies.followups.Grid
     methods: [bce_alpha]
     grid: {loss.alpha: [0.25, 0.5, 0.75]}
 quick:
@@ -212,9 +216,9 @@ def test_table1d_tunes_each_ohem_family_once_and_carries_its_lr_over_the_batch_s
     sweeps = f.sweeps("table1d", f.lrs("table1d"))
     assert len(sweeps) == 3 + 3 * 3  # the ablation's methods, then each family at each batch size
     jobs = {s.label: s.jobs() for s in sweeps}
-    assert jobs["table1d: focal"] == [[*f.base("table1d", "focal"), *f.setting("table1d", "focal"), f"seed={s}"]
-                                      for s in (0, 1)]
-    assert sorted(f.setting("table1d", "focal")) == ["loss.alpha=0.5", "optim.lr=0.1"]
+    assert jobs["table1d: focal"] == [[*f.base("table1d", "focal"), *f.setting("table1d", "focal").overrides(),
+                                       f"seed={s}"] for s in (0, 1)]
+    assert sorted(f.setting("table1d", "focal").overrides()) == ["loss.alpha=0.5", "optim.lr=0.1"]
     assert jobs["table1d: ohem_nms0.5 loss.batch_per_image=512"][1][-3:] == [
         "optim.lr=0.025", "loss.batch_per_image=512", "seed=1"]
     assert all("optim.lr=0.05" in j for j in jobs["table1d: ohem_1to3_nms0.5 loss.batch_per_image=128"])
@@ -246,3 +250,30 @@ def test_study_jobs_prints_one_single_seed_multirun_per_job_into_the_studys_fold
     with pytest.raises(SystemExit):  # its lrs come from tuning runs that do not exist here
         study_jobs.main(["--ablation", str(ablation), "--out", str(out), "--study", "imbalance_sweep"])
     assert "tuning runs first" in capsys.readouterr().err
+
+
+def test_before_the_ablation_chose_a_dry_run_names_the_pending_settings_and_composes_at_the_defaults(tmp_path):
+    """No "<chosen>" strings in the overrides: a setting not chosen yet is a Setting's None, a swept
+    lr not known yet a ``Later``; every job still composes (for its time estimate)."""
+    f = Followups(tmp_path / "f", tmp_path / "no_ablation", dry=True)
+    assert f.chosen("focal") == Setting({"optim.lr": None, "loss.alpha": None})
+    tune = f.tune_sweeps("imbalance_sweep")[2]
+    assert tune.pending == ["optim.lr", "loss.alpha"] and [str(v) for v in tune.values] == [
+        "<chosen x 0.125>", "<chosen x 0.25>", "<chosen x 0.5>"]
+    for sweep in f.all_sweeps("table1d", dry=True) + f.all_sweeps("imbalance_sweep", dry=True):
+        assert sweep.pending and not any(o.startswith("optim.lr=") for o in sweep.fixed)
+        assert f.reusable(sweep) is None
+        job = sweep.composable(sweep.jobs()[0])
+        assert not any("<" in o for o in job)
+        build.config(job)
+
+
+def test_a_study_without_a_kind_is_an_error_naming_the_file_and_the_study(tmp_path, ablation):
+    spec = tmp_path / "bad.yaml"
+    spec.write_text("seeds: [0]\ncommon: []\nstudies:\n  mine:\n    methods: [focal]\nquick: {seeds: [0]}\n")
+    with pytest.raises(ValueError, match=r"bad.yaml: study mine: expected `_target_: studies.followups.Grid`"):
+        Followups(tmp_path / "f", ablation, spec=spec)
+    spec.write_text("seeds: [0]\ncommon: []\nstudies:\n  mine:\n    _target_: studies.followups.Grid\n"
+                    "    methods: [focal]\n    levels: [a]\nquick: {seeds: [0]}\n")
+    with pytest.raises(ValueError, match="study mine.*levels"):  # a key its kind does not have
+        Followups(tmp_path / "f", ablation, spec=spec)
