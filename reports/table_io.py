@@ -30,7 +30,9 @@ and read back by every report section instead of the run folders.
 ``loss_cdf.csv``   Figure 4's numbers of the runs that saved their per-anchor losses: anchors
                    and the share of the loss held by the hardest 10% fg, 1% and 10% bg.
 ``study.yaml``     the study: ``kind`` (sweep: ``python -m tools.report``'s report; ablation:
-                   ``tools.ablation``'s; frozen: a report kept as written, without its runs),
+                   ``tools.ablation``'s; frozen: a report kept as written, without its runs;
+                   across: reports/across.py's, from other studies' tables: its ``reference``,
+                   ``studies`` and ``labels``, no tables of its own),
                    ``superseded_by`` and ``note`` (why), ``records`` (where the run folders
                    it was made from are kept, if anywhere), the sweep's command overrides
                    (``sweep_overrides``), the config every run shares (``config``), and an
@@ -66,7 +68,7 @@ LOSS_CDF_COLUMNS = ["run", "fg_anchors", "bg_anchors", "hardest_10_fg", "hardest
 JSON_COLUMNS = {"overrides", "notes", "config", "devices", "provenance"}
 TEXT_COLUMNS = {"study", "run", "cell", "method", "status", "reused_from", "device", "code", "message",
                 "analysis", "curve"}
-KINDS = ("sweep", "ablation", "frozen")
+KINDS = ("sweep", "ablation", "frozen", "across")
 
 
 # --- cells ---------------------------------------------------------------------------------
@@ -250,8 +252,13 @@ def write_tables(runs, study: str, out, analyses: dict, reused: dict | None = No
         write_csv(out / name, columns, table)
         written.append(out / name)
     meta["config"] = relative(shared, roots)
-    (out / META).write_text(yaml.safe_dump({"study": study, **meta}, sort_keys=False, allow_unicode=True))
+    write_meta(out, {"study": study, **meta})
     return written + [out / META]
+
+
+def write_meta(out: Path, meta: dict) -> None:
+    """``out``/study.yaml: ``meta`` (its ``study`` first)."""
+    (Path(out) / META).write_text(yaml.safe_dump(meta, sort_keys=False, allow_unicode=True))
 
 
 def source_ref(note: str, sources: dict) -> str | None:

@@ -4,6 +4,7 @@ run folders and made again from their tables alone.
     python -m tools.results regenerate [STUDY ...] [--results DIR] [--check]
     python -m tools.results write STUDY_FOLDER --study NAME [--kind sweep|ablation] [--spec YAML]
                             [--quick] [--source FOLDER=STUDY ...] [--results DIR]
+    python -m tools.results across --study NAME --reference STUDY STUDY=LABEL ... [--label LABEL]
 
 ``regenerate``: every study's report.md and report.csv from its tables (reports/table_io.py):
 a ``sweep`` study gets ``python -m tools.report``'s report (reports/sweep.py), an ``ablation``
@@ -13,6 +14,8 @@ writes nothing and fails when a committed report differs from what its tables ma
 the reports link are committed beside them: regenerating draws into a scratch folder (a table
 keeps no per-anchor losses: Figure 4 cannot be redrawn from one).
 
+``across``: RESULTS/<NAME>/ saying whether the reference study's answer holds in the others
+(reports/across.py; ablation-kind studies, each with its own tuning), made from their tables.
 ``write``: RESULTS/<study>/ from a finished study's run folders (the study drivers call it when
 a study ends): the tables, the report made from them, its plots. ``--source FOLDER=STUDY``: a
 run copied from FOLDER is a row naming its source ``STUDY/<run>`` (written to RESULTS too).
@@ -28,11 +31,11 @@ from pathlib import Path
 if not __package__:  # `python tools/results.py`: the packages it imports are found from the root only
     sys.exit(f"run it from the repository root as a module: python -m tools.results {' '.join(sys.argv[1:])}".rstrip())
 
-from reports import ablation, sweep  # noqa: E402
+from reports import ablation, across, sweep  # noqa: E402
 from reports.cdf import figure4_numbers  # noqa: E402
 from reports.errors import read_analysis  # noqa: E402
 from reports.runs import RESULTS, assign_groups, load_runs  # noqa: E402
-from reports.table_io import KINDS, Tables, read_meta, source_ref, write_tables  # noqa: E402
+from reports.table_io import KINDS, Tables, read_meta, source_ref, write_meta, write_tables  # noqa: E402
 from studies.ablation import STUDY, Study  # noqa: E402
 
 
@@ -63,6 +66,8 @@ def regenerate(root, study: str, out, tables: Tables | None = None, plots=None) 
         plots = plots if plots is not None else scratch
         if meta["kind"] == "ablation":
             md = ablation.write(ablation.from_tables(tables, study), out, plots=plots)
+        elif meta["kind"] == "across":
+            md = across.write(tables, study, meta, out)
         else:
             runs = tables.runs(study)
             shared = assign_groups(runs)
@@ -146,8 +151,24 @@ def main(argv=None) -> int:
     w.add_argument("--source", type=_source, action="append", default=[], metavar="FOLDER=STUDY",
                    help="the folder of a study its copied runs come from, and that study's name")
     w.add_argument("--results", type=Path, default=RESULTS, help="the results folder (default: results/)")
+    a = sub.add_parser("across", help="RESULTS/<study>/: does a reference study's answer hold in other studies?")
+    a.add_argument("--study", required=True, help="its name in the results (real_images)")
+    a.add_argument("--reference", required=True, help="the ablation-kind study whose answer is checked (bg_ablation)")
+    a.add_argument("studies", nargs="+", metavar="STUDY=LABEL",
+                   help="the other ablation-kind studies, each with a short label (real_images_bccd=bccd)")
+    a.add_argument("--label", default=None, help="the reference's short label (default: its name)")
+    a.add_argument("--results", type=Path, default=RESULTS, help="the results folder (default: results/)")
     args = parser.parse_args(argv)
     try:
+        if args.command == "across":
+            pairs = [s.partition("=") for s in args.studies]
+            meta = {"study": args.study, "kind": "across", "reference": args.reference,
+                    "studies": [s for s, _, _ in pairs],
+                    "labels": {args.reference: args.label or args.reference, **{s: label or s for s, _, label in pairs}}}
+            (args.results / args.study).mkdir(parents=True, exist_ok=True)
+            write_meta(args.results / args.study, meta)
+            print(f"wrote {regenerate(args.results, args.study, args.results / args.study)}")
+            return 0
         if args.command == "write":
             meta = ({"ablation": ablation.protocol(Study(args.study_dir, args.quick, args.spec))}
                     if args.kind == "ablation" else {})

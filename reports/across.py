@@ -1,0 +1,127 @@
+"""A report across studies of the fair protocol (``kind: across`` in results/<study>/study.yaml):
+does a reference study's answer hold on other data?
+
+Each study is an ablation-kind study of results/ (its own tuning, selection and final runs,
+reports/ablation.py). For the methods every study ran, the report sets side by side each
+study's final AP per method and, per pair of methods, the paired difference over seeds with
+its 95% interval, and says for each other study whether the reference's verdict
+
+- **holds**: resolved there and here, the same way;
+- **flips**: resolved there and here, the other way;
+- is **not resolved here**: resolved there, the interval here contains 0;
+- is **resolved here only**: here resolved, there not;
+- neither resolves it.
+
+With one comparison per pair and study, it says how many "resolved" chance alone would give
+and which survive Holm's correction over all of them (reports.stats.multiplicity).
+
+    md = write(tables, "real_images", meta, out)   # meta: study.yaml's reference, studies, labels
+"""
+
+import csv
+from pathlib import Path
+
+from analysis.markdown import markdown_table
+from reports.runs import ap_by_seed, trained_on_by_seed
+from reports.stats import multiplicity, pairwise_verdicts, summary
+
+OUTCOMES = ("holds", "flips", "not resolved here", "resolved here only", "neither")
+
+
+def final_runs(tables, study: str) -> dict[str, list]:
+    """method -> the final runs (``final/<method>/...``) of the ablation-kind ``study``."""
+    meta = tables.study(study)["meta"]
+    if meta.get("kind") != "ablation":
+        raise ValueError(f"{study}: an across report compares ablation-kind studies (its study.yaml says "
+                         f"kind: {meta.get('kind')})")
+    runs = tables.runs(study)
+    return {m: [r for r in runs if r.name.startswith(f"final/{m}/")] for m in meta["ablation"]["methods"]}
+
+
+def direction(row: dict) -> int:
+    """+1: a better (the interval above 0), -1: b better, 0: not resolved."""
+    if row["lo"] is None or row["hi"] is None:
+        return 0
+    return 1 if row["lo"] > 0 else -1 if row["hi"] < 0 else 0
+
+
+def outcome(reference: dict, here: dict) -> str:
+    """What becomes of the reference's verdict on a pair in another study (one of OUTCOMES)."""
+    there, now = direction(reference), direction(here)
+    if there and now:
+        return "holds" if there == now else "flips"
+    if there:
+        return "not resolved here"
+    return "resolved here only" if now else "neither"
+
+
+def _diff_cell(row: dict) -> str:
+    if row["mean"] in (None, ""):
+        return "–"
+    if row["lo"] is None:
+        return f"{row['mean']:+.1f} (n={row['n']})"
+    return f"{row['mean']:+.1f} [{row['lo']:+.1f}, {row['hi']:+.1f}] (n={row['n']})"
+
+
+def _ap_cell(by_seed: dict) -> str:
+    s = summary(by_seed.values())
+    if s["mean"] is None:
+        return "–"
+    if s["half_width"] is None:
+        return f"{s['mean']:.1f} (n=1)"
+    return f"{s['mean']:.1f} ± {s['std']:.1f} [{s['lo']:.1f}, {s['hi']:.1f}] (n={s['n']})"
+
+
+def write(tables, name: str, meta: dict, out) -> Path:
+    """report.md and report.csv of the across study ``name`` into ``out``: ``meta`` (its
+    study.yaml) names the ``reference`` study, the other ``studies`` and their ``labels``
+    (study -> a short name for the tables, default the study's)."""
+    out = Path(out)
+    reference, others = meta["reference"], list(meta["studies"])
+    labels = {s: (meta.get("labels") or {}).get(s, s) for s in [reference, *others]}
+    finals = {s: final_runs(tables, s) for s in [reference, *others]}
+    methods = [m for m in finals[reference] if all(m in finals[s] for s in others)]
+    rows = {}  # study -> pairwise_verdicts rows, pairs in one order for every study
+    for s in [reference, *others]:
+        aps = {m: ap_by_seed(finals[s][m]) for m in methods}
+        kinds = {m: trained_on_by_seed(finals[s][m]) for m in methods}
+        recorded = any(k is not None for by_seed in kinds.values() for k in by_seed.values())
+        rows[s] = pairwise_verdicts(aps, kinds=kinds if recorded else None)
+    tested = [r for s in others for r in rows[s]]
+    holm_lines = multiplicity(tested)
+
+    md = [f"# Across studies: `{name}`", "", f"Does `{reference}`'s answer hold on "
+          + ", ".join(f"`{s}`" for s in others) + "? Each study tuned every method on a split of its own "
+          "training images and ran it at its choice over paired seeds (its own report has the details).", "",
+          "## Verdict", ""]
+    for s in others:
+        counts = {o: [f"{r['a']} - {r['b']}" for r, ref in zip(rows[s], rows[reference]) if outcome(ref, r) == o]
+                  for o in OUTCOMES}
+        md.append(f"- **{labels[s]}**: " + "; ".join(f"{o} {len(c)}" + (f" ({', '.join(c)})" if c else "")
+                                                  for o, c in counts.items() if c) + ".")
+    md += ["", f"Paired differences a - b in AP points [95% interval] (n paired seeds), and what becomes of "
+           f"{labels[reference]}'s verdict:", ""]
+    md += markdown_table(["a - b", labels[reference], *(labels[s] for s in others)],
+                         [[f"{ref['a']} - {ref['b']}", _diff_cell(ref),
+                           *(f"{_diff_cell(r)}: {outcome(ref, r)}" + (" (not after Holm)" if r["holm"] is False
+                                                                     and direction(r) else "")
+                             for r in (rows[s][i] for s in others))]
+                          for i, ref in enumerate(rows[reference])]) + [""]
+    md += [*holm_lines, ""] if holm_lines else []
+    md += ["## AP per method", "", "COCO AP (%) of each study's final runs: mean ± sample std [95% t interval] (n).", ""]
+    md += markdown_table(["method", *(labels[s] for s in [reference, *others])],
+                         [[m, *(_ap_cell(ap_by_seed(finals[s][m])) for s in [reference, *others])]
+                          for m in methods]) + [""]
+    left = sorted({m for s in [reference, *others] for m in finals[s]} - set(methods))
+    if left:
+        md += [f"Methods not in every study, left out here: {', '.join(left)} (their studies' own reports have them).",
+               ""]
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.md").write_text("\n".join(md))
+    with open(out / "report.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, ["study", "a", "b", "n", "mean", "lo", "hi", "p", "holm", "outcome"], extrasaction="ignore")
+        w.writeheader()
+        for s in [reference, *others]:
+            for r, ref in zip(rows[s], rows[reference]):
+                w.writerow({"study": s, **r, "outcome": "reference" if s == reference else outcome(ref, r)})
+    return out / "report.md"

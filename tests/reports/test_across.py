@@ -1,0 +1,40 @@
+"""The report across studies (reports/across.py): does a reference study's verdict hold in
+others? Read from the committed tables of the three headline schedules (results/bg_ablation*)."""
+
+import pytest
+
+from reports import across
+from reports.runs import RESULTS
+from reports.table_io import Tables
+
+
+@pytest.mark.parametrize("ref, here, expected", [
+    ((1, 2), (0.5, 3), "holds"), ((1, 2), (-3, -1), "flips"), ((1, 2), (-1, 2), "not resolved here"),
+    ((-1, 2), (-3, -1), "resolved here only"), ((-1, 2), (-2, 0.0), "neither"), ((None, None), (1, 2), "resolved here only"),
+])
+def test_the_outcome_of_a_verdict_in_another_study(ref, here, expected):
+    row = lambda lo_hi: {"lo": lo_hi[0], "hi": lo_hi[1]}  # noqa: E731
+    assert across.outcome(row(ref), row(here)) == expected
+
+
+def test_the_headline_at_12000_against_its_shorter_schedules(tmp_path):
+    meta = {"reference": "bg_ablation", "studies": ["bg_ablation_6000", "bg_ablation_3000"],
+            "labels": {"bg_ablation": "12000", "bg_ablation_6000": "6000", "bg_ablation_3000": "3000"}}
+    md = across.write(Tables(RESULTS), "schedules", meta, tmp_path).read_text()
+    assert md.startswith("# Across studies: `schedules`\n")
+    # results/bg_ablation*/report.md: softmax_bg - focal -6.1 [-8.1, -4.1] at 12000, -3.9 [-4.9, -3.0] at 6000
+    assert ("| softmax_bg - focal | -6.1 [-8.1, -4.1] (n=5) | -3.9 [-4.9, -3.0] (n=5): holds | "
+            "-1.9 [-3.0, -0.9] (n=5): holds |") in md
+    assert "| bce_alpha - focal | -3.9 [-5.9, -1.9] (n=5) | -1.8 [-2.7, -0.8] (n=5): holds | " \
+           "-0.6 [-1.5, +0.4] (n=5): not resolved here |" in md
+    assert "- **3000**: holds 1 (softmax_bg - focal); not resolved here 1 (bce_alpha - focal); resolved here only 1 " \
+           "(softmax_bg - bce_alpha)." in md
+    assert "6 paired comparisons" in md and "after Holm's correction 4 remain" in md
+    assert "| focal | 66.6 ± 1.2 [65.0, 68.1] (n=5) |" in md
+    rows = (tmp_path / "report.csv").read_text().splitlines()
+    assert rows[0] == "study,a,b,n,mean,lo,hi,p,holm,outcome" and len(rows) == 1 + 3 * 3
+
+
+def test_only_ablation_kind_studies_can_be_compared(tmp_path):
+    with pytest.raises(ValueError, match="alpha_sweep: an across report compares ablation-kind studies"):
+        across.write(Tables(RESULTS), "x", {"reference": "bg_ablation", "studies": ["alpha_sweep"]}, tmp_path)
