@@ -184,10 +184,12 @@ def dry_run(cfg, run_dir: Path) -> float:
     the images/s its model measures here (``build.speed``: no data is read), and the whole job
     with the start-up, evaluations and analysis measured here (``build.job_overheads``);
     returns the whole job's seconds (the sweep's report callback adds them up)."""
-    overrides = " ".join(HydraConfig.get().overrides.task)
+    hc = HydraConfig.get()
+    overrides = " ".join(hc.overrides.task)
     speed = build.speed(cfg)
     est = build.estimate(cfg, speed)
-    print(f"dry run: job {HydraConfig.get().job.num}: {overrides or '(no overrides)'} -> {run_dir}\n"
+    job = f"job {hc.job.num}" if hc.mode == RunMode.MULTIRUN else "the run"  # a single run has no job number
+    print(f"dry run: {job}: {overrides or '(no overrides)'} -> {run_dir}\n"
           f"  ~{build.duration(est.job_seconds)} in all: ~{build.duration(est.seconds)} of training ({est.train_images} "
           f"images at {speed.train:.1f}/s measured on {build.device_name(build.pick_device(cfg.device))}), "
           f"{est.evaluations} evaluation(s), start-up and analysis", flush=True)

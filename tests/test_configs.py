@@ -104,6 +104,16 @@ def test_a_dry_run_multirun_launches_every_combination(tmp_path):
     assert all(set(j) == {"loss", "seed", "dry_run"} for j in jobs)
 
 
+def test_a_dry_run_of_a_single_run_prints_its_folder_and_estimate_and_trains_nothing(tmp_path):
+    """Without -m there is no job number (Hydra's hydra.job.num is unset in a single run)."""
+    out = subprocess.run([sys.executable, "train.py", "dry_run=true", "schedule.max_iters=10",
+                          f"hydra.run.dir={tmp_path / 'run'}"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert f"dry run: the run: dry_run=true schedule.max_iters=10 -> {tmp_path / 'run'}" in out.stdout
+    assert " of training (80 images at " in out.stdout
+    assert not (tmp_path / "run" / "status.json").exists()
+
+
 FOLLOWUPS = yaml.safe_load((ROOT / "studies" / "specs" / "followups.yaml").read_text())["studies"]
 
 

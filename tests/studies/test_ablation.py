@@ -351,3 +351,39 @@ def test_before_the_selection_the_dry_run_stages_hold_pending_settings_not_place
     assert not any("<" in o for f in finals for job in f.jobs() for o in job)
     own = [s for s in ablation.stage_sweeps(study, "tune", dry=True) if s.key == "loss.alpha"]
     assert [s.pending for s in own] == [["optim.lr"]] * 2 and "(its best)" in own[0].label
+
+
+@pytest.mark.parametrize("spec, dataset, tune_fraction", [("real_images_coco_person", "coco_person", 0.15),
+                                                          ("real_images_bccd", "bccd", 0.25)])
+def test_the_real_image_specs_compose_on_their_dataset_with_the_real_data_preset(tmp_path, spec, dataset, tune_fraction):
+    """studies/specs/real_images_*.yaml (issue 32): five losses on the real dataset at the
+    real-data preset, tuned at 1500 iterations on the tuning split, final runs at 3000 with the
+    gallery of background false positives; the miniature points at the slice under tests/data."""
+    from detection import build
+
+    study = Study(tmp_path / "s", spec=ROOT / "studies" / "specs" / f"{spec}.yaml")
+    assert list(study.methods) == ["softmax_bg", "bce_alpha", "focal", "qfl", "vfl"]
+    assert study.seeds_of("focal") == [0, 1, 2, 3, 4] and study.seeds_of("qfl") == [0, 1, 2]
+    tune = build.config(study.tune_lr("qfl").jobs()[0])
+    assert (tune.dataset.name, tune.eval_split, tune.schedule.max_iters, tune.tune_fraction) == (
+        dataset, "tune", 1500, tune_fraction)
+    assert tune.model.backbone.widths == build.config(["experiment=real_cpu"]).model.backbone.widths
+    final = study.final("vfl", Setting({"optim.lr": 0.05, "loss.alpha": 0.5}))
+    cfg = build.config(final.jobs()[0])
+    assert (cfg.schedule.max_iters, cfg.eval_split, cfg.loss.alpha) == (3000, "val", 0.5)
+    assert "hydra.callbacks.analysis.gallery=8" in final.fixed and study.control_sweeps(study.settings(dry=True)) == []
+    quick = Study(tmp_path / "q", quick=True, spec=ROOT / "studies" / "specs" / f"{spec}.yaml")
+    root = build.config(quick.tune_lr("focal").jobs()[0]).dataset.root
+    assert (ROOT / root / "annotations" / "instances_train.json").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec", ["real_images_bccd", "real_images_coco_person"])
+def test_make_study_quick_on_the_real_image_slices(tmp_path, spec):
+    """The whole protocol in miniature on tests/data's 8-image slices (the spec test above and
+    the MINI_STUDY miniature cover the same paths faster)."""
+    done = subprocess.run(["make", "study", f"SPEC={spec}", "QUICK=1",
+                           f"ARGS=--out {tmp_path / 'study'} --results {tmp_path / 'results'}"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=3600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert (tmp_path / "results" / spec / "report.md").read_text().startswith(f"# Background ablation: `")
