@@ -197,7 +197,7 @@ def test_real_cpu_preset_keeps_the_datasets_size_and_pins_model_and_schedule(dat
     cfg = compose_config(["experiment=real_cpu", f"dataset={dataset}"])
     assert (cfg.dataset.name, (cfg.dataset.min_size, cfg.dataset.max_size)) == (dataset, size)
     assert cfg.model.backbone._target_ == "detection.backbone.TinyBackbone"
-    assert list(cfg.model.backbone.widths) == [32, 64, 128] and cfg.model.head_width == 64
+    assert list(cfg.model.backbone.widths) == [48, 96, 192] and cfg.model.head_width == 64  # the grid's wider one
     assert list(cfg.model.anchor_generator.sizes) == [16, 32, 64, 128, 256]
     assert (cfg.schedule.max_iters, cfg.schedule.batch_size, cfg.schedule.eval_every) == (3000, 8, 500)
 
