@@ -10,6 +10,8 @@ Read from the run folders (``from_folders``) or from the study's results tables
 
 import csv
 import dataclasses
+import re
+import shutil
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +59,9 @@ class AblationRuns:
     controls: dict[str, dict[str, list[Run]]]  # control -> {method -> its runs} of the methods it ran
     why_not: dict[str, str]  # control -> why it has no runs ("": not known)
     runs: list[Run]  # every run of the study (the cost)
+    # method -> its gallery of top background false positives (a final run's analysis/gallery.png),
+    # as a link relative to the report; {} when no final run drew one
+    galleries: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 def protocol(study) -> dict:
@@ -82,7 +87,8 @@ def from_folders(study) -> AblationRuns:
         title=out.name, methods=methods, seeds=spec["seeds"], tune_iterations=spec["tune_iterations"],
         final_iterations=spec["final_iterations"], selection=spec["selection"],
         final={m: load_runs(out / "final" / m)[0] if (out / "final" / m).is_dir() else [] for m in methods},
-        controls=controls, why_not={name: why_not_run(study, name) for name in names}, runs=study_runs(out))
+        controls=controls, why_not={name: why_not_run(study, name) for name in names}, runs=study_runs(out),
+        galleries={m: gallery_link(m) for m in final_galleries(out, methods)})
 
 
 def from_tables(tables, study: str) -> AblationRuns:
@@ -104,7 +110,39 @@ def from_tables(tables, study: str) -> AblationRuns:
         final={m: within(f"final/{m}/") for m in methods}, controls=controls,
         why_not={name: _missing_checkpoints(len(methods) * len(seeds)) if name in spec["controls"]["eval"] else ""
                  for name in controls},
-        runs=sorted(runs, key=lambda r: Path(r.name) / "status.json"))  # as study_runs finds them
+        runs=sorted(runs, key=lambda r: Path(r.name) / "status.json"),  # as study_runs finds them
+        galleries=dict(tables.study(study)["meta"].get("galleries") or {}))
+
+
+def final_galleries(out: Path, methods) -> dict[str, Path]:
+    """method -> the gallery.png of its first final run (in seed order) that drew one
+    (``hydra.callbacks.analysis.gallery=N``)."""
+    found = {}
+    for m in methods:
+        drawn = sorted((out / "final" / m).glob("*/analysis/gallery.png"), key=lambda p: _natural_key(p.parts[-3]))
+        if drawn:
+            found[m] = drawn[0]
+    return found
+
+
+def gallery_link(method: str) -> str:
+    """Where a report links ``method``'s gallery, a copy of its ``final_galleries`` file beside it."""
+    return f"plots/gallery_{method}.png"
+
+
+def copy_galleries(out: Path, dest: Path, methods) -> dict[str, str]:
+    """Copies each method's ``final_galleries`` (of the study folder ``out``) to ``dest`` /
+    ``gallery_link``; returns {method: link}."""
+    links = {}
+    for m, path in final_galleries(out, methods).items():
+        links[m] = gallery_link(m)
+        (dest / links[m]).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, dest / links[m])
+    return links
+
+
+def _natural_key(name: str):
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
 
 
 def ap_by_seed(runs: list[Run]) -> dict:
@@ -124,6 +162,7 @@ def clipped_share(runs) -> float | None:
 
 def write_report(study) -> Path:
     """OUT/report.md, report.csv and plots/ of ``study`` (studies.ablation.Study) from its folders."""
+    copy_galleries(study.out, study.out, study.methods)
     return write(from_folders(study), study.out)
 
 
@@ -174,6 +213,11 @@ def write(a: AblationRuns, out, plots=None) -> Path:
                  [[m, *convergence_cells(c)] for m, c in conv.items()]) + [""]
 
     md += errors_section(a.final, plots)  # the final runs' background errors (where they have an analysis)
+    if a.galleries:
+        md += ["### The top background false positives", "",
+               "Per method, one final run's highest-scoring detections on background (TIDE's Bkg: IoU <= 0.1 with "
+               "every box), drawn on their images (`analysis/gallery.py`):", ""]
+        md += [line for m, link in a.galleries.items() for line in (f"**{m}** (`{link}`)", "", f"![{m}]({link})", "")]
     md += controls_section(a, aps)
     md += ["## Imbalance and clipping", "",
            "Measured over each method's training logs: background anchors per foreground anchor, and the "

@@ -121,7 +121,11 @@ def write(study_dir, results, study: str, kind: str = "sweep", meta: dict | None
     study_dir, out = Path(study_dir), Path(results) / study
     if out.exists():
         shutil.rmtree(out)
-    write_from_folders(study_dir, study, out, {"kind": kind, **(meta or {})}, sources)
+    meta = {"kind": kind, **(meta or {})}
+    if kind == "ablation":  # its galleries of background false positives: images no table can redraw
+        if galleries := ablation.copy_galleries(study_dir, out, meta["ablation"]["methods"]):
+            meta["galleries"] = galleries
+    write_from_folders(study_dir, study, out, meta, sources)
     if kind == "sweep":
         sweep.write_report(study_dir, out)
     return regenerate(results, study, out, plots=None if kind == "sweep" else out / "plots")

@@ -177,3 +177,35 @@ def test_an_ablation_from_its_tables_equals_its_report_from_the_folders(tmp_path
     assert (tmp_path / "made" / "report.csv").read_bytes() == (tmp_path / "live" / "report.csv").read_bytes()
     assert math.isclose(ablation.clipped_share(ablation.from_tables(Tables(tmp_path / "results"), "ablation")
                                                .final["focal"]), (0.05 + 0.025) / 2)
+
+
+def test_an_ablations_galleries_are_copied_beside_its_report_and_linked_from_the_tables(tmp_path):
+    """A final run's analysis/gallery.png (hydra.callbacks.analysis.gallery=N) is an image no
+    table can redraw: tools.results write copies the first one per method (in seed order) to
+    plots/gallery_<method>.png, study.yaml names it, and the report made from the tables links it."""
+    import yaml
+
+    from studies.ablation import Study
+    from tools.results import write
+
+    study = Study(tmp_path / "ablation")
+    study.seeds = [0, 1]
+    study.selection_file.parent.mkdir(parents=True)
+    study.selection_file.write_text(yaml.safe_dump({"chosen": {m: {"optim.lr": 0.1} for m in study.methods},
+                                                    "candidates": []}))
+    for m in study.methods:
+        for s in study.seeds:
+            write_run(study.out / "final" / m / f"seed{s}", [f"loss={m}", f"seed={s}"], s, "finished", ap=0.5,
+                      seconds=10.0)
+    for s in (1, 10):  # seed10 sorts after seed1 by number, not by text
+        (study.out / "final" / "focal" / f"seed{s}" / "analysis").mkdir(parents=True, exist_ok=True)
+        (study.out / "final" / "focal" / f"seed{s}" / "analysis" / "gallery.png").write_bytes(b"png of seed %d" % s)
+    md = write(study.out, tmp_path / "results", "ablation", "ablation", {"ablation": ablation.protocol(study)})
+    out = tmp_path / "results" / "ablation"
+    assert (out / "plots" / "gallery_focal.png").read_bytes() == b"png of seed 1"
+    assert yaml.safe_load((out / "study.yaml").read_text())["galleries"] == {"focal": "plots/gallery_focal.png"}
+    text = md.read_text()
+    assert "### The top background false positives" in text and "![focal](plots/gallery_focal.png)" in text
+    assert "![softmax_bg]" not in text and check(tmp_path / "results", "ablation") == []
+    live = ablation.from_folders(study)
+    assert live.galleries == {"focal": "plots/gallery_focal.png"}
