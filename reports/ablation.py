@@ -21,6 +21,7 @@ import yaml
 from analysis.markdown import markdown_table
 from reports.cost import cost_section
 from reports.errors import errors_section
+from reports.factorial import factorial_section
 from reports.plots import plot_ap_curves
 from reports.runs import (
     CONVERGENCE_HEADER,
@@ -33,15 +34,7 @@ from reports.runs import (
     trained_on,
     trained_on_by_seed,
 )
-from reports.stats import multiplicity, pairwise_verdicts, summary
-
-
-def _ci(s: dict) -> str:
-    if s["mean"] is None:
-        return "–"
-    if s["half_width"] is None:
-        return f"{s['mean']:.1f} (n=1)"
-    return f"{s['mean']:.1f} ± {s['std']:.1f} [{s['lo']:.1f}, {s['hi']:.1f}]"
+from reports.stats import multiplicity, pairwise_verdicts, summary, summary_text
 
 
 @dataclass
@@ -62,6 +55,7 @@ class AblationRuns:
     # method -> its gallery of top background false positives (a final run's analysis/gallery.png),
     # as a link relative to the report; {} when no final run drew one
     galleries: dict[str, str] = dataclasses.field(default_factory=dict)
+    factors: dict[str, list] = dataclasses.field(default_factory=dict)  # the methods as cells of two factors
 
 
 def protocol(study) -> dict:
@@ -74,6 +68,7 @@ def protocol(study) -> dict:
             "tune_iterations": _iterations(study.tune_lr(methods[0]).fixed),
             "final_iterations": _iterations(study.final_base(methods[0])),
             "controls": {"eval": list(study.controls.get("eval") or {}), "train": list(study.controls.get("train") or {})},
+            **({"factors": study.factors} if study.factors else {}),
             "selection": yaml.safe_load(study.selection_file.read_text()) if study.selection_file.is_file() else {}}
 
 
@@ -88,7 +83,7 @@ def from_folders(study) -> AblationRuns:
         final_iterations=spec["final_iterations"], selection=spec["selection"],
         final={m: load_runs(out / "final" / m)[0] if (out / "final" / m).is_dir() else [] for m in methods},
         controls=controls, why_not={name: why_not_run(study, name) for name in names}, runs=study_runs(out),
-        galleries={m: gallery_link(m) for m in final_galleries(out, methods)})
+        galleries={m: gallery_link(m) for m in final_galleries(out, methods)}, factors=spec.get("factors") or {})
 
 
 def from_tables(tables, study: str) -> AblationRuns:
@@ -111,7 +106,7 @@ def from_tables(tables, study: str) -> AblationRuns:
         why_not={name: _missing_checkpoints(len(methods) * len(seeds)) if name in spec["controls"]["eval"] else ""
                  for name in controls},
         runs=sorted(runs, key=lambda r: Path(r.name) / "status.json"),  # as study_runs finds them
-        galleries=dict(tables.study(study)["meta"].get("galleries") or {}))
+        galleries=dict(tables.study(study)["meta"].get("galleries") or {}), factors=spec.get("factors") or {})
 
 
 def final_galleries(out: Path, methods) -> dict[str, Path]:
@@ -182,16 +177,22 @@ def write(a: AblationRuns, out, plots=None) -> Path:
            f"{a.seeds} (same initial weights but the class output, same batches). Mean ± sample std "
            "[95% t confidence interval].", ""]
     rows = [[m, ", ".join(f"{k}={v}" for k, v in chosen.get(m, {}).items()) or "–", summary(aps[m].values())["n"],
-             _ci(summary(aps[m].values()))] for m in methods]
+             summary_text(summary(aps[m].values()), n=False)] for m in methods]
     md += markdown_table(["method", "setting", "n", "AP"], rows) + [""]
     md += [f"Schedules: the tuning trained for {a.tune_iterations} iterations, the "
            f"final runs and the controls for {a.final_iterations}.", ""]
-    holm_lines = multiplicity(verdicts)
-    md += [f"- {v['verdict']}" + (" (**not after Holm**)" if v["holm"] is False and v["p"] < 0.05 else "")
-           for v in verdicts] + [""]
-    md += ["A difference counts only where its paired 95% interval excludes 0; otherwise: no difference "
-           "resolved at this number of seeds.", ""]
-    md += [*holm_lines, ""] if holm_lines else []
+    factorial_rows = []
+    if a.factors:  # the methods are the cells of two factors: their effects, orders and interaction
+        section, factorial_rows = factorial_section(aps, kinds if recorded else {}, a.factors)
+        md += section
+        md += [f"Every pair of the {len(methods)} cells is in report.csv ({len(verdicts)} paired differences).", ""]
+    else:
+        holm_lines = multiplicity(verdicts)
+        md += [f"- {v['verdict']}" + (" (**not after Holm**)" if v["holm"] is False and v["p"] < 0.05 else "")
+               for v in verdicts] + [""]
+        md += ["A difference counts only where its paired 95% interval excludes 0; otherwise: no difference "
+               "resolved at this number of seeds.", ""]
+        md += [*holm_lines, ""] if holm_lines else []
 
     md += ["## Selection on the tuning split", "",
            "Every candidate's AP on the tuning split (carved from the training images; val is never used "
@@ -239,7 +240,7 @@ def write(a: AblationRuns, out, plots=None) -> Path:
                   for m in methods for r in a.final[m]]) + [""]
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.md").write_text("\n".join(md))
-    write_csv(out / "report.csv", aps, verdicts)
+    write_csv(out / "report.csv", aps, verdicts, factorial_rows)
     return out / "report.md"
 
 
@@ -262,7 +263,7 @@ def controls_section(a: AblationRuns, aps: dict) -> list[str]:
         changes = {m: pairwise_verdicts({"control": under[m], "final": aps[m]})[0] for m in under}
         md += [f"### {name}", ""]
         md += markdown_table(["method", "AP", "change vs final"],
-                     [[m, _ci(summary(under[m].values())),
+                     [[m, summary_text(summary(under[m].values()), n=False),
                        "–" if c["mean"] is None else f"{c['mean']:+.1f}" +
                        ("" if c["lo"] is None else f" [{c['lo']:+.1f}, {c['hi']:+.1f}]")] for m, c in changes.items()])
         if len(under) > 1:
@@ -311,7 +312,7 @@ def study_runs(out: Path) -> list:
     return [r for folder in sorted(out.rglob("status.json")) for r in load_runs(folder.parent)[0]]
 
 
-def write_csv(path: Path, aps: dict, verdicts: list[dict]) -> None:
+def write_csv(path: Path, aps: dict, verdicts: list[dict], factorial: list[dict] = ()) -> None:
     fields = ["kind", "method", "a", "b", "n", "mean", "std", "half_width", "lo", "hi", "seeds", "verdict", "p", "holm"]
     with open(path, "w", newline="") as f:
         w = csv.DictWriter(f, fields, extrasaction="ignore")
@@ -321,6 +322,8 @@ def write_csv(path: Path, aps: dict, verdicts: list[dict]) -> None:
                         "seeds": " ".join(map(str, sorted(by_seed)))})
         for v in verdicts:
             w.writerow({"kind": "pair", **v})
+        for v in factorial:  # kind: effect, order or interaction (reports/factorial.py)
+            w.writerow({**v, "method": v["level"]})
 
 
 def _ratio(x):

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from analysis.markdown import markdown_table
 from reports.runs import ap_by_seed, trained_on_by_seed
-from reports.stats import multiplicity, pairwise_verdicts, summary
+from reports.stats import difference_text, multiplicity, pairwise_verdicts, summary, summary_text
 
 OUTCOMES = ("holds", "flips", "not resolved here", "resolved here only", "neither")
 
@@ -53,23 +53,6 @@ def outcome(reference: dict, here: dict) -> str:
     if there:
         return "not resolved here"
     return "resolved here only" if now else "neither"
-
-
-def _diff_cell(row: dict) -> str:
-    if row["mean"] in (None, ""):
-        return "–"
-    if row["lo"] is None:
-        return f"{row['mean']:+.1f} (n={row['n']})"
-    return f"{row['mean']:+.1f} [{row['lo']:+.1f}, {row['hi']:+.1f}] (n={row['n']})"
-
-
-def _ap_cell(by_seed: dict) -> str:
-    s = summary(by_seed.values())
-    if s["mean"] is None:
-        return "–"
-    if s["half_width"] is None:
-        return f"{s['mean']:.1f} (n=1)"
-    return f"{s['mean']:.1f} ± {s['std']:.1f} [{s['lo']:.1f}, {s['hi']:.1f}] (n={s['n']})"
 
 
 def write(tables, name: str, meta: dict, out) -> Path:
@@ -102,15 +85,15 @@ def write(tables, name: str, meta: dict, out) -> Path:
     md += ["", f"Paired differences a - b in AP points [95% interval] (n paired seeds), and what becomes of "
            f"{labels[reference]}'s verdict:", ""]
     md += markdown_table(["a - b", labels[reference], *(labels[s] for s in others)],
-                         [[f"{ref['a']} - {ref['b']}", _diff_cell(ref),
-                           *(f"{_diff_cell(r)}: {outcome(ref, r)}" + (" (not after Holm)" if r["holm"] is False
+                         [[f"{ref['a']} - {ref['b']}", difference_text(ref),
+                           *(f"{difference_text(r)}: {outcome(ref, r)}" + (" (not after Holm)" if r["holm"] is False
                                                                      and direction(r) else "")
                              for r in (rows[s][i] for s in others))]
                           for i, ref in enumerate(rows[reference])]) + [""]
     md += [*holm_lines, ""] if holm_lines else []
     md += ["## AP per method", "", "COCO AP (%) of each study's final runs: mean ± sample std [95% t interval] (n).", ""]
     md += markdown_table(["method", *(labels[s] for s in [reference, *others])],
-                         [[m, *(_ap_cell(ap_by_seed(finals[s][m])) for s in [reference, *others])]
+                         [[m, *(summary_text(summary(ap_by_seed(finals[s][m]).values())) for s in [reference, *others])]
                           for m in methods]) + [""]
     left = sorted({m for s in [reference, *others] for m in finals[s]} - set(methods))
     if left:

@@ -397,3 +397,32 @@ def multiplicity(rows: list[dict], level: float = LEVEL) -> list[str]:
         lines.append("Resolved, but not after the correction: " + "; ".join(f"{r['a']} - {r['b']}" for r in dropped)
                      + ".")
     return lines
+
+
+def summary_text(s: dict, ci: bool = True, n: bool = True) -> str:
+    """``summary``'s numbers as a table cell: ``60.5 ± 1.0 [59.3, 61.7] (n=5)`` (the interval
+    with ``ci``, the count with ``n``); ``60.5 (n=1)`` for one value, ``–`` for none.
+
+    >>> summary_text(summary([1.0, 2.0, 3.0]), ci=False)
+    '2.0 ± 1.0 (n=3)'
+    """
+    if s["mean"] is None:
+        return "–"
+    if s["half_width"] is None:
+        return f"{s['mean']:.1f} (n=1)"
+    return (f"{s['mean']:.1f} ± {s['std']:.1f}" + (f" [{s['lo']:.1f}, {s['hi']:.1f}]" if ci else "")
+            + (f" (n={s['n']})" if n else ""))
+
+
+def difference_text(d: dict) -> str:
+    """A paired difference (``paired_difference``'s, or a ``pairwise_verdicts`` row) as a cell:
+    ``+2.0 [-0.5, +4.5] (n=3)``; ``+2.0 (n=1)`` without an interval, ``–`` without a mean.
+
+    >>> difference_text({"n": 3, "mean": 2.0, "lo": -0.48, "hi": 4.48})
+    '+2.0 [-0.5, +4.5] (n=3)'
+    """
+    if d["mean"] is None:
+        return "–"
+    if d["lo"] is None:
+        return f"{d['mean']:+.1f} (n={d['n']})"
+    return f"{d['mean']:+.1f} [{d['lo']:+.1f}, {d['hi']:+.1f}] (n={d['n']})"

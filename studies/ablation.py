@@ -84,6 +84,9 @@ class Study:
         self.seeds = s["quick"]["seeds"] if quick else s["seeds"]
         # a method's own seeds where it needs more than the others (the headline's five); not in --quick
         self.method_seeds: dict[str, list] = {} if quick else s.get("method_seeds") or {}
+        # methods that are the cells of two factors ({assigner: [...], loss: [...]}, cell
+        # <assigner>_<loss>): the report's factorial section (reports/factorial.py); {} if not
+        self.factors: dict[str, list] = s.get("factors") or {}
         self.common = merge(s["common"] + (s["quick"]["common"] if quick else []) + list(overrides))
         # the final sweep's and the controls' own schedule (the tuning's is common's)
         self.final_overrides = list((s["quick"] if quick else s).get("final_overrides") or [])

@@ -12,6 +12,7 @@ import yaml
 
 from tests.conftest import ROOT
 from tests.sweep_fixtures import write_run
+from reports import ablation as ablation_report
 from studies import ablation
 from studies.ablation import Setting, Study, choose
 from studies.sweep import Sweep
@@ -322,6 +323,8 @@ def test_the_loss_x_assigner_spec_gives_the_headline_five_seeds_and_each_loss_it
 
     study = Study(tmp_path / "s", spec=ROOT / "studies" / "specs" / "loss_x_assigner.yaml")
     assert study.name == "loss_x_assigner" and len(study.methods) == 14
+    assert sorted(study.methods) == sorted(f"{a}_{l}" for a in study.factors["assigner"] for l in study.factors["loss"])
+    assert ablation_report.protocol(study)["factors"] == study.factors  # the report's factorial section
     for m in study.methods:
         cfg = build.config(study.base(m))
         assert cfg.loss._target_.startswith(f"losses.{m.removeprefix('max_iou_').removeprefix('atss_')}.")
