@@ -226,7 +226,7 @@ def write(a: AblationRuns, out, plots=None) -> Path:
     md += markdown_table(["method", "fg:bg anchors", "clipped steps"],
                  [[m, _ratio(imbalance(a.final[m])), _pct(clipped_share(a.final[m]))] for m in methods]) + [""]
     trained = [r for r in a.runs if r.reused_from is None]
-    md += cost_section(trained)
+    md += cost_section(trained, methods)
     if len(trained) < len(a.runs):
         md += [f"{len(a.runs) - len(trained)} runs copied from another study (below) are not counted: their cost "
                "is in their source's report.", ""]

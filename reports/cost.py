@@ -1,6 +1,8 @@
 """The report's ``## Cost`` section: what the runs cost, per device they ran on, and (where the
 runs recorded them) what each trained on and what made them."""
 
+from pathlib import Path
+
 from analysis.markdown import markdown_table
 from reports.runs import Run, trained_on
 
@@ -35,6 +37,40 @@ def iterations_by_device(runs: list[Run]) -> list[dict]:
     return [{**r, "runs": len(r["runs"])} for r in rows.values()]
 
 
+def device_seconds(run: Run) -> dict[str, float]:
+    """The run's wall seconds by the kind of device it trained on ({"cpu": s} or {"cuda": s}),
+    split by iterations where it trained on several (``devices``); without that record, by the
+    ``device`` it names ("cpu (2 threads)" or a card's name)."""
+    if run.seconds is None:
+        return {}
+    devices = [d for d in run.devices or [] if d.get("iterations")]
+    if not devices:
+        return {"cpu" if (run.device or "cpu").startswith("cpu") else "cuda": run.seconds}
+    total = sum(d["iterations"] for d in devices)
+    out: dict[str, float] = {}
+    for d in devices:
+        kind = d.get("kind") or "unknown"
+        out[kind] = out.get(kind, 0.0) + run.seconds * d["iterations"] / total
+    return out
+
+
+def cost_by_method(runs: list[Run], methods: list[str]) -> list[dict]:
+    """Per method, its runs (every stage: a run belongs to the method its path names, as
+    ``final/<method>/seed0`` or ``tune/lr/<method>/lr0.05``), their CPU-hours and GPU-minutes."""
+    rows = {m: {"method": m, "runs": 0, "cpu_hours": 0.0, "gpu_minutes": 0.0} for m in methods}
+    for run in runs:
+        owner = next((part for part in Path(run.name).parts if part in rows), None)
+        if owner is None:
+            continue
+        rows[owner]["runs"] += 1
+        for kind, seconds in device_seconds(run).items():
+            if kind == "cpu":
+                rows[owner]["cpu_hours"] += seconds / 3600
+            else:
+                rows[owner]["gpu_minutes"] += seconds / 60
+    return list(rows.values())
+
+
 def provenance_groups(runs: list[Run]) -> tuple[dict, list[tuple[dict, list[str]]]]:
     """(what every run with a provenance shares, [(the keys they differ in -> value, the runs
     with those values)]): the second is empty when they are all made alike."""
@@ -58,16 +94,22 @@ def _provenance_text(values: dict) -> str:
     return ", ".join(out)
 
 
-def cost_section(runs: list[Run]) -> list[str]:
-    """``## Cost``: the runs' time per device (CPU or the card) and their training images/s; where
-    the runs recorded them, their iterations per kind of device and precision (mixed runs named)
-    and what made them (versions, commit, CPU, GPU; a table where runs differ)."""
+def cost_section(runs: list[Run], methods: list[str] | None = None) -> list[str]:
+    """``## Cost``: the runs' time per device (CPU or the card) and their training images/s; with
+    ``methods``, per method (``cost_by_method``); where the runs recorded them, their iterations
+    per kind of device and precision (mixed runs named) and what made them (versions, commit,
+    CPU, GPU; a table where runs differ)."""
     md = ["## Cost", "", "Wall time of every run (all its sessions, evaluations included) on what it ran on; "
           "the training images it saw and images/s over that time.", ""]
     md += markdown_table(["device", "runs", "time", "training images", "images/s"],
                  [[c["device"], c["runs"], f"{c['seconds'] / 3600:.2f} h", c["images"],
                    "–" if c["images_per_s"] is None else f"{c['images_per_s']:.1f}"] for c in cost(runs)])
     md += [""]
+    if methods:
+        md += ["Per method, every run of every stage (tuning, final, controls):", ""]
+        md += markdown_table(["method", "runs", "CPU-hours", "GPU-minutes"],
+                             [[r["method"], r["runs"], f"{r['cpu_hours']:.2f}", f"{r['gpu_minutes']:.1f}"]
+                              for r in cost_by_method(runs, methods)]) + [""]
     by_device = iterations_by_device(runs)
     if by_device:
         md += ["Training iterations by what they ran on (status.json's `devices`):", ""]

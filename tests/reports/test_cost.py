@@ -87,3 +87,18 @@ def test_devices_and_provenance_travel_through_the_tables(tmp_path):
                  meta={"kind": "sweep"}, roots=[tmp_path / "sweep"])
     back = Tables(tmp_path / "results").runs("s")[0]
     assert back.devices == devices and back.provenance == MADE
+
+
+def test_cost_per_method_counts_every_stage_and_splits_a_mixed_run_by_its_iterations():
+    from reports.cost import cost_by_method
+
+    runs = [run("tune/lr/focal/lr0.1", 0, .5, [{**CPU, "iterations": 10}]),
+            run("final/focal/seed0", 0, .5, [{**H200, "iterations": 300}, {**CPU, "iterations": 100}]),
+            run("controls/score_thresh_0.001/softmax_bg/seed0", 0, .5, [{**CPU, "iterations": 10}]),
+            Run(None, "final/softmax_bg/seed1", seconds=7200.0, device="NVIDIA H200")]  # no devices record
+    rows = {r["method"]: r for r in cost_by_method(runs, ["softmax_bg", "focal"])}
+    # each run() took 100 s: focal 100 s of CPU + 25 s of CPU and 75 s on the card
+    assert rows["focal"] == {"method": "focal", "runs": 2, "cpu_hours": 125 / 3600, "gpu_minutes": 75 / 60}
+    assert rows["softmax_bg"] == {"method": "softmax_bg", "runs": 2, "cpu_hours": 100 / 3600, "gpu_minutes": 120.0}
+    md = "\n".join(cost_section(runs, ["softmax_bg", "focal"]))
+    assert "| softmax_bg | 2 | 0.03 | 120.0 |" in md and "| focal | 2 | 0.03 | 1.2 |" in md
