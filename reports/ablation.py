@@ -30,6 +30,7 @@ from reports.runs import (
     convergence,
     convergence_cells,
     convergence_note,
+    load_run,
     load_runs,
     trained_on,
     trained_on_by_seed,
@@ -309,7 +310,7 @@ def _missing_checkpoints(n: int) -> str:
 
 def study_runs(out: Path) -> list:
     """Every run of the study (every stage's sweeps) under ``out``."""
-    return [r for folder in sorted(out.rglob("status.json")) for r in load_runs(folder.parent)[0]]
+    return [load_run(folder.parent, out) for folder in sorted(out.rglob("status.json"))]  # named from ``out``
 
 
 def write_csv(path: Path, aps: dict, verdicts: list[dict], factorial: list[dict] = ()) -> None:
