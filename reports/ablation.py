@@ -10,7 +10,6 @@ Read from the run folders (``from_folders``) or from the study's results tables
 
 import csv
 import dataclasses
-import re
 import shutil
 import statistics
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from reports.runs import (
     convergence_note,
     load_run,
     load_runs,
+    natural_key,
     trained_on,
     trained_on_by_seed,
 )
@@ -115,7 +115,7 @@ def final_galleries(out: Path, methods) -> dict[str, Path]:
     (``hydra.callbacks.analysis.gallery=N``)."""
     found = {}
     for m in methods:
-        drawn = sorted((out / "final" / m).glob("*/analysis/gallery.png"), key=lambda p: _natural_key(p.parts[-3]))
+        drawn = sorted((out / "final" / m).glob("*/analysis/gallery.png"), key=lambda p: natural_key(p.parts[-3]))
         if drawn:
             found[m] = drawn[0]
     return found
@@ -135,10 +135,6 @@ def copy_galleries(out: Path, dest: Path, methods) -> dict[str, str]:
         (dest / links[m]).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, dest / links[m])
     return links
-
-
-def _natural_key(name: str):
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
 
 
 def ap_by_seed(runs: list[Run]) -> dict:
@@ -169,8 +165,7 @@ def write(a: AblationRuns, out, plots=None) -> Path:
     aps = {m: ap_by_seed(a.final[m]) for m in methods}
     # a pair of runs is one kind of device and precision, start to end (runs before devices were recorded: paired)
     kinds = {m: trained_on_by_seed(a.final[m]) for m in methods}
-    recorded = any(k is not None for by_seed in kinds.values() for k in by_seed.values())
-    verdicts = pairwise_verdicts(aps, kinds=kinds if recorded else None)
+    verdicts = pairwise_verdicts(aps, kinds=kinds)
     chosen = a.selection.get("chosen", {})
 
     md = [f"# Background ablation: `{a.title}`", "", "## Verdict", ""]
@@ -184,7 +179,7 @@ def write(a: AblationRuns, out, plots=None) -> Path:
            f"final runs and the controls for {a.final_iterations}.", ""]
     factorial_rows = []
     if a.factors:  # the methods are the cells of two factors: their effects, orders and interaction
-        section, factorial_rows = factorial_section(aps, kinds if recorded else {}, a.factors)
+        section, factorial_rows = factorial_section(aps, kinds, a.factors)
         md += section
         md += [f"Every pair of the {len(methods)} cells is in report.csv ({len(verdicts)} paired differences).", ""]
     else:
@@ -232,6 +227,7 @@ def write(a: AblationRuns, out, plots=None) -> Path:
         md += [f"{len(a.runs) - len(trained)} runs copied from another study (below) are not counted: their cost "
                "is in their source's report.", ""]
     md += ["## Final runs", ""]
+    recorded = any(k is not None for by_seed in kinds.values() for k in by_seed.values())  # a column for them
     if recorded:
         md += ["`trained on`: the kind of device and precision of every iteration; a **mixed** run is paired "
                "with no other (the Verdict's pairs are one kind each).", ""]

@@ -85,13 +85,15 @@ def provenance_groups(runs: list[Run]) -> tuple[dict, list[tuple[dict, list[str]
     return shared, list(groups.values()) if differ else []
 
 
+def _provenance_value(key: str, value) -> str:
+    """One provenance value as the report shows it: a commit by its first 12 characters, None as –."""
+    if value is None:
+        return "–"
+    return str(value)[:12] if key == "git_commit" else str(value)
+
+
 def _provenance_text(values: dict) -> str:
-    out = []
-    for k, v in values.items():
-        if k == "git_commit" and v:
-            v = v[:12]
-        out.append(f"{k} {'–' if v is None else v}")
-    return ", ".join(out)
+    return ", ".join(f"{k} {_provenance_value(k, v)}" for k, v in values.items())
 
 
 def cost_section(runs: list[Run], methods: list[str] | None = None) -> list[str]:
@@ -126,7 +128,6 @@ def cost_section(runs: list[Run], methods: list[str] | None = None) -> list[str]
         if groups:
             keys = list(groups[0][0])
             md += ["The runs differ in what made them:", ""]
-            md += markdown_table([*keys, "runs"], [[*("–" if v is None else str(v)[:12] if k == "git_commit" else v
-                                                      for k, v in values.items()), len(names)]
+            md += markdown_table([*keys, "runs"], [[*(_provenance_value(k, v) for k, v in values.items()), len(names)]
                                                     for values, names in groups]) + [""]
     return md

@@ -71,7 +71,7 @@ class Run:
         return self.metrics[-1].get("iter") if self.metrics else None
 
 
-def _natural(text: str):
+def natural_key(text: str):
     """Sort key in which "10_x" comes after "9_x" (Hydra numbers its job folders)."""
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)]
 
@@ -86,7 +86,7 @@ def find_run_dirs(sweep_dir: Path) -> list[Path]:
             dirs.clear()  # a run folder holds no other run
         else:
             dirs[:] = [d for d in dirs if d not in _SKIP_DIRS]
-    return sorted(found, key=lambda p: _natural(str(p.relative_to(sweep_dir))))
+    return sorted(found, key=lambda p: natural_key(str(p.relative_to(sweep_dir))))
 
 
 def _read(read, what: str, run: Run):
@@ -206,7 +206,7 @@ def groups_of(runs: list[Run]) -> dict[str, list[Run]]:
     groups: dict[str, list[Run]] = {}
     for r in runs:
         groups.setdefault(r.group, []).append(r)
-    return {g: sorted(rs, key=lambda r: (r.seed is None, r.seed or 0, _natural(r.name))) for g, rs in groups.items()}
+    return {g: sorted(rs, key=lambda r: (r.seed is None, r.seed or 0, natural_key(r.name))) for g, rs in groups.items()}
 
 
 def bg_per_fg(metrics: list[dict]) -> float | None:

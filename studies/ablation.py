@@ -9,8 +9,9 @@ Stages (studies/specs/bg_ablation.yaml says what each runs), each a set of train
 multiruns with a sweep folder of their own under OUT:
 
 1. ``tune``: every method's learning rate at its loss's defaults, then its own hyperparameters
-   (``tune.own``: bce_alpha's and focal's alpha, ...) at the best learning rate, trained without and evaluated on a tuning split carved from
-   the training images (``eval_split=tune``): val is never looked at.
+   (``tune.own``: bce_alpha's and focal's alpha, ...) at the best learning rate, trained without
+   and evaluated on a tuning split carved from the training images (``eval_split=tune``): val
+   is never looked at.
 2. ``select``: the best tuning AP of each method -> OUT/selection.yaml (what the final sweep
    reads, as a ``Setting`` per method) and the selection table of the report.
 3. ``final``: every method at its selection over the same seeds (``method_seeds``: more for
@@ -63,7 +64,8 @@ class Setting:
 
     def without(self, keys) -> "Setting":
         """This setting less ``keys`` (those a study sweeps or drops)."""
-        return Setting({k: v for k, v in self.values.items() if k not in set(keys)})
+        keys = set(keys)
+        return Setting({k: v for k, v in self.values.items() if k not in keys})
 
     @property
     def lr(self) -> float | None:
@@ -142,11 +144,15 @@ class Study:
     def selected(self, method: str) -> Setting:
         return Setting(dict(self.read_selection()[method]))
 
-    def settings(self, dry: bool = False) -> dict[str, Setting]:
-        """Every method's chosen setting; in a dry run before the selection, its pending one."""
+    def setting(self, method: str, dry: bool = False) -> Setting:
+        """``method``'s chosen setting; in a dry run before the selection, its pending one."""
         if dry and not self.selection_file.is_file():
-            return {m: self.pending(m) for m in self.methods}
-        return {m: self.selected(m) for m in self.methods}
+            return self.pending(method)
+        return self.selected(method)
+
+    def settings(self, dry: bool = False) -> dict[str, Setting]:
+        """Every method's ``setting``."""
+        return {m: self.setting(m, dry) for m in self.methods}
 
     # --- stage 3 ---
     def final(self, method: str, setting: Setting) -> Sweep:

@@ -244,8 +244,7 @@ class Followups:
         self.out, self.quick, self.dry = Path(out).resolve(), quick, dry
         s = OmegaConf.to_container(OmegaConf.load(spec))  # unresolved: jobs' overrides may hold interpolations
         self.ablation = Study(ablation, quick=quick)  # its methods, its selection, its quick block
-        self.studies: dict[str, Kind] = {name: kind(spec, name, study)
-                                                              for name, study in s["studies"].items()}
+        self.studies: dict[str, Kind] = {name: kind(spec, name, study) for name, study in s["studies"].items()}
         self.seeds = s["quick"]["seeds"] if quick else s["seeds"]
         self.tune_seed = self.ablation.tune["seed"]
         self._finals: dict[str, Path] | None = None
@@ -258,9 +257,7 @@ class Followups:
 
     def chosen(self, method: str) -> Setting:
         """The ablation's choice for ``method``; before there is one, in a dry run, its pending setting."""
-        if self.dry and not self.ablation.selection_file.is_file():
-            return self.ablation.pending(method)
-        return self.ablation.selected(method)
+        return self.ablation.setting(method, self.dry)
 
     def setting(self, study: str, method: str) -> Setting:
         """The ablation's choice for ``method`` without the keys ``study`` sweeps or drops."""
