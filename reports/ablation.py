@@ -25,6 +25,7 @@ from reports.plots import plot_ap_curves
 from reports.runs import (
     CONVERGENCE_HEADER,
     Run,
+    ap_by_seed,
     bg_per_fg,
     convergence,
     convergence_cells,
@@ -137,11 +138,6 @@ def copy_galleries(out: Path, dest: Path, methods) -> dict[str, str]:
     return links
 
 
-def ap_by_seed(runs: list[Run]) -> dict:
-    """{seed: AP in %} of the finished runs with an AP."""
-    return {r.seed: 100 * r.eval["AP"] for r in runs if r.status == "finished" and r.eval}
-
-
 def imbalance(runs) -> float | None:
     """Measured background anchors per foreground anchor, over the runs' training logs."""
     return bg_per_fg([m for r in runs for m in r.metrics])
@@ -192,7 +188,8 @@ def write(a: AblationRuns, out, plots=None) -> Path:
 
     md += ["## Selection on the tuning split", "",
            "Every candidate's AP on the tuning split (carved from the training images; val is never used "
-           "to choose). **Bold**: chosen. The alpha pass runs at the learning rate chosen first.", ""]
+           "to choose). **Bold**: chosen. A method's own hyperparameters (alpha, beta, ...) are tuned "
+           "after its learning rate, at the learning rate chosen.", ""]
     md += markdown_table(["method", "key", "value", "tuning AP (%)", "status"],
                  [[c["method"], c["key"], f"**{c['value']}**" if c.get("chosen") else c["value"],
                    "–" if c["AP"] is None else f"{100 * c['AP']:.1f}", c["status"]]
@@ -248,7 +245,9 @@ def _trained_on_cell(run: Run) -> str:
 
 def controls_section(a: AblationRuns, aps: dict) -> list[str]:
     """Per control and method: AP, the paired change against the final runs, and the
-    verdicts under the control (does it change the answer?)."""
+    verdicts under the control (does it change the answer?); nothing for a study without controls."""
+    if not a.controls:
+        return []
     md = ["## Controls", "",
           "Each control changes one thing; `change` is the paired difference control - final over the same "
           "seeds. The verdicts under the control show whether it moves the answer.", ""]

@@ -280,8 +280,9 @@ def convergence_cells(c: dict) -> list[str]:
 
 
 def ap_by_seed(runs: list[Run]) -> dict:
-    """{seed: AP (%)} of the finished runs with a seed: what a paired difference pairs."""
-    return {r.seed: run_values(r)["AP"] for r in runs if r.status == "finished" and r.seed is not None}
+    """{seed: AP (%)} of the finished runs with a seed and an AP: what a paired difference pairs."""
+    return {r.seed: ap for r in runs
+            if r.status == "finished" and r.seed is not None and (ap := run_values(r)["AP"]) is not None}
 
 
 def trained_on(run: Run) -> str | None:

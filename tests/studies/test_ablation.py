@@ -223,6 +223,7 @@ def check_report(out, methods, seeds, controls):
     assert "![AP against iteration](plots/ap_curve.png)" in md and (out / "plots" / "ap_curve.png").is_file()
     for c in controls:
         assert f"### {c}" in md
+    assert ("Controls" in sections) == bool(controls)  # a study without controls has no such section
     rows = (out / "report.csv").read_text().splitlines()
     assert rows[0].startswith("kind,method,a,b,n,mean,std,half_width,lo,hi")
     assert sum(r.startswith("pair,") for r in rows) == len(methods) * (len(methods) - 1) // 2
@@ -389,4 +390,5 @@ def test_make_study_quick_on_the_real_image_slices(tmp_path, spec):
                            f"ARGS=--out {tmp_path / 'study'} --results {tmp_path / 'results'}"],
                           cwd=ROOT, capture_output=True, text=True, timeout=3600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert (tmp_path / "results" / spec / "report.md").read_text().startswith(f"# Background ablation: `")
+    md = (tmp_path / "results" / spec / "report.md").read_text()
+    assert md.startswith(f"# Background ablation: `") and "## Controls" not in md  # the spec runs none
