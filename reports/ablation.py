@@ -291,7 +291,7 @@ def edge_choices(candidates: list[dict]) -> list[str]:
 
 def why_not_run(study, control: str) -> str:
     """Why a control has no runs, where the study can tell: a re-evaluation whose final
-    checkpoints are missing (the controls stage skips it); else ""."""
+    checkpoints are missing (the final stage skips its re-evaluation of those); else ""."""
     if control not in (study.controls.get("eval") or {}):
         return ""
     missing = [p for m in study.methods for p in study.final_checkpoints(m) if not p.is_file()]

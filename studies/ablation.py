@@ -16,11 +16,13 @@ multiruns with a sweep folder of their own under OUT:
    reads, as a ``Setting`` per method) and the selection table of the report.
 3. ``final``: every method at its selection over the same seeds (``method_seeds``: more for
    some), evaluated on val, with an AP curve; at the study's ``final_overrides`` (a longer
-   schedule than the tuning's).
-4. ``controls``: the final checkpoints re-evaluated (one class per anchor, score threshold
-   0.001) and retrained variants (the softmax prior per class), at the final's schedule. A
-   re-evaluation whose checkpoints are not here (final runs copied as records) is skipped
-   with a warning, and the report says so.
+   schedule than the tuning's). Seed by seed (seed 0 of every method, then seed 1, ...), each
+   final run followed at once by its eval controls (``controls.eval``: its checkpoint
+   re-evaluated with one class per anchor, at score threshold 0.001): no checkpoint has to
+   outlive the session that wrote it. A re-evaluation whose checkpoint is not here (a final
+   run copied as records, without it) is skipped with a warning, and the report says so.
+4. ``controls``: the retrained variants (``controls.train``: the softmax prior per class), at
+   the final's schedule.
 5. ``report``: OUT/report.md and report.csv (reports/ablation.py), ``## Verdict`` first; then
    the study's tables and the report made from them in results/<study>/ (tools/ablation.py).
 
@@ -38,6 +40,7 @@ from pathlib import Path
 import yaml
 from omegaconf import OmegaConf
 
+from detection.run_folder import ENDED
 from reports.runs import load_runs
 from studies.sweep import Sweep, merge
 
@@ -155,11 +158,32 @@ class Study:
         return {m: self.setting(m, dry) for m in self.methods}
 
     # --- stage 3 ---
-    def final(self, method: str, setting: Setting) -> Sweep:
+    def final(self, method: str, setting: Setting, seeds: list | None = None) -> Sweep:
+        """``method``'s final runs at ``setting`` over ``seeds`` (default: all its ``seeds_of``)."""
         return Sweep(self.out / "final" / method, [*self.final_base(method), *setting.overrides()], "seed",
-                     self.seeds_of(method), f"final {method}", pending=setting.pending())
+                     self.seeds_of(method) if seeds is None else list(seeds), f"final {method}",
+                     pending=setting.pending())
 
-    # --- stage 4 ---
+    def reevaluations(self, method: str, setting: Setting, seeds: list | None = None) -> list[Sweep]:
+        """The eval controls (``controls.eval``) of ``method``'s final runs of ``seeds`` (default:
+        all): one sweep per control, each job re-evaluating its seed's final checkpoint."""
+        seeds = self.seeds_of(method) if seeds is None else list(seeds)
+        checkpoint = f"checkpoint={self.final_checkpoint(method, '${seed}')}"
+        return [Sweep(self.out / "controls" / name / method,
+                      [*self.final_base(method), *setting.overrides(), "eval_only=true", checkpoint, *overrides],
+                      "seed", seeds, f"control {name}: {method}", reads=[self.final_checkpoint(method, s) for s in seeds],
+                      pending=setting.pending())
+                for name, overrides in (self.controls.get("eval") or {}).items()]
+
+    def final_order(self, settings: dict[str, Setting]) -> list[Sweep]:
+        """Stage 3 as it runs: seed by seed, every method's final run of a seed before the next
+        seed's (a study stopped midway has paired seeds of every method, not every seed of some),
+        each run followed at once by the re-evaluations of its checkpoint (``reevaluations``), so
+        that no checkpoint has to outlive the session that wrote it (a session's records leave
+        checkpoints out)."""
+        return [sweep for seed in self.all_seeds() for m in self.methods if seed in self.seeds_of(m)
+                for sweep in [self.final(m, settings[m], [seed]), *self.reevaluations(m, settings[m], [seed])]]
+
     def final_checkpoint(self, method: str, seed) -> Path:
         """The checkpoint of ``method``'s final run of ``seed`` (``"${seed}"``: a sweep's own)."""
         return self.out / "final" / method / f"seed{seed}" / "checkpoints" / "last.pt"
@@ -168,23 +192,14 @@ class Study:
         """The checkpoints of ``method``'s final runs, one per seed, that the eval controls re-evaluate."""
         return [self.final_checkpoint(method, s) for s in self.seeds_of(method)]
 
-    def control_sweeps(self, settings: dict[str, Setting]) -> list[Sweep]:
-        """The controls (``controls.eval``: the final checkpoints re-evaluated; ``controls.train``:
-        retrained variants), each method at its ``settings`` over its seeds."""
-        sweeps = []
-        for name, overrides in (self.controls.get("eval") or {}).items():
-            for m in self.methods:
-                checkpoint = f"checkpoint={self.final_checkpoint(m, '${seed}')}"
-                sweeps.append(Sweep(self.out / "controls" / name / m,
-                                    [*self.final_base(m), *settings[m].overrides(), "eval_only=true", checkpoint,
-                                     *overrides], "seed", self.seeds_of(m), f"control {name}: {m}",
-                                    reads=self.final_checkpoints(m), pending=settings[m].pending()))
-        for name, spec in (self.controls.get("train") or {}).items():
-            for m in spec["methods"]:
-                sweeps.append(Sweep(self.out / "controls" / name / m, [*self.final_base(m), *settings[m].overrides(),
-                                                                        *spec["overrides"]],
-                                    "seed", self.seeds_of(m), f"control {name}: {m}", pending=settings[m].pending()))
-        return sweeps
+    # --- stage 4 ---
+    def retrained(self, settings: dict[str, Setting]) -> list[Sweep]:
+        """Stage 4: the train controls (``controls.train``: retrained variants), each of its
+        methods at its ``settings`` over its seeds."""
+        return [Sweep(self.out / "controls" / name / m, [*self.final_base(m), *settings[m].overrides(),
+                                                         *spec["overrides"]],
+                      "seed", self.seeds_of(m), f"control {name}: {m}", pending=settings[m].pending())
+                for name, spec in (self.controls.get("train") or {}).items() for m in spec["methods"]]
 
 
 def choose(sweep: Sweep) -> tuple[object, list[dict]]:
@@ -244,11 +259,10 @@ def stage_sweeps(study: Study, stage: str, dry: bool) -> list[Sweep]:
     """The sweeps of ``stage``; in a dry run the settings not chosen yet are placeholders."""
     if stage == "tune":
         return [study.tune_lr(m) for m in study.methods] + [s for m in study.methods for s in study.tune_own(m, None)]
-    if stage in ("final", "controls"):
-        settings = study.settings(dry)
-        if stage == "final":
-            return [study.final(m, settings[m]) for m in study.methods]
-        return study.control_sweeps(settings)
+    if stage == "final":
+        return study.final_order(study.settings(dry))
+    if stage == "controls":
+        return study.retrained(study.settings(dry))
     return []
 
 
@@ -258,7 +272,9 @@ def extend_edge(sweep: Sweep, times: int, name: str) -> None:
     guess. ``name`` says whose lr it is in the log."""
     for _ in range(times):
         best, rows = choose(sweep)
-        ap = {r["value"]: r["AP"] for r in rows}
+        # the values whose runs ended: one beyond the grid stopped midway (a session's end) is
+        # reached again by this rule, and its sweep resumes it
+        ap = {r["value"]: r["AP"] for r in rows if r["status"] in ENDED}
         tried = sorted(ap)
         if best not in (tried[0], tried[-1]) or len(tried) < 2:
             return

@@ -4,6 +4,7 @@ section is the Verdict."""
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -90,8 +91,8 @@ def test_the_final_and_the_controls_train_at_final_overrides_and_the_tuning_at_c
     assert iters(study.tune_own("focal", 0.1)[0].jobs()[0]) == ["schedule.max_iters=3000"]
     selection = {m: Setting({"optim.lr": 0.01 * (i + 1)}) for i, m in enumerate(study.methods)}
     assert iters(study.final("focal", selection["focal"]).jobs()[0]) == ["schedule.max_iters=12000"]
-    controls = study.control_sweeps(selection)
-    assert controls and all(iters(job) == ["schedule.max_iters=12000"] for c in controls for job in c.jobs())
+    controls = [*study.reevaluations("focal", selection["focal"]), *study.retrained(selection)]
+    assert len(controls) == 3 and all(iters(job) == ["schedule.max_iters=12000"] for c in controls for job in c.jobs())
     # an override given on the command line wins over the study's, in every stage
     cli = Study(tmp_path / "study", overrides=["schedule.max_iters=50"])
     assert iters(cli.final("focal", selection["focal"]).jobs()[0]) == ["schedule.max_iters=50"]
@@ -229,6 +230,46 @@ def check_report(out, methods, seeds, controls):
     assert sum(r.startswith("pair,") for r in rows) == len(methods) * (len(methods) - 1) // 2
 
 
+def test_the_final_stage_runs_seed_by_seed_each_final_run_followed_by_its_reevaluations(tmp_path):
+    """A study stopped midway has paired seeds of every method, and a final checkpoint is
+    re-evaluated before the next run starts (records kept between sessions leave checkpoints out)."""
+    spec = tmp_path / "mini.yaml"
+    spec.write_text(MINI_STUDY.replace("seeds: [0, 1, 2, 3, 4]", "seeds: [0, 1]\nmethod_seeds: {focal: [0, 1, 2]}"))
+    study = Study(tmp_path / "s", spec=spec)
+    settings = {"softmax_bg": Setting({"optim.lr": 0.1}), "focal": Setting({"optim.lr": 0.01, "loss.alpha": 0.25})}
+    order = [(s.label, s.values) for s in study.final_order(settings)]
+    assert order == [("final softmax_bg", [0]), ("control one_class_per_anchor: softmax_bg", [0]),
+                     ("final focal", [0]), ("control one_class_per_anchor: focal", [0]),
+                     ("final softmax_bg", [1]), ("control one_class_per_anchor: softmax_bg", [1]),
+                     ("final focal", [1]), ("control one_class_per_anchor: focal", [1]),
+                     ("final focal", [2]), ("control one_class_per_anchor: focal", [2])]
+    final, reeval = study.final_order(settings)[-2:]
+    assert final.dir == tmp_path / "s" / "final" / "focal" and final.jobs() == study.final("focal", settings["focal"]).jobs()[2:]
+    assert reeval.reads == [final.dir / "seed2" / "checkpoints" / "last.pt"]
+    assert f"checkpoint={final.dir / 'seed${seed}' / 'checkpoints' / 'last.pt'}" in reeval.fixed
+    assert "eval_only=true" in reeval.fixed and reeval.fixed[-1] == "model.one_class_per_anchor=true"
+    assert [s.label for s in ablation.stage_sweeps(study, "controls", dry=True)] == [
+        "control softmax_prior_per_class: softmax_bg"]  # the retrained control: stage 4
+
+
+def test_a_missing_final_checkpoint_skips_only_its_own_reevaluation(tmp_path, monkeypatch, capsys):
+    spec = tmp_path / "mini.yaml"
+    spec.write_text(MINI_STUDY.replace("seeds: [0, 1, 2, 3, 4]", "seeds: [0, 1]"))
+    study = Study(tmp_path / "s", spec=spec)
+    study.selection_file.parent.mkdir(parents=True)
+    study.selection_file.write_text(yaml.safe_dump({"chosen": {"softmax_bg": {"optim.lr": 0.1},
+                                                               "focal": {"optim.lr": 0.01, "loss.alpha": 0.25}}}))
+    ran = []
+    monkeypatch.setattr(ablation.Sweep, "run", lambda sweep: ran.append((sweep.label, sweep.values)))
+    present = study.final_checkpoint("focal", 1)  # the one final run whose checkpoint is still here
+    present.parent.mkdir(parents=True)
+    present.write_bytes(b"")
+    ablation.run_stage(study, "final")
+    assert [r for r in ran if r[0].startswith("control")] == [("control one_class_per_anchor: focal", [1])]
+    assert len([r for r in ran if r[0].startswith("final")]) == 4
+    assert capsys.readouterr().err.count("warning: skipping control one_class_per_anchor") == 3
+
+
 def test_a_choice_at_the_end_of_its_grid_is_flagged():
     from reports.ablation import edge_choices
 
@@ -256,6 +297,18 @@ def test_the_lr_grid_is_extended_while_the_best_is_at_its_end(tmp_path, monkeypa
     ablation.extend_lr(study, "focal")
     value, rows = choose(sweep)
     assert value == 0.2 and [r["value"] for r in rows] == [0.025, 0.05, 0.1, 0.2, 0.4]  # 0.4 tried, worse: stop
+
+    # a session ended during the run beyond the edge (0.2): the rerun resumes it, not skips it
+    stopped = Study(tmp_path / "stopped")
+    stopped.tune = {**stopped.tune, "lr": [0.025, 0.05, 0.1], "extend": 1}
+    stopped.tune_lr("focal").run()
+    run = write_run(stopped.tune_lr("focal").dir / "lr0.2", ["loss=focal"], 0, "interrupted")
+    (run / "config.yaml").write_text(yaml.safe_dump({"seed": 0, "optim": {"lr": 0.2}}))
+    monkeypatch.setattr(Sweep, "run", lambda self: resumed.append(self.values) or shutil.rmtree(run) or fake_run(self))
+    resumed = []
+    ablation.extend_lr(stopped, "focal")
+    assert resumed == [[0.2]] and choose(stopped.tune_lr("focal"))[0] == 0.2
+    monkeypatch.setattr(Sweep, "run", fake_run)
 
     tie = Study(tmp_path / "tie")
     tie.tune = {**tie.tune, "lr": [0.025, 0.05, 0.1], "extend": 2}
@@ -287,12 +340,14 @@ def test_final_runs_copied_without_checkpoints_skip_the_re_evaluations_and_the_r
                 write_run(self.dir / f"seed{s}", self.fixed, s, "finished", ap=0.45, seconds=60.0)
 
     monkeypatch.setattr(Sweep, "run", fake_run)
+    ablation.run_stage(study, "final")  # the final runs are there: each is skipped, its re-evaluations cannot run
     ablation.run_stage(study, "controls")
     evals, trains = study.controls["eval"], study.controls["train"]
-    assert ran == [f"control {name}: {m}" for name, spec in trains.items() for m in spec["methods"]]
+    assert ran == [f"final {m}" for s in study.seeds for m in study.methods] + [
+        f"control {name}: {m}" for name, spec in trains.items() for m in spec["methods"]]
     warned = capsys.readouterr().err
-    assert warned.count("warning: skipping control ") == len(evals) * len(study.methods)
-    assert "2 of the 2 files it reads are not here (first: " + str(study.final_checkpoints("softmax_bg")[0]) in warned
+    assert warned.count("warning: skipping control ") == len(evals) * len(study.methods) * len(study.seeds)
+    assert "1 of the 1 files it reads are not here (first: " + str(study.final_checkpoints("softmax_bg")[0]) in warned
 
     md = write_report(study)
     md = md.read_text()
@@ -312,8 +367,9 @@ def test_final_runs_copied_without_checkpoints_skip_the_re_evaluations_and_the_r
             path.parent.mkdir(parents=True)
             path.write_bytes(b"")
     ran.clear()
-    ablation.run_stage(study, "controls")
-    assert ran[:len(evals) * len(study.methods)] == [f"control {n}: {m}" for n in evals for m in study.methods]
+    ablation.run_stage(study, "final")
+    assert ran == [label for s in study.seeds for m in study.methods
+                   for label in [f"final {m}", *(f"control {n}: {m}" for n in evals)]]
 
 
 def test_the_loss_x_assigner_spec_gives_the_headline_five_seeds_and_each_loss_its_own_tuning(tmp_path):
@@ -340,18 +396,19 @@ def test_the_loss_x_assigner_spec_gives_the_headline_five_seeds_and_each_loss_it
     assert [job[-1] for job in study.final("max_iou_focal", setting["max_iou_focal"]).jobs()] == [
         f"seed={s}" for s in range(5)]
     assert len(study.final("atss_focal", setting["atss_focal"]).jobs()) == 3
-    controls = study.control_sweeps(setting)  # the re-evaluations read each cell's own final checkpoints
+    controls = study.reevaluations("max_iou_focal", setting["max_iou_focal"])  # each cell's own final checkpoints
     focal = [c for c in controls if c.label == "control one_class_per_anchor: max_iou_focal"][0]
-    assert len(focal.reads) == 5 and focal.values == [0, 1, 2, 3, 4]
-    assert all("schedule.max_iters=12000" in c.fixed for c in controls)
+    assert focal.reads == [tmp_path / "s" / "final" / "max_iou_focal" / f"seed{s}" / "checkpoints" / "last.pt"
+                           for s in range(5)] and focal.values == [0, 1, 2, 3, 4]
+    assert len(controls) == 2 and all("schedule.max_iters=12000" in c.fixed for c in controls)
     quick = Study(tmp_path / "q", quick=True, spec=ROOT / "studies" / "specs" / "loss_x_assigner.yaml")
     assert quick.seeds_of("max_iou_focal") == quick.seeds == [0, 1]  # the miniature: every method alike
 
 
 def test_before_the_selection_the_dry_run_stages_hold_pending_settings_not_placeholder_strings(tmp_path):
     study = Study(tmp_path / "s")
-    finals = ablation.stage_sweeps(study, "final", dry=True)
-    assert [f.pending for f in finals] == [["optim.lr"], ["optim.lr", "loss.alpha"], ["optim.lr", "loss.alpha"]]
+    finals = ablation.stage_sweeps(study, "final", dry=True)  # seed 0's final runs, each with 2 re-evaluations
+    assert [f.pending for f in finals[:9]] == [["optim.lr"]] * 3 + [["optim.lr", "loss.alpha"]] * 6
     assert not any("<" in o for f in finals for job in f.jobs() for o in job)
     own = [s for s in ablation.stage_sweeps(study, "tune", dry=True) if s.key == "loss.alpha"]
     assert [s.pending for s in own] == [["optim.lr"]] * 2 and "(its best)" in own[0].label
@@ -375,7 +432,8 @@ def test_the_real_image_specs_compose_on_their_dataset_with_the_real_data_preset
     final = study.final("vfl", Setting({"optim.lr": 0.05, "loss.alpha": 0.5}))
     cfg = build.config(final.jobs()[0])
     assert (cfg.schedule.max_iters, cfg.eval_split, cfg.loss.alpha) == (3000, "val", 0.5)
-    assert "hydra.callbacks.analysis.gallery=8" in final.fixed and study.control_sweeps(study.settings(dry=True)) == []
+    assert "hydra.callbacks.analysis.gallery=8" in final.fixed and study.retrained(study.settings(dry=True)) == []
+    assert study.reevaluations("vfl", Setting({"optim.lr": 0.05, "loss.alpha": 0.5})) == []
     quick = Study(tmp_path / "q", quick=True, spec=ROOT / "studies" / "specs" / f"{spec}.yaml")
     root = build.config(quick.tune_lr("focal").jobs()[0]).dataset.root
     assert (ROOT / root / "annotations" / "instances_train.json").is_file()
