@@ -18,6 +18,7 @@ from pathlib import Path
 import yaml
 
 from analysis.markdown import markdown_table
+from detection.run_folder import ENDED
 from reports.cost import cost_section
 from reports.errors import errors_section
 from reports.factorial import factorial_section
@@ -58,6 +59,8 @@ class AblationRuns:
     # as a link relative to the report; {} when no final run drew one
     galleries: dict[str, str] = dataclasses.field(default_factory=dict)
     factors: dict[str, list] = dataclasses.field(default_factory=dict)  # the methods as cells of two factors
+    # method -> the seeds of its final runs (``method_seeds``); {} in tables written before it was kept
+    planned: dict[str, list] = dataclasses.field(default_factory=dict)
 
 
 def protocol(study) -> dict:
@@ -71,6 +74,7 @@ def protocol(study) -> dict:
             "final_iterations": _iterations(study.final_base(methods[0])),
             "controls": {"eval": list(study.controls.get("eval") or {}), "train": list(study.controls.get("train") or {})},
             **({"factors": study.factors} if study.factors else {}),
+            "planned": {m: study.seeds_of(m) for m in methods},
             "selection": yaml.safe_load(study.selection_file.read_text()) if study.selection_file.is_file() else {}}
 
 
@@ -85,7 +89,8 @@ def from_folders(study) -> AblationRuns:
         final_iterations=spec["final_iterations"], selection=spec["selection"],
         final={m: load_runs(out / "final" / m)[0] if (out / "final" / m).is_dir() else [] for m in methods},
         controls=controls, why_not={name: why_not_run(study, name) for name in names}, runs=study_runs(out),
-        galleries={m: gallery_link(m) for m in final_galleries(out, methods)}, factors=spec.get("factors") or {})
+        galleries={m: gallery_link(m) for m in final_galleries(out, methods)}, factors=spec.get("factors") or {},
+        planned=spec["planned"])
 
 
 def from_tables(tables, study: str) -> AblationRuns:
@@ -108,7 +113,8 @@ def from_tables(tables, study: str) -> AblationRuns:
         why_not={name: _missing_checkpoints(len(methods) * len(seeds)) if name in spec["controls"]["eval"] else ""
                  for name in controls},
         runs=sorted(runs, key=lambda r: Path(r.name) / "status.json"),  # as study_runs finds them
-        galleries=dict(tables.study(study)["meta"].get("galleries") or {}), factors=spec.get("factors") or {})
+        galleries=dict(tables.study(study)["meta"].get("galleries") or {}), factors=spec.get("factors") or {},
+        planned=spec.get("planned") or {})
 
 
 def final_galleries(out: Path, methods) -> dict[str, Path]:
@@ -171,6 +177,7 @@ def write(a: AblationRuns, out, plots=None) -> Path:
     rows = [[m, ", ".join(f"{k}={v}" for k, v in chosen.get(m, {}).items()) or "–", summary(aps[m].values())["n"],
              summary_text(summary(aps[m].values()), n=False)] for m in methods]
     md += markdown_table(["method", "setting", "n", "AP"], rows) + [""]
+    md += progress_lines(a)
     md += [f"Schedules: the tuning trained for {a.tune_iterations} iterations, the "
            f"final runs and the controls for {a.final_iterations}.", ""]
     factorial_rows = []
@@ -236,6 +243,20 @@ def write(a: AblationRuns, out, plots=None) -> Path:
     (out / "report.md").write_text("\n".join(md))
     write_csv(out / "report.csv", aps, verdicts, factorial_rows)
     return out / "report.md"
+
+
+def progress_lines(a: AblationRuns) -> list[str]:
+    """A study still running: how many of its final runs (``a.planned``) have ended, and the
+    seeds each method still lacks; [] once all have (or when the tables kept no plan)."""
+    waiting = {m: [s for s in seeds if s not in {r.seed for r in a.final.get(m, []) if r.status in ENDED}]
+               for m, seeds in a.planned.items()}
+    left = sum(map(len, waiting.values()))
+    if not left:
+        return []
+    total = sum(map(len, a.planned.values()))
+    return [f"**In progress**: {total - left} of {total} final runs have ended; the numbers here are those "
+            "of the finished ones (a rerun of the study's command continues). Still to run: "
+            + "; ".join(f"{m} seeds {', '.join(map(str, s))}" for m, s in waiting.items() if s) + ".", ""]
 
 
 def _trained_on_cell(run: Run) -> str:

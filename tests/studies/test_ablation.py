@@ -2,6 +2,7 @@
 input, the dry run, and the whole protocol in miniature ending in a report whose first
 section is the Verdict."""
 
+import dataclasses
 import os
 import re
 import shutil
@@ -450,3 +451,22 @@ def test_make_study_quick_on_the_real_image_slices(tmp_path, spec):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     md = (tmp_path / "results" / spec / "report.md").read_text()
     assert md.startswith(f"# Background ablation: `") and "## Controls" not in md  # the spec runs none
+
+
+def test_a_report_of_a_study_still_running_says_which_final_runs_are_missing():
+    from reports.ablation import AblationRuns, progress_lines
+    from reports.runs import Run
+
+    def runs(*seeds_status):
+        return [Run(None, f"seed{s}", status=st, seed=s) for s, st in seeds_status]
+
+    a = AblationRuns(title="t", methods=["softmax_bg", "focal"], seeds=[0, 1, 2], tune_iterations="3", final_iterations="9",
+                     selection={}, final={"softmax_bg": runs((0, "finished"), (1, "diverged"), (2, "interrupted")),
+                                          "focal": runs((0, "finished"))},
+                     controls={}, why_not={}, runs=[], planned={"softmax_bg": [0, 1, 2], "focal": [0, 1, 2]})
+    assert progress_lines(a) == [
+        "**In progress**: 3 of 6 final runs have ended; the numbers here are those of the finished ones (a rerun "
+        "of the study's command continues). Still to run: softmax_bg seeds 2; focal seeds 1, 2.", ""]
+    a.final["softmax_bg"][2].status = "finished"
+    a.final["focal"] += runs((1, "failed"), (2, "finished"))
+    assert progress_lines(a) == [] and progress_lines(dataclasses.replace(a, planned={})) == []
