@@ -34,6 +34,7 @@ from reports.runs import (
     load_run,
     load_runs,
     natural_key,
+    run_values,
     trained_on,
     trained_on_by_seed,
 )
@@ -213,6 +214,7 @@ def write(a: AblationRuns, out, plots=None) -> Path:
     md += markdown_table(CONVERGENCE_HEADER,
                  [[m, *convergence_cells(c)] for m, c in conv.items()]) + [""]
 
+    md += breakdown_section(a)
     md += errors_section(a.final, plots)  # the final runs' background errors (where they have an analysis)
     if a.galleries:
         md += ["### The top background false positives", "",
@@ -243,6 +245,34 @@ def write(a: AblationRuns, out, plots=None) -> Path:
     (out / "report.md").write_text("\n".join(md))
     write_csv(out / "report.csv", aps, verdicts, factorial_rows)
     return out / "report.md"
+
+
+BREAKDOWN = ("AP50", "AP75", "APs", "APm", "APl")
+
+
+def breakdown_section(a: AblationRuns) -> list[str]:
+    """Where each method's AP comes from: AP50, AP75, AP by object size and, with more than
+    one class, AP per class (eval.json's ``per_category``), as mean ± sample std over its
+    finished final runs; "–" where COCOeval had nothing to measure (no object of that size)."""
+    finished = {m: [r for r in a.final[m] if r.status == "finished" and r.eval] for m in a.methods}
+    classes = list(dict.fromkeys(c for rs in finished.values() for r in rs for c in r.eval.get("per_category") or {}))
+    classes = classes if len(classes) > 1 else []
+
+    def cell(values) -> str:
+        s = summary(values)
+        return "–" if s["mean"] is None else f"{s['mean']:.1f}" + ("" if s["std"] is None else f" ± {s['std']:.1f}")
+
+    def per_class(r, c):
+        ap = (r.eval.get("per_category") or {}).get(c)
+        return None if ap is None or ap < 0 else 100 * ap
+
+    rows = [[m, len(rs), *(cell(run_values(r)[k] for r in rs) for k in BREAKDOWN),
+             *(cell(per_class(r, c) for r in rs) for c in classes)] for m, rs in finished.items()]
+    md = ["## AP by IoU, object size and class", "",
+          "COCO's AP50 and AP75, AP of small / medium / large objects (area < 32², < 96², larger)"
+          + (", and AP per class" if classes else "") + " (%), mean ± sample std over each method's finished "
+          "final runs (n).", ""]
+    return md + markdown_table(["method", "n", *BREAKDOWN, *classes], rows) + [""]
 
 
 def progress_lines(a: AblationRuns) -> list[str]:

@@ -11,7 +11,8 @@ and read back by every report section instead of the run folders.
                    one is (copied between studies, not trained here), whose row holds its
                    numbers: such a row carries only ``run``, ``cell``, ``method``, ``seed``,
                    ``overrides`` and ``config``; COCO stats of eval.json (``AP`` ... ``APl``,
-                   fractions as COCOeval gives them); ``last_iter``, ``seconds`` (wall time of
+                   fractions as COCOeval gives them) and ``per_category`` (JSON: class name ->
+                   AP, -1 where undefined; empty in tables written before it was kept); ``last_iter``, ``seconds`` (wall time of
                    all sessions), ``device``, ``code`` (the code hash); ``devices`` (JSON: what
                    its iterations trained on, status.json's) and ``provenance`` (JSON: package
                    versions, git commit, CPU, GPU), empty for runs from before they were
@@ -60,12 +61,12 @@ RUNS, CURVES, TRAINING, ANALYSIS, LOSS_CDF, META = (
 BACKGROUND = ("bg_band", "bkg_per_image", "bkg_at_recall", "bg_anchors_above", "score_thresh")
 TIDE = (*MAIN_TYPES, *SPECIAL_TYPES)  # the dAP50s of errors.json (analysis/errors.py)
 RUN_COLUMNS = ["study", "run", "cell", "method", "seed", "overrides", "status", "reused_from", *STATS,
-               "last_iter", "seconds", "device", "code", "devices", "provenance", "message", "notes",
+               "per_category", "last_iter", "seconds", "device", "code", "devices", "provenance", "message", "notes",
                *(f"tide_{k.lower()}" for k in TIDE), *BACKGROUND, "analysis", "config"]
 CURVE_COLUMNS = ["run", "iter", *STATS]
 ANALYSIS_COLUMNS = ["run", "curve", "i", "x", "y", "z"]
 LOSS_CDF_COLUMNS = ["run", "fg_anchors", "bg_anchors", "hardest_10_fg", "hardest_1_bg", "hardest_10_bg"]
-JSON_COLUMNS = {"overrides", "notes", "config", "devices", "provenance"}
+JSON_COLUMNS = {"overrides", "notes", "config", "devices", "provenance", "per_category"}
 TEXT_COLUMNS = {"study", "run", "cell", "method", "status", "reused_from", "device", "code", "message",
                 "analysis", "curve"}
 KINDS = ("sweep", "ablation", "frozen", "across")
@@ -185,7 +186,7 @@ def run_row(run, study: str, shared: dict, analysis, reused: str | None) -> dict
     row.update(status=run.status, last_iter=run.last_iter, seconds=run.seconds, device=run.device,
                code=run.code, devices=run.devices, provenance=run.provenance, message=run.message,
                notes=run.notes or None)
-    row.update({k: (run.eval or {}).get(k) for k in STATS})
+    row.update({k: (run.eval or {}).get(k) for k in STATS}, per_category=(run.eval or {}).get("per_category"))
     values, why = analysis
     if values is None:
         row["analysis"] = why
@@ -340,7 +341,7 @@ class Tables:
                       seconds=measured.get("seconds"), device=measured.get("device"), message=measured.get("message"),
                       seed=row.get("seed"), overrides=row.get("overrides"),
                       config=unflatten({**shared, **row["config"]}) if "config" in row else None,
-                      eval={k: measured[k] for k in STATS} if all(k in measured for k in STATS) else None,
+                      eval=_eval(measured),
                       metrics=[_without_run(m) for m in src["training"].get(name, [])],
                       curve=[{"iter": c["iter"], "eval": {k: c[k] for k in STATS if k in c}}
                              for c in src["curves"].get(name, [])],
@@ -350,6 +351,15 @@ class Tables:
                       loss_cdf=src["loss_cdf"].get(name))
             out.append(run)
         return out
+
+
+def _eval(row: dict) -> dict | None:
+    """eval.json's numbers from a runs.csv row (its COCO stats, and ``per_category`` where kept);
+    None for a run without them."""
+    if not all(k in row for k in STATS):
+        return None
+    kept = row.get("per_category")
+    return {**{k: row[k] for k in STATS}, **({"per_category": kept} if kept is not None else {})}
 
 
 def _without_run(row: dict) -> dict:

@@ -6,7 +6,9 @@ unreadable metrics line, per-anchor losses for two methods) with hand-written an
 (tests/reports/test_errors.py's, every case of the Background errors section).
 """
 
+import json
 import math
+import re
 
 import pytest
 import torch
@@ -165,6 +167,8 @@ def test_an_ablation_from_its_tables_equals_its_report_from_the_folders(tmp_path
                             ap=0.5 + 0.01 * i + 0.003 * s, seconds=900.0 + s, metrics=metrics)
             (run / "metrics.jsonl").write_text((run / "metrics.jsonl").read_text()
                                                + f'{{"iter": 20, "eval": {{"AP": {0.4 + 0.01 * s}}}}}\n')
+            ev = json.loads((run / "eval.json").read_text())  # two classes, one never detected (-1: undefined)
+            (run / "eval.json").write_text(json.dumps({**ev, "per_category": {"circle": 0.6 + 0.1 * s, "square": -1.0}}))
     write_run(study.out / "controls" / "softmax_prior_per_class" / "softmax_bg" / "seed0",
               ["loss=softmax_bg", "seed=0"], 0, "finished", ap=0.52, seconds=800.0)
     live = ablation.write(ablation.from_folders(study), tmp_path / "live")
@@ -174,6 +178,9 @@ def test_an_ablation_from_its_tables_equals_its_report_from_the_folders(tmp_path
     made = regenerate(tmp_path / "results", "ablation", tmp_path / "made")
     assert made.read_text() == live.read_text()
     assert "### one_class_per_anchor\n\nnot run: it re-evaluates the final runs' checkpoints, and 6 of them" in made.read_text()
+    breakdown = made.read_text().split("## AP by IoU, object size and class")[1].split("\n## ")[0]
+    assert "| method | n | AP50 | AP75 | APs | APm | APl | circle | square |" in breakdown
+    assert re.search(r"^\| focal \| 2 \| [\d.]+ ± 0\.2 \| [\d.]+ ± 0\.2 \| – \| .* \| 65\.0 ± 7\.1 \| – \|$", breakdown, re.M)
     assert (tmp_path / "made" / "report.csv").read_bytes() == (tmp_path / "live" / "report.csv").read_bytes()
     assert math.isclose(ablation.clipped_share(ablation.from_tables(Tables(tmp_path / "results"), "ablation")
                                                .final["focal"]), (0.05 + 0.025) / 2)
