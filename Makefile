@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: setup setup-locked test test-all demo ablation study followups results bench lint clean
+.PHONY: setup setup-locked test test-all demo ablation study study-keep study-restore followups results bench lint clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,15 @@ ablation: setup
 SPEC ?= loss_x_assigner
 study: setup
 	$(PY) -m tools.ablation --study studies/specs/$(SPEC).yaml --out multirun/$(SPEC)$(if $(QUICK),_quick) $(if $(QUICK),--quick) $(ARGS)
+
+# A study that outlives a machine: study-keep archives its ended runs' records (tools.records
+# --ended-only: no checkpoints) to results/$(SPEC)/records.tar.gz, to commit; on a fresh machine
+# study-restore unpacks them into multirun/$(SPEC), and `make study` continues from there.
+study-keep: setup
+	rm -rf multirun/.keep_$(SPEC) && $(PY) -m tools.records multirun/$(SPEC) multirun/.keep_$(SPEC) --ended-only
+	mkdir -p results/$(SPEC) && tar czf results/$(SPEC)/records.tar.gz -C multirun/.keep_$(SPEC) . && rm -rf multirun/.keep_$(SPEC)
+study-restore:
+	mkdir -p multirun/$(SPEC) && tar xzf results/$(SPEC)/records.tar.gz -C multirun/$(SPEC) --skip-old-files
 
 # The studies that build on the ablation (studies/followups.py, studies/specs/followups.yaml): each
 # method at the ablation's choice; sweep folders under FOLLOWUPS, each study's tables and

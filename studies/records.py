@@ -4,7 +4,9 @@ enough to commit, so a study can move to another machine between sessions.
     python -m tools.records SRC DST [--ended-only]
 
 Copies every file under SRC to DST except checkpoints/, tb/ (TensorBoard), detections.json,
-anchor_losses.pt and plots/ (the report redraws them), keeping the layout. A run copied this
+anchor_losses.pt, plots/ (the report redraws them) and a run's analysis/ figures but its
+gallery.png (the reports draw theirs from the analysis JSON; the ablation report links the
+gallery), keeping the layout. A run copied this
 way reads as what it was (finished, diverged, ...): rerunning its sweep skips it (finished
 runs need no checkpoint), and tools.report and tools.ablation's selection read it. Copied back
 into a sweep folder, the study continues there (``make ablation`` with the same OUT).
@@ -23,6 +25,13 @@ from detection.run_folder import ENDED, RunFolder, effective_status
 
 LEFT_OUT_DIRS = {"checkpoints", "tb", "plots", "__pycache__"}
 LEFT_OUT_FILES = {"detections.json", "anchor_losses.pt"}
+KEPT_FIGURES = {"gallery.png"}  # of a run's analysis/ figures, the one a report shows
+
+
+def left_out(rel: Path) -> bool:
+    """Whether the file ``rel`` (relative to the copied folder) is bulk the records do without."""
+    return bool(LEFT_OUT_DIRS & set(rel.parts[:-1])) or rel.name in LEFT_OUT_FILES or (
+        rel.parent.name == "analysis" and rel.suffix == ".png" and rel.name not in KEPT_FIGURES)
 
 
 def unended_runs(src) -> set[Path]:
@@ -50,7 +59,7 @@ def copy_records(src, dst, ended_only: bool = False) -> list[Path]:
     copied = []
     for path in sorted(src.rglob("*")):
         rel = path.relative_to(src)
-        if not path.is_file() or LEFT_OUT_DIRS & set(rel.parts[:-1]) or path.name in LEFT_OUT_FILES:
+        if not path.is_file() or left_out(rel):
             continue
         if skipped & set(rel.parents):
             continue

@@ -16,9 +16,14 @@ def test_the_records_read_as_the_sweep_without_its_bulk(tmp_path):
         (run / bulk).write_bytes(b"x" * 1000)
     (sweep / "plots").mkdir()
     (sweep / "plots" / "ap.png").write_bytes(b"png")
+    (run / "analysis").mkdir(exist_ok=True)
+    for figure in ("bkg_recall.png", "gallery.png", "errors.json"):
+        (run / "analysis" / figure).write_bytes(b"x")
     copied = copy_records(sweep, tmp_path / "dst")
     names = {p.name for p in copied}
-    assert not names & {"last.pt", "previous.pt", "events.out", "detections.json", "anchor_losses.pt", "ap.png"}
+    assert not names & {"last.pt", "previous.pt", "events.out", "detections.json", "anchor_losses.pt", "ap.png",
+                        "bkg_recall.png"}
+    assert {"gallery.png", "errors.json"} <= names  # the figure a report links, the numbers it reads
     assert {"status.json", "metrics.jsonl", "eval.json", "config.yaml", "overrides.yaml", "multirun.yaml"} <= names
     before, after = load_runs(sweep)[0], load_runs(tmp_path / "dst")[0]
     assert [(r.name, r.status, r.eval, r.metrics, r.seed) for r in before] == \
