@@ -34,6 +34,7 @@ from reports.runs import (
     load_run,
     load_runs,
     natural_key,
+    percent,
     run_values,
     trained_on,
     trained_on_by_seed,
@@ -262,12 +263,9 @@ def breakdown_section(a: AblationRuns) -> list[str]:
         s = summary(values)
         return "–" if s["mean"] is None else f"{s['mean']:.1f}" + ("" if s["std"] is None else f" ± {s['std']:.1f}")
 
-    def per_class(r, c):
-        ap = (r.eval.get("per_category") or {}).get(c)
-        return None if ap is None or ap < 0 else 100 * ap
-
     rows = [[m, len(rs), *(cell(run_values(r)[k] for r in rs) for k in BREAKDOWN),
-             *(cell(per_class(r, c) for r in rs) for c in classes)] for m, rs in finished.items()]
+             *(cell(percent((r.eval.get("per_category") or {}).get(c)) for r in rs) for c in classes)]
+            for m, rs in finished.items()]
     md = ["## AP by IoU, object size and class", "",
           "COCO's AP50 and AP75, AP of small / medium / large objects (area < 32², < 96², larger)"
           + (", and AP per class" if classes else "") + " (%), mean ± sample std over each method's finished "
@@ -278,8 +276,8 @@ def breakdown_section(a: AblationRuns) -> list[str]:
 def progress_lines(a: AblationRuns) -> list[str]:
     """A study still running: how many of its final runs (``a.planned``) have ended, and the
     seeds each method still lacks; [] once all have (or when the tables kept no plan)."""
-    waiting = {m: [s for s in seeds if s not in {r.seed for r in a.final.get(m, []) if r.status in ENDED}]
-               for m, seeds in a.planned.items()}
+    ended = {m: {r.seed for r in runs if r.status in ENDED} for m, runs in a.final.items()}
+    waiting = {m: [s for s in seeds if s not in ended.get(m, set())] for m, seeds in a.planned.items()}
     left = sum(map(len, waiting.values()))
     if not left:
         return []

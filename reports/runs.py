@@ -63,8 +63,7 @@ class Run:
     @property
     def ap(self) -> float | None:
         """AP (%) of the final evaluation; None without one (or COCOeval's -1, "undefined")."""
-        ev = self.eval or {}
-        return 100.0 * ev["AP"] if "AP" in ev and ev["AP"] >= 0 else None
+        return percent((self.eval or {}).get("AP"))
 
     @property
     def last_iter(self) -> int | None:
@@ -222,6 +221,12 @@ def bg_per_fg(metrics: list[dict]) -> float | None:
     return sum(m["num_bg"] for m in both) / fg if fg > 0 else None
 
 
+def percent(ap: float | None) -> float | None:
+    """A COCOeval AP (a fraction) in percent; None for none or COCOeval's -1 ("undefined":
+    nothing to measure, e.g. no object of that size)."""
+    return None if ap is None or not ap >= 0 else 100.0 * ap
+
+
 def run_values(run: Run) -> dict[str, float | None]:
     """The numbers the report averages over seeds, for one run (None where it has none).
 
@@ -231,7 +236,7 @@ def run_values(run: Run) -> dict[str, float | None]:
     status.json; the median images/s of the log (robust to a slow first interval).
     """
     ev, last = run.eval or {}, run.metrics[-1] if run.metrics else {}
-    values = {k: 100.0 * ev[k] if k in ev and ev[k] >= 0 else None for k in STATS}
+    values = {k: percent(ev.get(k)) for k in STATS}
     for k in ("loss_cls", "loss_box", "bg_share", "easy_bg_share"):
         values[k] = last.get(k)
     fg = [m["num_fg"] for m in run.metrics if "num_fg" in m]

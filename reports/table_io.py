@@ -12,8 +12,9 @@ and read back by every report section instead of the run folders.
                    numbers: such a row carries only ``run``, ``cell``, ``method``, ``seed``,
                    ``overrides`` and ``config``; COCO stats of eval.json (``AP`` ... ``APl``,
                    fractions as COCOeval gives them) and ``per_category`` (JSON: class name ->
-                   AP, -1 where undefined; empty in tables written before it was kept); ``last_iter``, ``seconds`` (wall time of
-                   all sessions), ``device``, ``code`` (the code hash); ``devices`` (JSON: what
+                   AP, -1 where undefined; empty in tables written before it was kept);
+                   ``last_iter``, ``seconds`` (wall time of all sessions), ``device``, ``code``
+                   (the code hash); ``devices`` (JSON: what
                    its iterations trained on, status.json's) and ``provenance`` (JSON: package
                    versions, git commit, CPU, GPU), empty for runs from before they were
                    recorded; ``message``; TIDE dAPs

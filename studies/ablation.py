@@ -171,7 +171,7 @@ class Study:
         checkpoint = f"checkpoint={self.final_checkpoint(method, '${seed}')}"
         return [Sweep(self.out / "controls" / name / method,
                       [*self.final_base(method), *setting.overrides(), "eval_only=true", checkpoint, *overrides],
-                      "seed", seeds, f"control {name}: {method}", reads=[self.final_checkpoint(method, s) for s in seeds],
+                      "seed", seeds, f"control {name}: {method}", reads=self.final_checkpoints(method, seeds),
                       pending=setting.pending())
                 for name, overrides in (self.controls.get("eval") or {}).items()]
 
@@ -188,9 +188,10 @@ class Study:
         """The checkpoint of ``method``'s final run of ``seed`` (``"${seed}"``: a sweep's own)."""
         return self.out / "final" / method / f"seed{seed}" / "checkpoints" / "last.pt"
 
-    def final_checkpoints(self, method: str) -> list[Path]:
-        """The checkpoints of ``method``'s final runs, one per seed, that the eval controls re-evaluate."""
-        return [self.final_checkpoint(method, s) for s in self.seeds_of(method)]
+    def final_checkpoints(self, method: str, seeds: list | None = None) -> list[Path]:
+        """The checkpoints of ``method``'s final runs of ``seeds`` (default: all), one per seed,
+        that the eval controls re-evaluate."""
+        return [self.final_checkpoint(method, s) for s in (self.seeds_of(method) if seeds is None else seeds)]
 
     # --- stage 4 ---
     def retrained(self, settings: dict[str, Setting]) -> list[Sweep]:
