@@ -270,13 +270,18 @@ def stage_sweeps(study: Study, stage: str, dry: bool) -> list[Sweep]:
 def extend_edge(sweep: Sweep, times: int, name: str) -> None:
     """While the best ``sweep.key`` (a learning rate) is at an end of the values tried, try the
     next one beyond it (x2 or /2), at most ``times`` times: a choice at the edge of a grid is a
-    guess. ``name`` says whose lr it is in the log."""
+    guess. ``times`` counts the values beyond the grid whose runs ended, so a rerun (a study
+    resumed in a later session) goes no further than the first pass did. ``name`` says whose lr
+    it is in the log."""
+    grid = {str(v) for v in sweep.values}
     for _ in range(times):
         best, rows = choose(sweep)
         # the values whose runs ended: one beyond the grid stopped midway (a session's end) is
         # reached again by this rule, and its sweep resumes it
         ap = {r["value"]: r["AP"] for r in rows if r["status"] in ENDED}
         tried = sorted(ap)
+        if sum(str(v) not in grid for v in tried) >= times:
+            return
         if best not in (tried[0], tried[-1]) or len(tried) < 2:
             return
         neighbour = tried[1] if best == tried[0] else tried[-2]

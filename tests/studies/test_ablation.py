@@ -299,6 +299,14 @@ def test_the_lr_grid_is_extended_while_the_best_is_at_its_end(tmp_path, monkeypa
     value, rows = choose(sweep)
     assert value == 0.2 and [r["value"] for r in rows] == [0.025, 0.05, 0.1, 0.2, 0.4]  # 0.4 tried, worse: stop
 
+    # a rerun (a later session) does not extend again: 0.4 ended, two beyond the grid, at most 2
+    ap[0.8] = 0.5
+    ap[0.4] = 0.40  # 0.4 now the best and at the end: still no third value
+    shutil.rmtree(sweep.dir / "lr0.4")
+    fake_run(Sweep(sweep.dir, sweep.fixed, sweep.key, [0.4]))
+    ablation.extend_lr(study, "focal")
+    assert sorted(p.name for p in sweep.dir.iterdir()) == ["lr0.025", "lr0.05", "lr0.1", "lr0.2", "lr0.4"]
+
     # a session ended during the run beyond the edge (0.2): the rerun resumes it, not skips it
     stopped = Study(tmp_path / "stopped")
     stopped.tune = {**stopped.tune, "lr": [0.025, 0.05, 0.1], "extend": 1}
