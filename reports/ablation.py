@@ -39,7 +39,7 @@ from reports.runs import (
     trained_on,
     trained_on_by_seed,
 )
-from reports.stats import multiplicity, pairwise_verdicts, summary, summary_text
+from reports.stats import difference_text, multiplicity, pairwise_verdicts, summary, summary_text
 
 
 @dataclass
@@ -309,8 +309,7 @@ def controls_section(a: AblationRuns, aps: dict) -> list[str]:
         md += [f"### {name}", ""]
         md += markdown_table(["method", "AP", "change vs final"],
                      [[m, summary_text(summary(under[m].values()), n=False),
-                       "–" if c["mean"] is None else f"{c['mean']:+.1f}" +
-                       ("" if c["lo"] is None else f" [{c['lo']:+.1f}, {c['hi']:+.1f}]")] for m, c in changes.items()])
+                       difference_text(c)] for m, c in changes.items()])
         if len(under) > 1:
             md += [""] + [f"- {v['verdict']}" for v in pairwise_verdicts(under)]
         md += [""]

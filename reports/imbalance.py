@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 from analysis.markdown import markdown_table
 from analysis.plots import save_figure
 from reports.runs import Run, bg_per_fg, loss_name, on_tuning_split
-from reports.stats import paired_difference, summary, verdict
+from reports.stats import difference_text, paired_difference, summary, verdict
 
 PLOT = "ap_vs_imbalance.png"
 _DODGE = 0.03  # relative x offset between methods in the plot, so their error bars do not overlap
@@ -223,12 +223,7 @@ def _cell(p: dict | None) -> str:
 def _diff_cell(row: dict | None) -> str:
     if row is None:
         return "–"
-    d = row["diff"]
-    if d["mean"] is None:
-        return "–, n=0"
-    if d["lo"] is None:
-        return f"{d['mean']:+.1f}, n={d['n']}"
-    text = f"{d['mean']:+.1f} [{d['lo']:+.1f}, {d['hi']:+.1f}], n={d['n']}"
+    text = difference_text(row["diff"])
     return f"**{text}**" if row["sign"] else text
 
 

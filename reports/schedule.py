@@ -21,7 +21,7 @@ Then, per schedule with more than one loss, the paired differences between the l
 
 from analysis.markdown import markdown_table
 from reports.runs import Run, ap_by_seed, arms, loss_name
-from reports.stats import cell_stats, n_cell, ours_cell, paired_difference, pairwise_verdicts
+from reports.stats import cell_stats, difference_text, n_cell, ours_cell, paired_difference, pairwise_verdicts
 
 KEY = "schedule.max_iters"
 TOLERANCE = 1.0  # AP (%): a schedule is long enough when training longer adds less
@@ -60,13 +60,6 @@ def doubling_verdict(diff: dict, tolerance: float = TOLERANCE) -> str:
     return "not resolved"
 
 
-def _difference(d: dict) -> str:
-    if d["mean"] is None:
-        return "–"
-    bounds = "" if d["lo"] is None else f" [{d['lo']:+.1f}, {d['hi']:+.1f}]"
-    return f"{d['mean']:+.1f}{bounds} (n={d['n']})"
-
-
 def schedule_section(groups: dict[str, list[Run]]) -> list[str]:
     """``## Schedule length`` as markdown lines; [] without a setting at two schedules."""
     settings = [arm for arm in arms(groups, KEY) if len(arm) > 1]  # run at more than one schedule
@@ -78,7 +71,7 @@ def schedule_section(groups: dict[str, list[Run]]) -> list[str]:
         s_short, s_long = cell_stats(groups[short]), cell_stats(groups[long])
         d = paired_difference(ap_by_seed(groups[long]), ap_by_seed(groups[short]))
         rows.append([f"`{short}`", loss_name(groups[short][0]) or "?", f"{t} → {u}", ours_cell(s_short), n_cell(s_short),
-                     ours_cell(s_long), n_cell(s_long), _difference(d), doubling_verdict(d)])
+                     ours_cell(s_long), n_cell(s_long), difference_text(d), doubling_verdict(d)])
     md = ["## Schedule length", "",
           f"The same jobs trained for longer (`{KEY}`). Under a cosine schedule every AP curve flattens at "
           "its end, so its shape cannot say whether training longer helps; this can. AP (%) mean ± std "

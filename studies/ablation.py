@@ -158,16 +158,20 @@ class Study:
         return {m: self.setting(m, dry) for m in self.methods}
 
     # --- stage 3 ---
+    def seeds_or_all(self, method: str, seeds: list | None) -> list:
+        """``seeds`` as a list; None: all of ``method``'s (``seeds_of``)."""
+        return self.seeds_of(method) if seeds is None else list(seeds)
+
     def final(self, method: str, setting: Setting, seeds: list | None = None) -> Sweep:
         """``method``'s final runs at ``setting`` over ``seeds`` (default: all its ``seeds_of``)."""
         return Sweep(self.out / "final" / method, [*self.final_base(method), *setting.overrides()], "seed",
-                     self.seeds_of(method) if seeds is None else list(seeds), f"final {method}",
+                     self.seeds_or_all(method, seeds), f"final {method}",
                      pending=setting.pending())
 
     def reevaluations(self, method: str, setting: Setting, seeds: list | None = None) -> list[Sweep]:
         """The eval controls (``controls.eval``) of ``method``'s final runs of ``seeds`` (default:
         all): one sweep per control, each job re-evaluating its seed's final checkpoint."""
-        seeds = self.seeds_of(method) if seeds is None else list(seeds)
+        seeds = self.seeds_or_all(method, seeds)
         checkpoint = f"checkpoint={self.final_checkpoint(method, '${seed}')}"
         return [Sweep(self.out / "controls" / name / method,
                       [*self.final_base(method), *setting.overrides(), "eval_only=true", checkpoint, *overrides],
@@ -191,7 +195,7 @@ class Study:
     def final_checkpoints(self, method: str, seeds: list | None = None) -> list[Path]:
         """The checkpoints of ``method``'s final runs of ``seeds`` (default: all), one per seed,
         that the eval controls re-evaluate."""
-        return [self.final_checkpoint(method, s) for s in (self.seeds_of(method) if seeds is None else seeds)]
+        return [self.final_checkpoint(method, s) for s in self.seeds_or_all(method, seeds)]
 
     # --- stage 4 ---
     def retrained(self, settings: dict[str, Setting]) -> list[Sweep]:
