@@ -41,6 +41,7 @@ import argparse
 import itertools
 import json
 import math
+import os
 import shlex
 import subprocess
 import sys
@@ -54,7 +55,7 @@ from omegaconf import OmegaConf
 from detection.run_folder import RUN_CONTROL, RunFolder, flatten
 from reports.runs import RESULTS
 from studies.ablation import STUDY, Setting, Study, choose, extend_edge
-from studies.sweep import Later, Sweep, merge
+from studies.sweep import Later, Sweep, busy_note, merge
 
 FOLLOWUPS = Path(__file__).parent / "specs" / "followups.yaml"
 
@@ -394,7 +395,8 @@ def publish(f: Followups, study: str, results: Path) -> Path:
 def dry_run(f: Followups, studies) -> int:
     from detection import build
 
-    total, seconds = 0, 0.0
+    load, cores = os.getloadavg()[0], os.cpu_count() or 1  # before this process's own measuring
+    total, seconds, ended = 0, 0.0, 0
     for study in studies:
         print(f"## {study}")
         tunes = f.tune_sweeps(study)
@@ -408,12 +410,19 @@ def dry_run(f: Followups, studies) -> int:
             for job in sweep.jobs():
                 # settings chosen later are left at their defaults: they do not change the speed
                 cfg = build.config(sweep.composable(job))
+                total += 1
+                if state := sweep.ended(job, cfg):
+                    print(f"    job: {' '.join(job[len(sweep.fixed):])}  ({state}: a rerun skips it)")
+                    ended += 1
+                    continue
                 est = build.estimate(cfg, build.speed(cfg))
                 print(f"    job: {' '.join(job[len(sweep.fixed):])}  (~{build.duration(est.job_seconds)}: "
                       f"~{build.duration(est.seconds)} of training)")
-                total, seconds = total + 1, seconds + est.job_seconds
-    print(f"{total} jobs: ~{build.duration(seconds)} on this machine, one after another (training, start-up, "
-          "evaluations, analysis)")
+                seconds += est.job_seconds
+    print(f"{total} jobs, {ended} of them ended: ~{build.duration(seconds)} left on this machine, one after another "
+          "(training, start-up, evaluations, analysis)")
+    for line in busy_note(load, cores):
+        print(line)
     return total
 
 

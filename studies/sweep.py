@@ -9,6 +9,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from detection.build import CONFIGS
+from detection.run_folder import ENDED, RunFolder, effective_status
 
 GROUPS = {p.name for p in CONFIGS.iterdir() if p.is_dir()}  # config groups: dataset, loss, model, ...
 
@@ -75,6 +76,15 @@ class Sweep:
         return "_".join(values[k] if "." not in k and k in GROUPS else f"{k.split('.')[-1]}{OmegaConf.select(cfg, k)}"
                         for k in self.swept())
 
+    def ended(self, job: list[str], cfg) -> str | None:
+        """The status of ``job``'s run (``cfg`` its composed config) when it ended (``ENDED``:
+        a rerun skips it), else None (not started, stopped midway, running, or named by a value
+        not known yet: a dry run's ``pending`` swept key)."""
+        if any(k in self.pending for k in self.swept()):
+            return None
+        state = effective_status(RunFolder(self.dir / self.job_name(job, cfg)).read_status())
+        return state if state in ENDED else None
+
     def run(self) -> None:
         print(f"== {self.label or self.dir}: {len(self.jobs())} jobs", flush=True)
         subprocess.run(self.command(), check=True)
@@ -86,3 +96,12 @@ def merge(overrides: list[str]) -> list[str]:
     for o in overrides:
         merged[o.split("=", 1)[0]] = o
     return list(merged.values())
+
+
+def busy_note(load: float, cores: int) -> list[str]:
+    """A dry run's warning, when the 1-minute ``load`` average on ``cores`` cores, read before
+    it measured anything, says the CPU was shared: its images/s, so its times, are inflated."""
+    if load < cores / 2:
+        return []
+    return [f"note: the CPU was busy as this began (load average {load:.1f} on {cores} cores): the images/s "
+            "measured here, and so the time, are those of a shared CPU, not of the study running alone"]

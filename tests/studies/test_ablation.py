@@ -111,8 +111,9 @@ def test_a_final_sweep_without_a_selection_names_the_command_that_makes_one(tmp_
     assert not (tmp_path / "study" / "final").exists()
 
 
-def test_the_dry_run_lists_every_stages_jobs_and_trains_nothing(tmp_path, capsys, synthetic_cache):
+def test_the_dry_run_lists_every_stages_jobs_and_trains_nothing(tmp_path, capsys, synthetic_cache, monkeypatch):
     out = tmp_path / "study"
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.2, 0.2, 0.2))  # a quiet CPU
     total = ablation_main(["--out", str(out), "--quick", "--dry-run", f"dataset.cache_dir={synthetic_cache}"])
     printed = capsys.readouterr().out
     study = Study(out, quick=True)
@@ -124,8 +125,22 @@ def test_the_dry_run_lists_every_stages_jobs_and_trains_nothing(tmp_path, capsys
     assert printed.count("    job: ") == total
     for stage in ablation.STAGES:
         assert f"## stage {stage}" in printed
-    assert re.search(rf"{total} training/evaluation jobs: ~.+ on this machine, one job after another", printed)
+    assert re.search(rf"{total} training/evaluation jobs, 0 of them ended: ~.+ left on this machine, "
+                     "one job after another", printed)
     assert not out.exists()  # nothing trained, nothing written
+    assert "the CPU was busy" not in printed
+
+    # a later session: one tuning run finished, one stopped midway; only the finished one is left out
+    lrs = study.tune["lr"]
+    write_run(study.tune_lr("focal").dir / f"lr{lrs[0]}", ["loss=focal"], 0, "finished", ap=0.3)
+    write_run(study.tune_lr("focal").dir / f"lr{lrs[1]}", ["loss=focal"], 0, "interrupted")
+    monkeypatch.setattr(os, "getloadavg", lambda: (2.1, 2.0, 1.9))  # and the CPU busy with a study's training
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert ablation_main(["--out", str(out), "--quick", "--dry-run", f"dataset.cache_dir={synthetic_cache}"]) == total
+    printed = capsys.readouterr().out
+    assert printed.count("(finished: a rerun skips it)") == 1 and printed.count("skips it") == 1
+    assert f"{total} training/evaluation jobs, 1 of them ended" in printed
+    assert "the CPU was busy as this began (load average 2.1 on 2 cores)" in printed
 
 
 MINI_STUDY = """
