@@ -33,7 +33,6 @@ Rerunning the command continues where it stopped: finished jobs are skipped, kil
 resumed (train.py's sweep resumption). ``--quick`` runs the whole protocol in miniature.
 """
 
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +42,7 @@ from omegaconf import OmegaConf
 
 from detection.run_folder import ENDED
 from reports.runs import load_runs
-from studies.sweep import Sweep, busy_note, merge
+from studies.sweep import DryRun, Sweep, merge
 
 STUDY = Path(__file__).parent / "specs" / "bg_ablation.yaml"
 STAGES = ("tune", "select", "final", "controls", "report")
@@ -335,8 +334,7 @@ def dry_run(study: Study, stages) -> int:
     number of jobs, ended ones included."""
     from detection import build
 
-    load, cores = os.getloadavg()[0], os.cpu_count() or 1  # before this process's own measuring
-    total, seconds, evals, ended = 0, 0.0, 0, 0
+    dry = DryRun()
     for stage in stages:
         print(f"## stage {stage}")
         if stage == "select":
@@ -347,23 +345,10 @@ def dry_run(study: Study, stages) -> int:
         for sweep in stage_sweeps(study, stage, dry=True):
             print(f"  {sweep.label} -> {sweep.dir}\n    every job: {' '.join(sweep.fixed)}{sweep.pending_note()}")
             if sweep.dir in tunes and study.tune.get("extend"):
-                print(f"    (+ up to {study.tune['extend']} more lrs if the best is at an end of these)")
+                print(dry.extend_note(study.tune["extend"]))
             for job in sweep.jobs():
                 # settings chosen later are left at their defaults: they do not change the speed
-                cfg = build.config([o.replace("${seed}", "0") for o in sweep.composable(job)])
-                total += 1
-                if state := sweep.ended(job, cfg):
-                    print(f"    job: {job[-1]}  ({state}: a rerun skips it)")
-                    ended += 1
-                    continue
-                est = build.estimate(cfg, build.speed(cfg))
-                print(f"    job: {job[-1]}  (~{build.duration(est.job_seconds)}: ~{build.duration(est.seconds)} of "
-                      f"training, {est.evaluations} evaluations, start-up, analysis)")
-                seconds, evals = seconds + est.job_seconds, evals + est.evaluations
-    print(f"{total} training/evaluation jobs, {ended} of them ended: ~{build.duration(seconds)} left on this machine, "
-          "one job after another "
-          f"(training at the images/s build.speed measures here; start-up, {evals} evaluations and the analyses "
-          "as benchmarks/job_overheads.json measured them)")
-    for line in busy_note(load, cores):
-        print(line)
-    return total
+                print(dry.job(sweep, job, build.config([o.replace("${seed}", "0") for o in sweep.composable(job)]),
+                              job[-1]))
+    print(*dry.summary(), sep="\n")
+    return dry.jobs

@@ -41,7 +41,6 @@ import argparse
 import itertools
 import json
 import math
-import os
 import shlex
 import subprocess
 import sys
@@ -55,7 +54,7 @@ from omegaconf import OmegaConf
 from detection.run_folder import RUN_CONTROL, RunFolder, flatten
 from reports.runs import RESULTS
 from studies.ablation import STUDY, Setting, Study, choose, extend_edge
-from studies.sweep import Later, Sweep, busy_note, merge
+from studies.sweep import DryRun, Later, Sweep, merge
 
 FOLLOWUPS = Path(__file__).parent / "specs" / "followups.yaml"
 
@@ -395,8 +394,7 @@ def publish(f: Followups, study: str, results: Path) -> Path:
 def dry_run(f: Followups, studies) -> int:
     from detection import build
 
-    load, cores = os.getloadavg()[0], os.cpu_count() or 1  # before this process's own measuring
-    total, seconds, ended = 0, 0.0, 0
+    dry = DryRun()
     for study in studies:
         print(f"## {study}")
         tunes = f.tune_sweeps(study)
@@ -406,24 +404,12 @@ def dry_run(f: Followups, studies) -> int:
                 print(f"    {len(sweep.jobs())} jobs: the ablation's own runs, copied (no training)")
                 continue
             if sweep in tunes and f.ablation.tune.get("extend"):
-                print(f"    (+ up to {f.ablation.tune['extend']} more lrs if the best is at an end of these)")
+                print(dry.extend_note(f.ablation.tune["extend"]))
             for job in sweep.jobs():
                 # settings chosen later are left at their defaults: they do not change the speed
-                cfg = build.config(sweep.composable(job))
-                total += 1
-                if state := sweep.ended(job, cfg):
-                    print(f"    job: {' '.join(job[len(sweep.fixed):])}  ({state}: a rerun skips it)")
-                    ended += 1
-                    continue
-                est = build.estimate(cfg, build.speed(cfg))
-                print(f"    job: {' '.join(job[len(sweep.fixed):])}  (~{build.duration(est.job_seconds)}: "
-                      f"~{build.duration(est.seconds)} of training)")
-                seconds += est.job_seconds
-    print(f"{total} jobs, {ended} of them ended: ~{build.duration(seconds)} left on this machine, one after another "
-          "(training, start-up, evaluations, analysis)")
-    for line in busy_note(load, cores):
-        print(line)
-    return total
+                print(dry.job(sweep, job, build.config(sweep.composable(job)), " ".join(job[len(sweep.fixed):])))
+    print(*dry.summary(), sep="\n")
+    return dry.jobs
 
 
 def main(argv=None) -> int | None:

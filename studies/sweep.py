@@ -1,6 +1,7 @@
 """One train.py multirun of a study (``Sweep``) and the override lists it is made of."""
 
 import itertools
+import os
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -8,6 +9,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from detection import build
 from detection.build import CONFIGS
 from detection.run_folder import ENDED, RunFolder, effective_status
 
@@ -96,6 +98,39 @@ def merge(overrides: list[str]) -> list[str]:
     for o in overrides:
         merged[o.split("=", 1)[0]] = o
     return list(merged.values())
+
+
+class DryRun:
+    """A study's dry run, job by job: each job's line (its estimated time at the images/s
+    ``build.speed`` measures here, or that its run ended and a rerun skips it) and the totals
+    of what is left, with ``busy_note`` on the CPU's load as the dry run began."""
+
+    def __init__(self):
+        self.load, self.cores = os.getloadavg()[0], os.cpu_count() or 1  # before any measuring
+        self.jobs = self.ended = self.evaluations = 0
+        self.seconds = 0.0
+
+    def job(self, sweep: Sweep, job: list[str], cfg, name: str) -> str:
+        """The line of ``job`` (of ``sweep``; ``cfg`` its composed config, ``name`` how it is shown)."""
+        self.jobs += 1
+        if state := sweep.ended(job, cfg):
+            self.ended += 1
+            return f"    job: {name}  ({state}: a rerun skips it)"
+        est = build.estimate(cfg, build.speed(cfg))
+        self.seconds, self.evaluations = self.seconds + est.job_seconds, self.evaluations + est.evaluations
+        return (f"    job: {name}  (~{build.duration(est.job_seconds)}: ~{build.duration(est.seconds)} of training, "
+                f"{est.evaluations} evaluations, start-up, analysis)")
+
+    @staticmethod
+    def extend_note(extend: int) -> str:
+        """Under an lr tuning's job lines: the edge rule (studies.ablation.extend_edge) may add more."""
+        return f"    (+ up to {extend} more lrs if the best is at an end of these)"
+
+    def summary(self) -> list[str]:
+        return [f"{self.jobs} training/evaluation jobs, {self.ended} of them ended: ~{build.duration(self.seconds)} "
+                "left on this machine, one job after another (training at the images/s build.speed measures here; "
+                f"start-up, {self.evaluations} evaluations and the analyses as benchmarks/job_overheads.json "
+                "measured them)", *busy_note(self.load, self.cores)]
 
 
 def busy_note(load: float, cores: int) -> list[str]:
