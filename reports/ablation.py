@@ -231,8 +231,10 @@ def write(a: AblationRuns, out, plots=None) -> Path:
     trained = [r for r in a.runs if r.reused_from is None]
     md += cost_section(trained, methods)
     if len(trained) < len(a.runs):
-        md += [f"{len(a.runs) - len(trained)} runs copied from another study (below) are not counted: their cost "
-               "is in their source's report.", ""]
+        n = len(a.runs) - len(trained)
+        md += [f"{n} run{'s' * (n != 1)} copied from another run of the same configuration (a tuning run the lr "
+               f"pass trained, or another study's final run, named below) {'are' if n != 1 else 'is'} not counted: "
+               f"{'their' if n != 1 else 'its'} cost is the source's.", ""]
     md += ["## Final runs", ""]
     recorded = any(k is not None for by_seed in kinds.values() for k in by_seed.values())  # a column for them
     if recorded:

@@ -42,7 +42,7 @@ from omegaconf import OmegaConf
 
 from detection.run_folder import ENDED
 from reports.runs import load_runs
-from studies.sweep import DryRun, Sweep, merge
+from studies.sweep import DryRun, Sweep, canonical, finished, finished_runs, merge
 
 STUDY = Path(__file__).parent / "specs" / "bg_ablation.yaml"
 STAGES = ("tune", "select", "final", "controls", "report")
@@ -228,8 +228,8 @@ def choose(sweep: Sweep) -> tuple[object, list[dict]]:
         ap = run.eval["AP"] if run is not None and run.status == "finished" and run.eval else None
         rows.append({"value": value, "AP": ap, "status": "missing" if run is None else run.status,
                      "run": run.name if run is not None else f"{sweep.key}={value}"})
-    finished = [r for r in rows if r["AP"] is not None]
-    if not finished:
+    done = [r for r in rows if r["AP"] is not None]
+    if not done:
         raise ValueError(f"{sweep.dir}: no finished run to choose {sweep.key} from ("
                          + ", ".join(f"{r['run']}: {r['status']}" for r in rows)
                          + "); rerun the tuning stage to complete it")
@@ -237,7 +237,7 @@ def choose(sweep: Sweep) -> tuple[object, list[dict]]:
     if skipped:
         print(f"warning: {sweep.dir}: choosing {sweep.key} among the finished runs only; left out: "
               + ", ".join(f"{r['run']} ({r['status']})" for r in skipped), file=sys.stderr)
-    best = max(finished, key=lambda r: r["AP"])  # max keeps the first of equals
+    best = max(done, key=lambda r: r["AP"])  # max keeps the first of equals
     for r in rows:
         r["chosen"] = r is best
     return best["value"], rows
@@ -301,6 +301,31 @@ def extend_lr(study: Study, method: str) -> None:
     extend_edge(study.tune_lr(method), study.tune.get("extend", 0), f"tune {method}")
 
 
+def reuse(sweep: Sweep, sources: list[Path]) -> list[str]:
+    """Copies into ``sweep``'s folder each job's run that a sweep folder of ``sources`` already
+    finished with the same resolved config (``studies.records.copy_run``), instead of training it
+    again; returns the folder names of the jobs that are copies. A method's own-hyperparameter
+    pass at its best lr holds one such job: the loss's default value (focal's alpha 0.25), which
+    the lr pass trained at that lr. On one kind of device the run is the same either way (on the
+    CPU, bit-identical)."""
+    from detection import build
+    from reports.runs import reused_from
+    from studies.records import copy_run
+
+    runs, copies = finished_runs(sources), []
+    for job in sweep.jobs():
+        cfg = build.config(job)
+        name = sweep.job_name(job, cfg)
+        source = runs.get(canonical(OmegaConf.to_container(cfg, resolve=True)))
+        if source is None:
+            continue
+        dst = sweep.dir / name
+        if reused_from(dst) is None and not finished(dst):  # not copied before, nor trained here
+            copy_run(source, dst, job)
+        copies.append(name)
+    return copies
+
+
 def run_stage(study: Study, stage: str) -> None:
     if stage == "tune":
         for m in study.methods:
@@ -309,6 +334,9 @@ def run_stage(study: Study, stage: str) -> None:
         for m in study.methods:  # the second pass needs this method's best lr
             lr, _ = choose(study.tune_lr(m))
             for sweep in study.tune_own(m, lr):
+                if copies := reuse(sweep, [study.tune_lr(m).dir]):
+                    print(f"== {sweep.label}: {', '.join(copies)} copied from the lr pass (the same run), not trained",
+                          flush=True)
                 sweep.run()
     elif stage == "select":
         select(study)

@@ -39,7 +39,6 @@ Rerunning the command continues where it stopped (train.py's sweep resumption).
 
 import argparse
 import itertools
-import json
 import math
 import shlex
 import subprocess
@@ -47,14 +46,12 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
 from hydra.utils import get_class
 from omegaconf import OmegaConf
 
-from detection.run_folder import RUN_CONTROL, RunFolder, flatten
 from reports.runs import RESULTS
 from studies.ablation import STUDY, Setting, Study, choose, extend_edge
-from studies.sweep import DryRun, Later, Sweep, merge
+from studies.sweep import DryRun, Later, Sweep, canonical, finished, finished_runs, merge
 
 FOLLOWUPS = Path(__file__).parent / "specs" / "followups.yaml"
 
@@ -288,12 +285,8 @@ class Followups:
     def final_runs(self) -> dict[str, Path]:
         """canonical resolved config -> folder of each finished run of the ablation's final stage."""
         if self._finals is None:
-            self._finals = {}
             final = self.ablation.out / "final"
-            for status in sorted(final.glob("*/*/status.json")) if final.is_dir() else []:
-                folder = RunFolder(status.parent)
-                if finished(folder.path) and folder.config.is_file():
-                    self._finals.setdefault(canonical(yaml.safe_load(folder.config.read_text())), folder.path)
+            self._finals = finished_runs(sorted(p for p in final.iterdir() if p.is_dir()) if final.is_dir() else [])
         return self._finals
 
     def reusable(self, sweep: Sweep) -> list[tuple[str, Path]] | None:
@@ -315,8 +308,8 @@ class Followups:
     def reuse(self, sweep: Sweep) -> bool:
         """Copies the ablation's runs into ``sweep``'s folder when every job has one (see the
         module docstring); True if it did (or had), False if the sweep must be trained."""
-        from reports.runs import REUSED_FROM, reused_from
-        from studies.records import copy_records
+        from reports.runs import reused_from
+        from studies.records import copy_run
 
         pairs = self.reusable(sweep)
         if pairs is None:
@@ -326,9 +319,7 @@ class Followups:
             dst = sweep.dir / name
             if reused_from(dst) is not None or finished(dst):
                 continue  # copied before, or trained here (the ablation's run may be a copy of this one)
-            copy_records(source, dst)
-            (dst / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(list(job), default_flow_style=False))
-            (dst / REUSED_FROM).write_text(f"{source}\n")
+            copy_run(source, dst, job)
         return True
 
     def all_sweeps(self, study: str, dry: bool = False) -> list[Sweep]:
@@ -363,21 +354,6 @@ class Followups:
                 job = Sweep(sweep.dir, sweep.fixed, sweep.key, [seed], sweep.label, sweep.grid)
                 commands.append(shlex.join([*job.command(), "~hydra.callbacks.report"]))
         return commands
-
-
-def finished(folder: Path) -> bool:
-    """Whether ``folder`` holds a finished run."""
-    try:
-        return (RunFolder(folder).read_status() or {}).get("status") == "finished"
-    except ValueError:
-        return False
-
-
-def canonical(config: dict) -> str:
-    """A resolved run config as one string, without the keys that do not change what a run
-    computes (as train.py's check_same_run ignores them)."""
-    return json.dumps({k: v for k, v in flatten(config).items() if k.split(".")[0] not in RUN_CONTROL},
-                      sort_keys=True, default=str)
 
 
 def publish(f: Followups, study: str, results: Path) -> Path:

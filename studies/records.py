@@ -21,6 +21,8 @@ import argparse
 import shutil
 from pathlib import Path
 
+import yaml
+
 from detection.run_folder import ENDED, RunFolder, effective_status
 
 LEFT_OUT_DIRS = {"checkpoints", "tb", "plots", "__pycache__"}
@@ -67,6 +69,18 @@ def copy_records(src, dst, ended_only: bool = False) -> list[Path]:
         shutil.copy2(path, dst / rel)
         copied.append(rel)
     return copied
+
+
+def copy_run(source, dst, overrides: list[str]) -> None:
+    """The finished run in ``source`` copied into ``dst`` as the run of ``overrides`` (a job of
+    another sweep whose resolved config is the same): its records (``copy_records``), the
+    job's own overrides in .hydra/overrides.yaml, and REUSED_FROM naming ``source``. Its
+    sweep's train.py then skips it as finished, and the reports count its cost once."""
+    from reports.runs import REUSED_FROM
+
+    copy_records(source, dst)
+    (Path(dst) / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(list(overrides), default_flow_style=False))
+    (Path(dst) / REUSED_FROM).write_text(f"{source}\n")
 
 
 def main(argv=None) -> None:

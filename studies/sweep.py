@@ -1,6 +1,7 @@
 """One train.py multirun of a study (``Sweep``) and the override lists it is made of."""
 
 import itertools
+import json
 import os
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from omegaconf import OmegaConf
 
 from detection import build
 from detection.build import CONFIGS
-from detection.run_folder import ENDED, RunFolder, effective_status
+from detection.run_folder import ENDED, RunFolder, effective_status, flatten, identity_differences, is_run_control
 
 GROUPS = {p.name for p in CONFIGS.iterdir() if p.is_dir()}  # config groups: dataset, loss, model, ...
 
@@ -87,9 +88,69 @@ class Sweep:
         state = effective_status(RunFolder(self.dir / self.job_name(job, cfg)).read_status())
         return state if state in ENDED else None
 
+    def settled(self) -> bool:
+        """Whether running the sweep again would change nothing: every job's run finished with
+        the config the job composes now (no ``start_over``), its analysis is up to date, and the
+        sweep's report.md was written after every file of its runs. train.py (``run_action``)
+        and the analysis and report callbacks decide the same, job by job, in a process whose
+        start-up costs seconds per sweep: most of a resumed study's time before its first new job.
+        Anything else (a run not over, diverged or failed, another config, a stale report) is
+        left to train.py, which resumes it, retries it, or refuses it with its reason."""
+        from analysis.analyze import skip_reason  # matplotlib, pycocotools: only when asked
+
+        report = self.dir / "report.md"
+        if self.pending or not report.is_file():
+            return False
+        newest = 0.0
+        for job in self.jobs():
+            cfg = build.config(job)
+            folder = RunFolder(self.dir / self.job_name(job, cfg))
+            try:
+                status, recorded = folder.read_status(), folder.read_config()
+            except ValueError:  # unreadable: train.py says so
+                return False
+            if cfg.start_over or effective_status(status) != "finished" or skip_reason(folder.path) is None:
+                return False
+            if recorded is None or identity_differences(recorded, OmegaConf.to_container(cfg, resolve=True)):
+                return False
+            newest = max([newest, *(p.stat().st_mtime for p in folder.path.rglob("*") if p.is_file())])
+        return report.stat().st_mtime >= newest
+
     def run(self) -> None:
+        if self.settled():
+            n = len(self.jobs())
+            print(f"== {self.label or self.dir}: {n} job{'s' * (n != 1)}, finished, analyzed and reported: nothing to "
+                  "run (start_over=true trains again)", flush=True)
+            return
         print(f"== {self.label or self.dir}: {len(self.jobs())} jobs", flush=True)
         subprocess.run(self.command(), check=True)
+
+
+def finished(folder) -> bool:
+    """Whether ``folder`` holds a finished run."""
+    try:
+        return (RunFolder(folder).read_status() or {}).get("status") == "finished"
+    except ValueError:
+        return False
+
+
+def canonical(config: dict) -> str:
+    """A resolved run config as one string, without the keys that do not change what a run
+    computes (RUN_CONTROL, as train.py's check_same_run ignores them): two runs whose strings
+    are equal are the same run."""
+    return json.dumps({k: v for k, v in flatten(config).items() if not is_run_control(k)}, sort_keys=True, default=str)
+
+
+def finished_runs(folders) -> dict[str, Path]:
+    """``canonical`` recorded config -> folder of every finished run in ``folders`` (sweep
+    folders; the first of equal configs)."""
+    runs: dict[str, Path] = {}
+    for sweep_dir in folders:
+        for status in sorted(Path(sweep_dir).glob("*/status.json")):
+            folder = RunFolder(status.parent)
+            if finished(folder.path) and folder.config.is_file():
+                runs.setdefault(canonical(folder.read_config()), folder.path)
+    return runs
 
 
 def merge(overrides: list[str]) -> list[str]:

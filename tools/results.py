@@ -91,13 +91,15 @@ def check(root, study: str, tables: Tables | None = None) -> list[str]:
 def write_from_folders(study_dir, study: str, out, meta: dict, sources: dict | None = None) -> list[Path]:
     """The tables of ``study`` from its run folders under ``study_dir`` into ``out``; returns
     the files written. ``meta``: study.yaml's (``kind`` at least); ``sources``: {study folder:
-    study name} of the studies its copied runs come from: such a run becomes a row naming its
-    source; a copy from elsewhere keeps its own numbers, with a warning."""
+    study name} of the other studies its copied runs come from: such a run, or one copied
+    within the study itself, becomes a row naming its source; a copy from elsewhere keeps its
+    own numbers, with a warning."""
     study_dir = Path(study_dir)
     runs, _ = load_runs(study_dir)
+    sources = {study_dir: study, **(sources or {})}  # a run copied within the study (an ablation's tuning)
     reused = {}
     for r in runs:
-        ref = None if r.reused_from is None else source_ref(r.reused_from, sources or {})
+        ref = None if r.reused_from is None else source_ref(r.reused_from, sources)
         if ref is not None:
             reused[r.name] = ref
         elif r.reused_from is not None:

@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -202,7 +203,9 @@ def test_the_whole_protocol_in_miniature_ends_in_a_report_that_starts_with_the_v
     again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env={**os.environ})
     assert again.returncode == 0, again.stderr[-3000:]
     logged = again.stdout + again.stderr
-    assert "resumed" not in logged and logged.count("finished, skipped") == 16  # every job of every stage
+    # every sweep of every stage (16 jobs in 12 sweeps) is settled: no train.py starts
+    assert "resumed" not in logged and "Launching" not in logged
+    assert logged.count("finished, analyzed and reported: nothing to run") == 12
     assert strip_timing((out / "report.md").read_text()) == strip_timing(before)
 
 
@@ -342,6 +345,53 @@ def test_the_lr_grid_is_extended_while_the_best_is_at_its_end(tmp_path, monkeypa
     assert sorted(p.name for p in tie.tune_lr("focal").dir.iterdir()) == ["lr0.025", "lr0.05", "lr0.1"]
 
 
+def test_the_own_pass_copies_the_lr_pass_run_it_would_repeat_and_trains_the_rest(tmp_path, monkeypatch, capsys):
+    """Focal's alpha pass at its best lr holds the lr pass's run at alpha 0.25 (the loss's
+    default): copied, named as a copy, and skipped by the sweep's train.py; its cost counted once."""
+    from detection import build
+    from omegaconf import OmegaConf
+
+    study = Study(tmp_path / "study", quick=True, spec=mini_spec(tmp_path))
+    ap = {"0.01": 0.30, "0.1": 0.20}
+
+    def finish(sweep, job, value):  # the run a real job leaves: its resolved config, its AP
+        cfg = build.config(job)
+        run = write_run(sweep.dir / sweep.job_name(job, cfg), job, 0, "finished", ap=value, seconds=10)
+        (run / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+
+    trained = []
+
+    def fake_run(self):  # trains the jobs a real sweep would: those not finished
+        for job in self.jobs():
+            if not ablation.finished(self.dir / self.job_name(job, build.config(job))):
+                trained.append(self.job_name(job, build.config(job)))
+                finish(self, job, ap.get(job[-1].split("=")[1], 0.25))
+
+    monkeypatch.setattr(Sweep, "run", fake_run)
+    ablation.run_stage(study, "tune")
+    own = study.tune_own("focal", 0.01)[0]
+    copy = own.dir / "alpha0.25"
+    assert trained == ["lr0.01", "lr0.1", "lr0.01", "lr0.1", "alpha0.5"]  # softmax_bg, focal lrs; one alpha
+    assert (copy / "reused_from.txt").read_text().strip() == str(study.tune_lr("focal").dir / "lr0.01")
+    assert yaml.safe_load((copy / ".hydra" / "overrides.yaml").read_text()) == own.jobs()[0]
+    assert "tune focal: alpha at lr 0.01: alpha0.25 copied from the lr pass (the same run), not trained" in \
+        capsys.readouterr().out
+    assert choose(own)[1][0] == {"value": 0.25, "AP": 0.30, "status": "finished", "run": "alpha0.25", "chosen": True}
+
+    # a rerun copies nothing again, trains nothing; a copy is never taken for a source
+    (copy / "eval.json").write_text((copy / "eval.json").read_text().replace("0.3", "0.31"))
+    trained.clear()
+    ablation.run_stage(study, "tune")
+    assert trained == [] and '"AP": 0.31' in (copy / "eval.json").read_text()
+    assert ablation.reuse(own, [study.tune_lr("softmax_bg").dir]) == []  # another loss: no run of its config
+
+
+def mini_spec(tmp_path) -> Path:
+    spec = tmp_path / "mini.yaml"
+    spec.write_text(MINI_STUDY)
+    return spec
+
+
 def test_final_runs_copied_without_checkpoints_skip_the_re_evaluations_and_the_report_says_why(
         tmp_path, monkeypatch, capsys):
     from reports.ablation import write_report
@@ -383,7 +433,8 @@ def test_final_runs_copied_without_checkpoints_skip_the_re_evaluations_and_the_r
     assert "| softmax_bg | seed1 | 1 | finished | 50.1 | elsewhere/softmax_bg/seed1 |" in md
     cost = md.split("## Cost")[1].split("\n## ")[0]
     assert "| cpu" not in cost and "| unknown device | 2 | 0.03 h |" in cost  # the 2 retrained control runs only
-    assert "6 runs copied from another study (below) are not counted" in cost
+    assert "6 runs copied from another run of the same configuration (a tuning run the lr pass trained, or " \
+           "another study's final run, named below) are not counted" in cost
 
     # with the checkpoints here, the re-evaluations run
     for m in study.methods:

@@ -18,6 +18,11 @@ def test_an_ablation_and_a_study_copying_its_runs_are_written_and_regenerate(tmp
         for s in study.seeds:
             write_run(study.out / "final" / m / f"seed{s}", [f"loss={m}", f"seed={s}"], s, "finished",
                       ap=0.5 + 0.01 * i + 0.002 * s, seconds=100.0)
+    lr_run = write_run(study.out / "tune" / "lr" / "focal" / "lr0.1", ["loss=focal", "optim.lr=0.1"], 0, "finished",
+                       ap=0.4, seconds=30.0)
+    own = write_run(study.out / "tune" / "alpha" / "focal" / "alpha0.25",
+                    ["loss=focal", "optim.lr=0.1", "loss.alpha=0.25"], 0, "finished", ap=0.4, seconds=30.0)
+    (own / "reused_from.txt").write_text(f"{lr_run}\n")  # the own pass's copy of the lr pass's run
     followup = tmp_path / "followups" / "alpha_sweep"
     copy = write_run(followup / "bce_alpha" / "alpha0.25_seed0", ["loss=bce_alpha", "loss.alpha=0.25", "seed=0"], 0,
                      "finished", ap=0.55, seconds=50.0)
@@ -32,6 +37,10 @@ def test_an_ablation_and_a_study_copying_its_runs_are_written_and_regenerate(tmp
     assert meta["kind"] == "ablation" and meta["ablation"]["seeds"] == [0, 1, 2, 3, 4]
     md = (out / "bg_ablation" / "report.md").read_text()
     assert md.startswith("# Background ablation: `bg_ablation`") and "| focal | seed4 | 4 | finished | 52.8 | – |" in md
+    copied = {r["run"]: r.get("reused_from") for r in read_csv(out / "bg_ablation" / RUNS)}
+    assert copied["tune/alpha/focal/alpha0.25"] == "bg_ablation/tune/lr/focal/lr0.1"  # a row naming its source
+    assert copied["tune/lr/focal/lr0.1"] is None
+    assert "1 run copied from another run of the same configuration" in md  # its cost counted once
     row, = read_csv(out / "alpha_sweep" / RUNS)
     assert row["reused_from"] == "bg_ablation/final/bce_alpha/seed0" and "AP" not in row
     assert "| bce_alpha/alpha0.25_seed0 | loss=bce_alpha, loss.alpha=0.25 | 0 | finished | 51.0 |" in (
