@@ -6,7 +6,8 @@ enough to commit, so a study can move to another machine between sessions.
 Copies every file under SRC to DST except checkpoints/, tb/ (TensorBoard), detections.json,
 anchor_losses.pt, plots/ (the report redraws them) and a run's analysis/ figures but its
 gallery.png (the reports draw theirs from the analysis JSON; the ablation report links the
-gallery), keeping the layout. A run copied this
+gallery), keeping the layout. Of the galleries, only the first run's of each sweep folder is
+kept (``first_galleries``: the one a report links). A run copied this
 way reads as what it was (finished, diverged, ...): rerunning its sweep skips it (finished
 runs need no checkpoint), and tools.report and tools.ablation's selection read it. Copied back
 into a sweep folder, the study continues there (``make ablation`` with the same OUT).
@@ -24,6 +25,7 @@ from pathlib import Path
 import yaml
 
 from detection.run_folder import ENDED, RunFolder, effective_status
+from reports.runs import natural_key
 
 LEFT_OUT_DIRS = {"checkpoints", "tb", "plots", "__pycache__"}
 LEFT_OUT_FILES = {"detections.json", "anchor_losses.pt"}
@@ -51,6 +53,20 @@ def unended_runs(src) -> set[Path]:
     return runs
 
 
+def first_galleries(src: Path, skipped: set[Path]) -> set[Path]:
+    """The gallery.png files under ``src`` (relative to it) that the records keep: in each sweep
+    folder, the first run's (in the natural order of its run folders' names, the runs of
+    ``skipped`` aside) that drew one. That is the one a report links (an ablation's: each
+    method's first final run's, ``reports.ablation.final_galleries``); the others, about 1 MB
+    each on real photographs, would grow every committed archive by one per run."""
+    first: dict[Path, Path] = {}
+    for path in sorted(src.rglob("analysis/gallery.png"), key=lambda p: natural_key(p.parts[-3])):
+        rel = path.relative_to(src)
+        if not skipped & set(rel.parents):
+            first.setdefault(path.parent.parent.parent, rel)
+    return set(first.values())
+
+
 def copy_records(src, dst, ended_only: bool = False) -> list[Path]:
     """Copies the records of ``src`` into ``dst`` (files there are replaced); returns the
     copied files, relative to ``src``. ``ended_only``: runs that have not ended are left out."""
@@ -58,10 +74,11 @@ def copy_records(src, dst, ended_only: bool = False) -> list[Path]:
     if not src.is_dir():
         raise FileNotFoundError(f"{src}: no such folder (expected a sweep or study folder)")
     skipped = unended_runs(src) if ended_only else set()
+    galleries = first_galleries(src, skipped)
     copied = []
     for path in sorted(src.rglob("*")):
         rel = path.relative_to(src)
-        if not path.is_file() or left_out(rel):
+        if not path.is_file() or left_out(rel) or (rel.name in KEPT_FIGURES and rel not in galleries):
             continue
         if skipped & set(rel.parents):
             continue

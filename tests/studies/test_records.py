@@ -68,3 +68,18 @@ def test_ended_only_leaves_out_an_interrupted_run(tmp_path):
               seconds=5)
     copied = copy_records(sweep, tmp_path / "dst", ended_only=True)
     assert not any(p.parts[0] in ("8_synthetic_focal", "11_synthetic_focal") for p in copied)
+
+
+def test_of_the_galleries_only_each_sweeps_first_ended_runs_is_kept(tmp_path):
+    """The one a report links (each method's first final run's); the others are ~1 MB each."""
+    study = tmp_path / "study"
+    for method, seeds in (("focal", (10, 2, 1)), ("softmax_bg", (0,))):
+        for s in seeds:
+            run = write_run(study / "final" / method / f"seed{s}", [f"loss={method}", f"seed={s}"], s,
+                            "running" if (method, s) == ("focal", 1) else "finished", ap=0.3)
+            (run / "analysis").mkdir()
+            (run / "analysis" / "gallery.png").write_bytes(b"png")
+    kept = {p for p in copy_records(study, tmp_path / "all") if p.name == "gallery.png"}
+    assert {p.parts[1:3] for p in kept} == {("focal", "seed1"), ("softmax_bg", "seed0")}  # seed1 before seed2, seed10
+    kept = {p for p in copy_records(study, tmp_path / "ended", ended_only=True) if p.name == "gallery.png"}
+    assert {p.parts[1:3] for p in kept} == {("focal", "seed2"), ("softmax_bg", "seed0")}  # seed1 is still running
