@@ -35,7 +35,7 @@ from analysis.bands import bands, write_band_plots
 from analysis.coco_files import load_ground_truth, load_results, output_folder, tool_inputs
 from analysis.confusion import confusion_matrix, confusion_table, plot_confusion
 from analysis.errors import MAIN_TYPES, SPECIAL_TYPES, ErrorBreakdown, bkg_vs_recall, tide_errors
-from analysis.folder import ANALYSIS, SOURCE, analysis_dir, analyzed_detections, detections_stamp
+from analysis.folder import ANALYSIS, SOURCE, analysis_dir, detections_stamp
 from analysis.plots import plot_bkg_vs_recall
 from detection.run_folder import write_json_atomic
 
@@ -100,31 +100,6 @@ def analyze(coco_gt, detections: list[dict], out_dir, per_class: bool = False, s
     return {"errors": errors(coco_gt, detections, out_dir),
             "bands": pr_bands(coco_gt, detections, out_dir, per_class),
             "confusion": confusion(coco_gt, detections, out_dir, score_thresh)}
-
-
-def skip_reason(run_dir, force: bool = False) -> str | None:
-    """Why the run folder gets no (new) analysis, or None when it should get one."""
-    from detection.run_folder import RunFolder
-
-    folder = RunFolder(run_dir)
-    try:
-        status = folder.read_status()
-    except ValueError as e:
-        return f"status.json unreadable ({e})"
-    if status is None:
-        return "no status.json"
-    if status["status"] != "finished":
-        return f"the run is {status['status']}"
-    if status.get("AP") is None:
-        return "no final evaluation (eval_at_end=false or a stop_after slice)"
-    if not folder.detections.is_file():
-        return "no detections.json"
-    if not force:
-        made_from, errors = analyzed_detections(run_dir), analysis_dir(run_dir) / "errors.json"
-        if made_from == detections_stamp(folder.detections) or (  # an analysis from before source.txt:
-                made_from is None and errors.is_file() and errors.stat().st_mtime >= folder.detections.stat().st_mtime):
-            return "analysis/ is up to date"
-    return None
 
 
 def evaluated_ground_truth(coco, image_ids, cat_ids):

@@ -84,7 +84,8 @@ class AnalysisCallback(Callback):
             run_dir = Path(config.hydra.runtime.output_dir)
             if job_return.status != JobStatus.COMPLETED:  # its error is logged already
                 return
-            from analysis.analyze import analyze_run, skip_reason  # matplotlib, pycocotools: only when used
+            from analysis.analyze import analyze_run  # matplotlib, pycocotools: only when used
+            from analysis.folder import skip_reason
 
             why = skip_reason(run_dir)
             if why is not None:

@@ -14,6 +14,7 @@ from matplotlib import colormaps, cycler  # matplotlib's re-export of cycler: no
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+HISTOGRAM_COLUMNS = 4  # plot_histograms' panels per row: a sweep of 23 methods drew one 10,000 px wide row
 LEGEND_INSIDE = 6  # a legend of more entries would cover the curves: it goes under the axes
 # one line per method: 10 colours, then the same colours dashed, then dotted, so a sweep of up
 # to 30 methods draws no two alike (matplotlib's default cycle repeats after 10)
@@ -59,13 +60,18 @@ def plot_bkg_vs_recall(curves: dict[str, dict], path, title: str | None = None) 
 
 
 def plot_histograms(panels: dict[str, dict], path, score_thresh: float | None = None) -> None:
-    """One panel per label: the share of foreground and of background anchors in each score
-    bin (log scales: the background's mass is near 0 and its tail is what matters).
+    """One panel per label, HISTOGRAM_COLUMNS to a row, all on one scale: the share of
+    foreground and of background anchors in each score bin (log scales: the background's mass is near 0 and its
+    tail is what matters).
     ``panels``: label -> {"edges", "fg", "bg"} (counts)."""
     n = max(len(panels), 1)
-    fig = Figure(figsize=(4.2 * n, 3.4))
-    for i, (label, h) in enumerate(panels.items()):
-        ax = fig.add_subplot(1, n, i + 1)
+    cols = min(n, HISTOGRAM_COLUMNS)
+    rows = -(-n // cols)
+    fig = Figure(figsize=(4.2 * cols, 3.4 * rows))
+    grid = fig.subplots(rows, cols, sharex=True, sharey=True, squeeze=False).ravel()  # one scale: comparable
+    for ax in grid[n:]:
+        ax.remove()
+    for i, ((label, h), ax) in enumerate(zip(panels.items(), grid)):
         edges = np.asarray(h["edges"])
         edges[0] = edges[1] / 10  # the [0, 1e-6) bin drawn one decade wide on the log axis
         for key, color in (("bg", "tab:gray"), ("fg", "tab:green")):
@@ -75,8 +81,10 @@ def plot_histograms(panels: dict[str, dict], path, score_thresh: float | None = 
                           label=f"{'background' if key == 'bg' else 'foreground'} ({int(counts.sum()):,})")
         if score_thresh:
             ax.axvline(score_thresh, color="tab:red", lw=0.8, ls="--", label=f"score_thresh {score_thresh}")
-        ax.set(xscale="log", yscale="log", xlabel="highest foreground score of the anchor",
-               ylabel="share of anchors" if i == 0 else None, title=label)
+        ax.set(xscale="log", yscale="log", xlabel="highest foreground score of the anchor" if i + cols >= n else None,
+               ylabel="share of anchors" if i % cols == 0 else None, title=label)
+        ax.xaxis.set_tick_params(labelbottom=True)  # shared axes hide the labels of all but the last row
+        ax.minorticks_off()  # a decade a tick is enough here, and the minor ones were half the drawing time
         ax.legend(fontsize=7, loc="upper center")
     fig.tight_layout()
     fig.savefig(path, format="png", dpi=110)

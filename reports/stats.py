@@ -16,6 +16,7 @@ seed-to-seed noise that both methods share cancels in the difference:
 A verdict names a winner only when the whole 95% interval lies on one side of zero.
 """
 
+import functools
 import itertools
 import math
 
@@ -73,6 +74,7 @@ def _t_tail(t: float, df: float) -> float:
     return 0.5 * _betai(0.5 * df, 0.5, df / (df + t2))
 
 
+@functools.lru_cache(maxsize=None)  # a report asks for the same few (p, df) thousands of times
 def t_quantile(p: float, df: int) -> float:
     """The Student t quantile: the t with P(T <= t) = p for T ~ t(df).
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from analysis.folder import skip_reason
 from detection import build
 from detection.build import CONFIGS
 from detection.run_folder import ENDED, RunFolder, effective_status, flatten, identity_differences, is_run_control
@@ -96,8 +97,6 @@ class Sweep:
         start-up costs seconds per sweep: most of a resumed study's time before its first new job.
         Anything else (a run not over, diverged or failed, another config, a stale report) is
         left to train.py, which resumes it, retries it, or refuses it with its reason."""
-        from analysis.analyze import skip_reason  # matplotlib, pycocotools: only when asked
-
         report = self.dir / "report.md"
         if self.pending or not report.is_file():
             return False

@@ -56,7 +56,7 @@ def tiny(argv: list[str], tmp_path, n: int) -> tuple[list[str], Path | None]:
     train.py: a tiny model on a few small synthetic images for 2 iterations, its run (or sweep)
     folder under ``tmp_path``. A study driver (tools.ablation, tools.followups) would train for
     hours: its dry run composes every job's config and estimates its time. The test suite:
-    collected, not run (this test is part of it). Any other tool runs as written."""
+    this file collected, not run (this test is part of it). Any other tool runs as written."""
     own_dataset = any(a.startswith("dataset=") for a in argv)  # then the synthetic data's keys do not apply
     train = [o for o in tiny_overrides(tmp_path / "data") if not (own_dataset and o.startswith("dataset."))]
     train += ["schedule.max_iters=2", "schedule.warmup_iters=1"]
@@ -69,8 +69,8 @@ def tiny(argv: list[str], tmp_path, n: int) -> tuple[list[str], Path | None]:
         return [*argv, *train, f"hydra.run.dir={folder}"], folder / "eval.json"
     if args[:2] in (["-m", "tools.ablation"], ["-m", "tools.followups"]):
         return [*argv, "--dry-run", *train], None
-    if args[:2] == ["-m", "pytest"]:
-        return [*argv, "--collect-only", "-q", "-p", "no:cacheprovider"], None
+    if args[:2] == ["-m", "pytest"]:  # one file: the suite itself imports every other
+        return [*argv, "--collect-only", "-q", "-p", "no:cacheprovider", str(Path(__file__).relative_to(ROOT))], None
     if args[:1] == ["-m"] and args[1].startswith("tools."):
         return argv, None
     raise AssertionError(f"`{shlex.join(argv)}` has no tiny form: add one to tests/test_readme.py::tiny")

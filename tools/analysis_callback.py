@@ -15,7 +15,8 @@ if not __package__:  # `python tools/analysis_callback.py`: the packages it impo
     sys.exit(f"run it from the repository root as a module: python -m tools.analysis_callback "
              f"{' '.join(sys.argv[1:])}".rstrip())
 
-from analysis.analyze import analyze_run, skip_reason  # noqa: E402
+from analysis.analyze import analyze_run  # noqa: E402
+from analysis.folder import skip_reason  # noqa: E402
 
 
 def main(argv=None) -> list[Path]:

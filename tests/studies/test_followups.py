@@ -174,7 +174,7 @@ studies:
   alpha_sweep:
     _target_: studies.followups.Grid
     methods: [bce_alpha]
-    grid: {loss.alpha: [0.25, 0.5, 0.75]}
+    grid: {loss.alpha: [0.25, 0.5, 0.75]}   # 3: the paper section needs MIN_SETTINGS of Table 1a's
 quick:
   seeds: [0, 1]
 """

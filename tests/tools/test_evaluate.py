@@ -71,32 +71,42 @@ def test_out_and_image_ids(coco_gt, results_file, tmp_path):
 
 
 def test_clear_errors(coco_gt, tmp_path):
+    """One line on stderr and a non-zero exit, no traceback: the command line once, then each
+    mistake through main (the same sys.exit, without a process's start-up per case)."""
+    from tools.evaluate import main
+
     proc = run_tool(ANNOTATIONS, tmp_path / "missing.json")
     assert proc.returncode != 0 and "detections file not found" in proc.stderr and "missing.json" in proc.stderr
+    assert "Traceback" not in proc.stderr
 
-    proc = run_tool(tmp_path / "no_annotations.json", tmp_path / "missing.json")
-    assert proc.returncode != 0 and "annotations file not found" in proc.stderr
+    def error(annotations, detections) -> str:
+        with pytest.raises(SystemExit) as e:
+            main([str(annotations), str(detections)])
+        assert isinstance(e.value.code, str)  # a message, exit status 1
+        return e.value.code
+
+    assert "annotations file not found" in error(tmp_path / "no_annotations.json", tmp_path / "missing.json")
 
     not_list = tmp_path / "dict.json"
     not_list.write_text(json.dumps({"annotations": []}))
-    proc = run_tool(ANNOTATIONS, not_list)
-    assert proc.returncode != 0 and "dict.json" in proc.stderr and "expected a list of" in proc.stderr
+    msg = error(ANNOTATIONS, not_list)
+    assert "dict.json" in msg and "expected a list of" in msg
 
     no_score = tmp_path / "no_score.json"
     no_score.write_text(json.dumps([{"image_id": 9, "category_id": 1, "bbox": [0, 0, 5, 5]}]))
-    proc = run_tool(ANNOTATIONS, no_score)
-    assert proc.returncode != 0 and "no_score.json[0]" in proc.stderr and "score" in proc.stderr
+    msg = error(ANNOTATIONS, no_score)
+    assert "no_score.json[0]" in msg and "score" in msg
 
     bad_json = tmp_path / "bad.json"
     bad_json.write_text("[{")
-    proc = run_tool(ANNOTATIONS, bad_json)
-    assert proc.returncode != 0 and "bad.json" in proc.stderr and "not valid JSON" in proc.stderr
+    msg = error(ANNOTATIONS, bad_json)
+    assert "bad.json" in msg and "not valid JSON" in msg
 
     wrong_cat = tmp_path / "wrong_cat.json"
     img = coco_gt.getImgIds()[0]
     wrong_cat.write_text(json.dumps([{"image_id": img, "category_id": 0, "bbox": [0, 0, 5, 5], "score": 1.0}]))
-    proc = run_tool(ANNOTATIONS, wrong_cat)
-    assert proc.returncode != 0 and "wrong_cat.json" in proc.stderr and "category_id=0" in proc.stderr
+    msg = error(ANNOTATIONS, wrong_cat)
+    assert "wrong_cat.json" in msg and "category_id=0" in msg
     assert not (tmp_path / "eval.json").exists()
 
 
