@@ -19,7 +19,8 @@ def _train(run_dir, cache, nproc, weights):
     overrides += ["model/backbone=resnet18", f"model.backbone.weights={weights}", "model.backbone.frozen_bn=true",
                   "model.backbone.fpn_channels=16",
                   "model.score_thresh=0.0",  # detections on every image, to check the gathering
-                  "schedule.max_iters=2", "schedule.log_every=1", f"hydra.run.dir={run_dir}"]
+                  "schedule.max_iters=2", "schedule.log_every=1", f"hydra.run.dir={run_dir}",
+                  "~hydra.callbacks.analysis"]  # rank 0's analysis is a single run's (tests/analysis)
     launcher = [sys.executable, "train.py"] if nproc == 1 else [
         sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", "train.py"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
