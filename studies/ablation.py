@@ -42,7 +42,7 @@ from omegaconf import OmegaConf
 
 from detection.run_folder import ENDED
 from reports.runs import load_runs
-from studies.sweep import DryRun, Sweep, canonical, finished, finished_runs, merge
+from studies.sweep import DryRun, Sweep, finished, finished_runs, merge
 
 STUDY = Path(__file__).parent / "specs" / "bg_ablation.yaml"
 STAGES = ("tune", "select", "final", "controls", "report")
@@ -301,29 +301,29 @@ def extend_lr(study: Study, method: str) -> None:
     extend_edge(study.tune_lr(method), study.tune.get("extend", 0), f"tune {method}")
 
 
-def reuse(sweep: Sweep, sources: list[Path]) -> list[str]:
-    """Copies into ``sweep``'s folder each job's run that a sweep folder of ``sources`` already
-    finished with the same resolved config (``studies.records.copy_run``), instead of training it
-    again; returns the folder names of the jobs that are copies. A method's own-hyperparameter
-    pass at its best lr holds one such job: the loss's default value (focal's alpha 0.25), which
-    the lr pass trained at that lr. On one kind of device the run is the same either way (on the
-    CPU, bit-identical)."""
-    from detection import build
+def copy_same(sweep: Sweep, matches) -> None:
+    """Copies each run of ``matches`` ((job, folder name, source), ``Sweep.same_runs``'s with a
+    source) into its job's folder in ``sweep`` (``studies.records.copy_run``), unless it was
+    copied there before or trained there."""
     from reports.runs import reused_from
     from studies.records import copy_run
 
-    runs, copies = finished_runs(sources), []
-    for job in sweep.jobs():
-        cfg = build.config(job)
-        name = sweep.job_name(job, cfg)
-        source = runs.get(canonical(OmegaConf.to_container(cfg, resolve=True)))
-        if source is None:
-            continue
+    for job, name, source in matches:
         dst = sweep.dir / name
-        if reused_from(dst) is None and not finished(dst):  # not copied before, nor trained here
+        if reused_from(dst) is None and not finished(dst):
             copy_run(source, dst, job)
-        copies.append(name)
-    return copies
+
+
+def reuse(sweep: Sweep, sources: list[Path]) -> list[str]:
+    """Copies into ``sweep``'s folder each job's run that a sweep folder of ``sources`` already
+    finished with the same resolved config (``copy_same``), instead of training it again;
+    returns the folder names of the jobs that are copies. A method's own-hyperparameter pass at
+    its best lr holds one such job: the loss's default value (focal's alpha 0.25), which the lr
+    pass trained at that lr. On one kind of device the run is the same either way (on the CPU,
+    bit-identical)."""
+    matches = [m for m in sweep.same_runs(finished_runs(sources)) if m[2] is not None]
+    copy_same(sweep, matches)
+    return [name for _, name, _ in matches]
 
 
 def run_stage(study: Study, stage: str) -> None:

@@ -50,8 +50,8 @@ from hydra.utils import get_class
 from omegaconf import OmegaConf
 
 from reports.runs import RESULTS
-from studies.ablation import STUDY, Setting, Study, choose, extend_edge
-from studies.sweep import DryRun, Later, Sweep, canonical, finished, finished_runs, merge
+from studies.ablation import STUDY, Setting, Study, choose, copy_same, extend_edge
+from studies.sweep import DryRun, Later, Sweep, finished_runs, merge
 
 FOLLOWUPS = Path(__file__).parent / "specs" / "followups.yaml"
 
@@ -292,34 +292,25 @@ class Followups:
     def reusable(self, sweep: Sweep) -> list[tuple[str, Path]] | None:
         """(job folder name, ablation run) for every job of ``sweep`` if each equals a finished
         ablation run in its resolved config; None if any does not (the sweep is trained)."""
-        from detection import build
-
         if not self.final_runs() or sweep.pending:  # a setting not chosen yet (dry run)
             return None
         pairs = []
-        for job in sweep.jobs():
-            cfg = build.config(job)
-            source = self.final_runs().get(canonical(OmegaConf.to_container(cfg, resolve=True)))
+        for _, name, source in sweep.same_runs(self.final_runs()):
             if source is None:
                 return None
-            pairs.append((sweep.job_name(job, cfg), source))
+            pairs.append((name, source))
         return pairs
 
     def reuse(self, sweep: Sweep) -> bool:
         """Copies the ablation's runs into ``sweep``'s folder when every job has one (see the
-        module docstring); True if it did (or had), False if the sweep must be trained."""
-        from reports.runs import reused_from
-        from studies.records import copy_run
-
+        module docstring); True if it did (or had), False if the sweep must be trained. A job
+        whose folder holds a copy already, or a run trained there (the ablation's run may be a
+        copy of this one), is left as it is."""
         pairs = self.reusable(sweep)
         if pairs is None:
             return False
         print(f"== {sweep.label}: {len(pairs)} jobs, the same runs as the ablation's: copied, not trained", flush=True)
-        for (name, source), job in zip(pairs, sweep.jobs()):
-            dst = sweep.dir / name
-            if reused_from(dst) is not None or finished(dst):
-                continue  # copied before, or trained here (the ablation's run may be a copy of this one)
-            copy_run(source, dst, job)
+        copy_same(sweep, [(job, name, source) for (name, source), job in zip(pairs, sweep.jobs())])
         return True
 
     def all_sweeps(self, study: str, dry: bool = False) -> list[Sweep]:

@@ -89,6 +89,13 @@ class Sweep:
         state = effective_status(RunFolder(self.dir / self.job_name(job, cfg)).read_status())
         return state if state in ENDED else None
 
+    def same_runs(self, runs: dict[str, Path]):
+        """Yields (job, its folder name, the run of ``runs`` (``finished_runs``: canonical config
+        -> folder) whose config the job composes, or None) for each job, in order."""
+        for job in self.jobs():
+            cfg = build.config(job)
+            yield job, self.job_name(job, cfg), runs.get(canonical(OmegaConf.to_container(cfg, resolve=True)))
+
     def settled(self) -> bool:
         """Whether running the sweep again would change nothing: every job's run finished with
         the config the job composes now (no ``start_over``), its analysis is up to date, and the
