@@ -57,7 +57,7 @@ def first_galleries(src: Path, skipped: set[Path]) -> set[Path]:
     """The gallery.png files under ``src`` (relative to it) that the records keep: in each sweep
     folder, the first run's (in the natural order of its run folders' names, the runs of
     ``skipped`` aside) that drew one. That is the one a report links (an ablation's: each
-    method's first final run's, ``reports.ablation.final_galleries``); the others, about 1 MB
+    method's first final run's, ``reports.ablation.final_galleries``); the others, about 0.3 MB
     each on real photographs, would grow every committed archive by one per run."""
     first: dict[Path, Path] = {}
     for path in sorted(src.rglob("analysis/gallery.png"), key=lambda p: natural_key(p.parts[-3])):

@@ -1,7 +1,9 @@
 """analysis/gallery.py: the top background false positives (TIDE's Bkg errors) of hand-made
 detections on the shipped real COCO images, drawn; bad input named."""
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from tests.conftest import COCO_SAMPLE, COCO_SAMPLE_ANNOTATIONS
 from analysis.coco_files import check_results
@@ -41,6 +43,10 @@ def test_the_command_line_draws_the_gallery(coco_gt, tmp_path, capsys):
                 str(COCO_SAMPLE / "train2017"), "--out", str(out), "-n", "2"])
     assert [d["score"] for d in fps] == [0.9, 0.7] and out.stat().st_size > 10_000
     assert "#1: image 25 category 1 score 0.900" in capsys.readouterr().out
+    with Image.open(out) as im:  # 256 colours, the photos and the false positives' red boxes kept
+        assert im.mode == "P" and len(im.getcolors(256)) > 100
+        rgb = np.asarray(im.convert("RGB")).astype(int)
+    assert (np.abs(rgb - [214, 39, 40]).sum(-1) < 40).sum() > 200  # matplotlib's tab:red
     with pytest.raises(SystemExit, match="could not be read from"):
         main([str(COCO_SAMPLE_ANNOTATIONS), str(tmp_path / "dets.json"), "--images", str(tmp_path),
               "--out", str(out)])
