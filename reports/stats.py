@@ -390,10 +390,11 @@ def multiplicity(rows: list[dict], level: float = LEVEL) -> list[str]:
     resolved = [r for r in tested if r["p"] < 1.0 - level]
     if not tested:
         return []
+    kept = sum(1 for r in tested if r["holm"])
     lines = [f"Multiplicity: {len(tested)} paired comparison{'' if len(tested) == 1 else 's'}; were there no "
              f"difference at all, chance alone would call ~{chance_resolved(len(tested), level):.1f} of them resolved "
-             f"at {100 * level:.0f}%. {len(resolved)} are resolved; after Holm's correction "
-             f"{sum(1 for r in tested if r['holm'])} remain."]
+             f"at {100 * level:.0f}%. {len(resolved)} {'is' if len(resolved) == 1 else 'are'} resolved; after "
+             f"Holm's correction {kept} remain{'s' if kept == 1 else ''}."]
     dropped = [r for r in resolved if not r["holm"]]
     if dropped:
         lines.append("Resolved, but not after the correction: " + "; ".join(f"{r['a']} - {r['b']}" for r in dropped)

@@ -254,5 +254,7 @@ def test_multiplicity_counts_what_chance_gives_and_marks_what_survives_holm():
     # sorted p: .001 <= .05/3 kept; .03 > .05/2 stops: .03 and .04 resolved alone, not after the correction
     assert [r["holm"] for r in rows] == [True, False, False, None]
     assert lines == ["Multiplicity: 3 paired comparisons; were there no difference at all, chance alone would call "
-                     "~0.2 of them resolved at 95%. 3 are resolved; after Holm's correction 1 remain.",
+                     "~0.2 of them resolved at 95%. 3 are resolved; after Holm's correction 1 remains.",
                      "Resolved, but not after the correction: x - z; y - z."]
+    assert multiplicity([{"a": "x", "b": "y", "p": 0.03}, {"a": "x", "b": "z", "p": 0.5}])[0].endswith(
+        "1 is resolved; after Holm's correction 0 remain.")
