@@ -18,7 +18,8 @@ from hydra.utils import get_class
 from detection.run_folder import ROOT, RunFolder, effective_status, flatten
 
 STATS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
-FLAT = 1.0  # AP points: a curve whose last quarter adds less than this has flattened
+FLAT = 1.0  # AP points: a curve whose last quarter adds less than this has flattened,
+FLAT_SHARE = 0.05  # and less than this share of its end's AP (a +0.8 on coco_person's ~6 AP is not flat)
 RESULTS = ROOT / "results"  # the committed results: a folder of tables and report per study (reports/table_io.py)
 # Not run folders, and never holding one: what train.py writes inside a run, and the report.
 _SKIP_DIRS = {".hydra", "checkpoints", "tb", "plots"}
@@ -269,7 +270,8 @@ def convergence_note(longer: str) -> str:
     """What a Convergence table's numbers mean and what they cannot say; ``longer`` names where
     the same jobs trained for longer are reported."""
     return ("Mean AP (%) over each method's finished seeds at each evaluation (`schedule.eval_every`), and what "
-            f"the last quarter of training added; **flat**: less than {FLAT:.0f} AP. A gain says the schedule "
+            f"the last quarter of training added; **flat**: less than {FLAT:.0f} AP and less than "
+            f"{100 * FLAT_SHARE:.0f}% of the AP at the end. A gain says the schedule "
             "ended while the model still improved. A flat end does not prove the converse: under cosine decay the "
             "lr reaches 0 there, and every curve flattens however long the schedule. Training the same jobs for "
             f"longer tells ({longer}).")
@@ -277,11 +279,22 @@ def convergence_note(longer: str) -> str:
 
 def convergence_cells(c: dict) -> list[str]:
     """A ``convergence`` result as table cells: AP at 3/4 and at the end (with their
-    iterations), the gain, and whether it is below FLAT ("–" each without a gain)."""
+    iterations), the gain, and whether the curve is flat ("–" each without a gain)."""
     if c["gain"] is None:
         return ["–"] * 4
-    return [f"{c['curve'][c['from']]:.1f} (iter {c['from']})", f"{c['curve'][c['to']]:.1f} (iter {c['to']})",
-            f"{c['gain']:+.1f}", "yes" if c["gain"] < FLAT else "**no**"]
+    end = c["curve"][c["to"]]
+    return [f"{c['curve'][c['from']]:.1f} (iter {c['from']})", f"{end:.1f} (iter {c['to']})",
+            f"{c['gain']:+.1f}", "yes" if is_flat(c["gain"], end) else "**no**"]
+
+
+def is_flat(gain: float, end: float) -> bool:
+    """Whether a last-quarter ``gain`` (AP points) to ``end`` (the AP at the end) is flat: less
+    than FLAT and less than FLAT_SHARE of ``end``.
+
+    >>> is_flat(0.5, 50.0), is_flat(1.2, 50.0), is_flat(0.8, 5.7), is_flat(0.2, 5.7)
+    (True, False, False, True)
+    """
+    return gain < min(FLAT, FLAT_SHARE * end)
 
 
 def ap_by_seed(runs: list[Run]) -> dict:

@@ -250,13 +250,15 @@ def test_convergence_section_gives_each_methods_last_quarter_gain(tmp_path):
     groups = {"rising": [run("a", "finished", (0.1, 0.2, 0.30, 0.32)), run("b", "finished", (0.1, 0.2, 0.34, 0.36)),
                          run("c", "diverged", (0.1, 0.0, 0.0, 0.0))],  # diverged: not in the mean
               "flat": [run("d", "finished", (0.3, 0.4, 0.50, 0.505))],
+              "low": [run("g", "finished", (0.02, 0.04, 0.05, 0.058))],  # +0.8 to 5.8 AP: 14%, not flat
               "running": [run("e", "running", (0.1, 0.2))],  # no finished run: no row
               "one point": [run("f", "finished", (0.5,))]}  # no curve to judge
     md = convergence_section(groups, tmp_path)
     table = [line for line in md if line.startswith("| ")]
     # 3/4 of 1200 iterations: the evaluation at 900; rising: mean 32.0 -> 34.0
     assert table[1:] == ["| rising | 32.0 (iter 900) | 34.0 (iter 1200) | +2.0 | **no** |",
-                         "| flat | 50.0 (iter 900) | 50.5 (iter 1200) | +0.5 | yes |"]
+                         "| flat | 50.0 (iter 900) | 50.5 (iter 1200) | +0.5 | yes |",
+                         "| low | 5.0 (iter 900) | 5.8 (iter 1200) | +0.8 | **no** |"]
     assert (tmp_path / "ap_curve.png").read_bytes()[:8] == PNG
     assert convergence_section({"one point": groups["one point"]}, tmp_path) == []
 
