@@ -16,6 +16,10 @@ numbers, each as mean ± sample std [95% t interval] over the method's finished 
     bkg FPs / image at recall .8
                      errors.json "bkg_vs_recall": the same count at the score threshold where
                      recall (IoU .5, classes pooled) first reaches RECALL (None: never reached)
+    bkg FPs / image at recall r
+                     where some analyzed run never reaches RECALL, the same at the highest of
+                     .7, .6, ..., .1 that every one reaches (``common_recall``; coco_person's
+                     runs stop at .45-.59), one level for every method
     bg anchors >= thresh / image
                      anchor_scores.json: background anchors whose highest foreground score is
                      >= model.score_thresh, per image (candidates for false positives before NMS)
@@ -45,11 +49,13 @@ from reports.stats import summary
 PLOT = "pr_overlay.png"
 BKG_RECALL_PLOT = "bkg_recall_overlay.png"
 SCORES_PLOT = "anchor_scores.png"
-RECALL = 0.8  # the recall at which background false positives per image are compared
-# key -> column title; the CSV's columns are <key>_mean, _std, _lo, _hi, _n
+RECALL = 0.8  # the recall at which background false positives per image are compared,
+RECALL_LEVELS = (0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1)  # or the highest of these every run reaches
+# key -> column title; the CSV's columns are <key>_mean, _std, _lo, _hi, _n (and bkg_recall: the
+# level of bkg_at_common, a column of the report only where it is below RECALL)
 VALUES = {"bkg_dap50": "Bkg dAP50", "falsepos_dap50": "FalsePos dAP50", "bg_band": "BG band (AP)",
           "bkg_per_image": "bkg FPs / image", "bkg_at_recall": f"bkg FPs / image at recall {RECALL}",
-          "bg_anchors_above": "bg anchors >= thresh / image"}
+          "bkg_at_common": "bkg FPs / image at recall", "bg_anchors_above": "bg anchors >= thresh / image"}
 
 
 def read_analysis(run: Run) -> tuple[dict | None, str | None]:
@@ -93,6 +99,14 @@ def _at_recall(curve: dict | None, recall: float) -> float | None:
     return curve["bkg_per_image"][i] if abs(levels[i] - recall) < 1e-6 else None
 
 
+def _recall_why(recall: float) -> str:
+    """The note on the column at ``common_recall``'s level, where it is below RECALL."""
+    if recall >= RECALL:
+        return ""
+    return (f"; **at recall {recall}**: the same where some run stops short of {RECALL}, at the highest of .7, .6, ..."
+            " that every run here reaches: one recall for every method")
+
+
 def _bg_area(bands: dict) -> float | None:
     """The BG band's area in AP points: bands.json's "overall_area", else (a bands.json written
     before it had one) BG's AP minus the AP of the band before it."""
@@ -108,20 +122,34 @@ def _bg_area(bands: dict) -> float | None:
     return 100.0 * area
 
 
+def common_recall(curves: list[dict]) -> float:
+    """The recall level of RECALL_LEVELS at which ``curves`` (bkg_vs_recall dicts) are compared:
+    RECALL when every curve reaches it, else the highest level every one reaches (RECALL when
+    none reaches any: its column is empty).
+
+    >>> up_to = lambda top: {"recall": [i / 10 for i in range(11)], "bkg_per_image": [1.0 if i <= top else None for i in range(11)]}
+    >>> common_recall([up_to(9), up_to(8)]), common_recall([up_to(9), up_to(4)]), common_recall([up_to(0)]), common_recall([])
+    (0.8, 0.4, 0.8, 0.8)
+    """
+    reached = [level for level in RECALL_LEVELS if all(_at_recall(c, level) is not None for c in curves)]
+    return reached[0] if reached else RECALL
+
+
 def errors_summary(groups: dict[str, list[Run]]) -> dict[str, dict]:
     """Per method: {"n": finished runs with an analysis, "missing": [(run name, why)] of its
-    finished runs without one, key of VALUES: ``reports.stats.summary`` of the values,
-    "c50": the mean curve over its runs with one (None if none)}."""
-    out = {}
+    finished runs without one, key of VALUES: ``reports.stats.summary`` of the values
+    ("bkg_at_common" at "recall", the same ``common_recall`` level for every method), "c50":
+    the mean curve over its runs with one (None if none)}."""
+    read = {}
     for label, runs in groups.items():
-        values, missing = [], []
-        for run in (r for r in runs if r.status == "finished"):
-            v, why = read_analysis(run)
-            if v is None:
-                missing.append((run.name, why))
-            else:
-                values.append(v)
-        row = {"n": len(values), "missing": missing}
+        read[label] = [(run, *read_analysis(run)) for run in runs if run.status == "finished"]
+    recall = common_recall([v["bkg_curve"] for runs in read.values() for _, v, _ in runs if v and v["bkg_curve"]])
+    out = {}
+    for label, runs in read.items():
+        values = [{**v, "bkg_at_common": _at_recall(v["bkg_curve"], recall) if v["bkg_curve"] else None}
+                  for _, v, _ in runs if v is not None]
+        missing = [(run.name, why) for run, v, why in runs if v is None]
+        row = {"n": len(values), "missing": missing, "recall": recall}
         for k in VALUES:
             row[k] = summary(v[k] for v in values)
         # every TIDE error type's dAP50, mean over the runs (Cls, Loc, Both, Dupe, Bkg, Miss)
@@ -153,17 +181,18 @@ def _mean_bkg_curve(curves: list[dict]) -> tuple[dict | None, int]:
 
 
 def csv_columns(row: dict | None) -> dict:
-    """A method's summary as report.csv's columns (<key>_mean, _std, _lo, _hi, _n); empty
-    values without an analysis."""
+    """A method's summary as report.csv's columns (<key>_mean, _std, _lo, _hi, _n, and
+    bkg_recall: the recall of bkg_at_common); empty values without an analysis."""
     cols = {}
     for k in VALUES:
         s = (row or {}).get(k) or {}
         cols.update({f"{k}_{f}": s.get(f) for f in ("mean", "std", "lo", "hi")})
         cols[f"{k}_n"] = s.get("n", 0)
+    cols["bkg_recall"] = (row or {}).get("recall")  # the level of bkg_at_common
     return cols
 
 
-CSV_FIELDS = [f"{k}_{f}" for k in VALUES for f in ("mean", "std", "lo", "hi", "n")]
+CSV_FIELDS = [f"{k}_{f}" for k in VALUES for f in ("mean", "std", "lo", "hi", "n")] + ["bkg_recall"]
 
 
 def _cell(s: dict, n: int, fmt: str) -> str:
@@ -195,6 +224,7 @@ def errors_section(groups: dict[str, list[Run]], plots_dir, summaries: dict | No
     rows = errors_summary(groups) if summaries is None else summaries
     if not any(r["n"] for r in rows.values()):
         return []
+    recall = next(iter(rows.values()))["recall"]
     md = ["## Background errors", "",
           "From each run's `analysis/` (its detections against the ground truth of the images it was "
           "evaluated on; `analysis/analyze.py`). Per method, mean ± std [95% t interval] over its finished seeds "
@@ -202,13 +232,14 @@ def errors_section(groups: dict[str, list[Run]], plots_dir, summaries: dict | No
           "(TIDE: IoU <= 0.1 with every box of any class); **FalsePos dAP50**, by removing every false positive; "
           "**BG band**, the area of the COCO-analyze BG band (IoU .1, class confusions forgiven): the AP lost to "
           "background; all three in AP points. **bkg FPs / image**: background errors per evaluated image among the "
-          "detections the run kept (score >= `model.score_thresh`, at most 100 per image); **at recall "
-          f"{RECALL}**: the same at the score threshold where the run's recall (IoU .5, classes pooled) first reaches "
-          f"{RECALL} (– if it never does). **bg anchors >= thresh / image**: background anchors (matcher label K) "
+          f"detections the run kept (score >= `model.score_thresh`, at most 100 per image); **at recall {RECALL}**: the "
+          f"same at the score threshold where the run's recall (IoU .5, classes pooled) first reaches {RECALL} (– if it "
+          f"never does){_recall_why(recall)}. **bg anchors >= thresh / image**: background anchors (matcher label K) "
           "whose highest foreground score is at least `model.score_thresh`, per image, before NMS.", ""]
-    md += markdown_table(["method", "n", *VALUES.values()],
-                         [[label, r["n"], *(_cell(r[k], r["n"], ".2f") for k in VALUES)]
-                          for label, r in rows.items()])
+    shown = {k: f"{title} {recall}" if k == "bkg_at_common" else title for k, title in VALUES.items()
+             if k != "bkg_at_common" or recall < RECALL}
+    md += markdown_table(["method", "n", *shown.values()],
+                         [[label, r["n"], *(_cell(r[k], r["n"], ".2f") for k in shown)] for label, r in rows.items()])
     if any(v is not None for r in rows.values() for v in r["tide"].values()):
         md += ["", "Where the AP50 goes, per TIDE error type (dAP50: the AP50 gained by fixing only that type; mean "
                "over the same runs): Cls, a right box with the wrong class; Loc, the right class poorly placed; Both; "

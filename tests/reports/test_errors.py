@@ -13,6 +13,7 @@ Per run (tests/sweep_fixtures.py's sweep; AP points unless said):
 import csv
 import json
 import math
+import shutil
 
 import pytest
 
@@ -89,6 +90,10 @@ def test_means_std_and_t_intervals_over_finished_seeds(sweep):
     assert sm["hist"]["n"] == 3 and sm["hist"]["bg"] == [60] * 61 and sm["hist"]["fg"] == [3] * 61
     assert bce["bkg_at_recall"]["mean"] is None and bce["hist"] is None and bce["bkg_curve"] is None
     assert focal["bkg_at_recall"]["n"] == 0 and focal["bg_anchors_above"]["mean"] == 4  # recall .8 never reached
+    # focal's run stops at recall .7: every method's cost is also read there (softmax_bg's: 2 ± 1 there too)
+    assert {r["recall"] for r in summaries.values()} == {0.7}
+    assert (focal["bkg_at_common"]["n"], focal["bkg_at_common"]["mean"]) == (1, 0.5)
+    assert (sm["bkg_at_common"]["n"], sm["bkg_at_common"]["mean"]) == (3, pytest.approx(2))
 
     assert bce["n"] == 1 and bce["missing"] == [("4_synthetic_bce_alpha", "no analysis/")]
     assert bce["bg_band"]["mean"] == pytest.approx(8.0)  # .68 - .60, from the bands' APs
@@ -113,8 +118,10 @@ def test_the_report_shows_the_section_the_plot_and_the_csv_columns(sweep):
     assert "7_synthetic_focal" not in section  # diverged: neither averaged nor "missing"
     assert "![Precision-recall at IoU .5](plots/pr_overlay.png)" in section
     assert ("| loss=softmax_bg | 3 | 4.00 ± 2.00 [-0.97, 8.97] | 13.00 ± 3.00 [5.55, 20.45] | 2.00 ± 1.00 [-0.48, 4.48] "
-            "| 2.00 ± 1.00 [-0.48, 4.48] | 2.00 ± 1.00 [-0.48, 4.48] | 20.00 ± 10.00 [-4.84, 44.84] |") in section
-    assert "| loss=focal | 1 | 1.50 | 3.00 | 0.50 | 0.10 | – | 4.00 |" in section  # recall .8 never reached
+            "| 2.00 ± 1.00 [-0.48, 4.48] | 2.00 ± 1.00 [-0.48, 4.48] | 2.00 ± 1.00 [-0.48, 4.48] "
+            "| 20.00 ± 10.00 [-4.84, 44.84] |") in section
+    assert "| loss=focal | 1 | 1.50 | 3.00 | 0.50 | 0.10 | – | 0.50 | 4.00 |" in section  # recall .8 never reached,
+    assert "| bkg FPs / image at recall 0.8 | bkg FPs / image at recall 0.7 |" in section  # .7 by every run
     for plot in ("bkg_recall_overlay.png", "anchor_scores.png"):
         assert f"(plots/{plot})" in section and (sweep / "plots" / plot).read_bytes().startswith(b"\x89PNG")
     assert (sweep / "plots" / "pr_overlay.png").read_bytes().startswith(b"\x89PNG")
@@ -128,6 +135,8 @@ def test_the_report_shows_the_section_the_plot_and_the_csv_columns(sweep):
     assert float(sm["bg_band_hi"]) == pytest.approx(2 + T_975_2 / math.sqrt(3))
     assert float(focal["bkg_per_image_mean"]) == pytest.approx(0.1) and focal["bkg_per_image_std"] == ""
     assert noprior["falsepos_dap50_mean"] == "" and noprior["falsepos_dap50_n"] == "0"
+    assert sm["bkg_recall"] == focal["bkg_recall"] == "0.7" and float(focal["bkg_at_common_mean"]) == 0.5
+    assert focal["bkg_at_recall_mean"] == "" and focal["bkg_at_recall_n"] == "0"
 
 
 def test_no_analysis_no_section(tmp_path):
@@ -145,3 +154,23 @@ def test_a_band_without_ground_truth_has_no_area(tmp_path):
     write_analysis(sweep / "6_synthetic_focal", 0.0, 0.0, 0, 30, overall=dict.fromkeys(BANDS, -1.0))
     focal = errors_summary(groups_of(load_runs(sweep)[0]))["loss=focal"]
     assert focal["n"] == 1 and focal["bg_band"]["mean"] is None and focal["bkg_per_image"]["mean"] == 0.0
+
+
+def test_the_worked_examples_in_the_docstrings_hold():
+    import doctest
+
+    import reports.errors
+
+    result = doctest.testmod(reports.errors)
+    assert result.attempted >= 2 and result.failed == 0  # common_recall
+
+
+def test_where_every_run_reaches_recall_08_the_cost_is_read_there_alone(sweep, tmp_path):
+    shutil.rmtree(sweep / "6_synthetic_focal" / "analysis")
+    write_analysis(sweep / "6_synthetic_focal", 1.5, 3, 3, 30, .005, .9, curve=bkg_curve(0.5, 0.9), bg_above=4)
+    groups = groups_of(load_runs(sweep)[0])
+    section = "\n".join(errors_section(groups, tmp_path / "plots"))
+    header = next(line for line in section.splitlines() if line.startswith("| method |"))
+    assert header.count("at recall") == 1 and "at recall 0.8 |" in header and "stops short" not in section
+    assert "| loss=focal | 1 | 1.50 | 3.00 | 0.50 | 0.10 | 0.50 | 4.00 |" in section
+    assert {r["recall"] for r in errors_summary(groups).values()} == {0.8}
