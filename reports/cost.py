@@ -71,16 +71,25 @@ def cost_by_method(runs: list[Run], methods: list[str]) -> list[dict]:
     return list(rows.values())
 
 
+TRAINING_CODE = "training_code"  # a run's status.json "code": the hash of train.py, detection/, losses/, datasets/
+
+
+def made_with(run: Run) -> dict:
+    """What made ``run``: its provenance and, where recorded, TRAINING_CODE (a commit may
+    change only the reports or the tools; this hash says whether the training changed)."""
+    return {**run.provenance, **({TRAINING_CODE: run.code} if run.code else {})}
+
+
 def provenance_groups(runs: list[Run]) -> tuple[dict, list[tuple[dict, list[str]]]]:
     """(what every run with a provenance shares, [(the keys they differ in -> value, the runs
-    with those values)]): the second is empty when they are all made alike."""
-    recorded = [r for r in runs if r.provenance]
-    keys = sorted({k for r in recorded for k in r.provenance})
-    differ = [k for k in keys if len({repr(r.provenance.get(k)) for r in recorded}) > 1]
-    shared = {k: recorded[0].provenance.get(k) for k in keys if k not in differ} if recorded else {}
+    with those values)]): the second is empty when they are all made alike (``made_with``)."""
+    recorded = [(r, made_with(r)) for r in runs if r.provenance]
+    keys = sorted({k for _, made in recorded for k in made})
+    differ = [k for k in keys if len({repr(made.get(k)) for _, made in recorded}) > 1]
+    shared = {k: recorded[0][1].get(k) for k in keys if k not in differ} if recorded else {}
     groups: dict[str, tuple[dict, list[str]]] = {}
-    for r in recorded:
-        values = {k: r.provenance.get(k) for k in differ}
+    for r, made in recorded:
+        values = {k: made.get(k) for k in differ}
         groups.setdefault(repr(values), (values, []))[1].append(r.name)
     return shared, list(groups.values()) if differ else []
 
@@ -130,4 +139,7 @@ def cost_section(runs: list[Run], methods: list[str] | None = None) -> list[str]
             md += ["The runs differ in what made them:", ""]
             md += markdown_table([*keys, "runs"], [[*(_provenance_value(k, v) for k, v in values.items()), len(names)]
                                                     for values, names in groups]) + [""]
+            if TRAINING_CODE in shared:
+                md += ["Every run trained with the same code (`training_code`: train.py, detection/, losses/, "
+                       "datasets/); the commits differ outside it.", ""]
     return md

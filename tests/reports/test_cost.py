@@ -46,6 +46,22 @@ def test_runs_made_differently_get_a_table_of_what_differs():
     md = "\n".join(cost_section(runs))
     assert "| gpu | torch | runs |" in md and "| – | 2.14.1 | 1 |" in md and "| NVIDIA H200 | 2.15.0 | 2 |" in md
     assert "Every run trained on one kind of device and precision, start to end." in md
+    assert "Every run trained with the same code" not in md  # no run recorded its training code
+
+
+def test_commits_that_leave_the_training_code_alone_are_said_to():
+    later = {**MADE, "git_commit": "fedcba9876543210"}
+    runs = [run("a", 0, .5, [{**CPU, "iterations": 10}]), run("b", 1, .5, [{**CPU, "iterations": 10}], later)]
+    for r in runs:
+        r.code = "7942a23c39b5b000"
+    md = "\n".join(cost_section(runs))
+    assert "training_code 7942a23c39b5b000" in md and "| git_commit | runs |" in md
+    assert "Every run trained with the same code (`training_code`: train.py, detection/, losses/, datasets/)" in md
+    runs[1].code = "0000000000000000"
+    shared, groups = provenance_groups(runs)
+    assert "training_code" not in shared and [g[0]["training_code"] for g in groups] == ["7942a23c39b5b000",
+                                                                                         "0000000000000000"]
+    assert "Every run trained with the same code" not in "\n".join(cost_section(runs))
 
 
 def test_runs_without_records_keep_the_old_section():
