@@ -156,6 +156,25 @@ def clipped_share(runs) -> float | None:
     return statistics.fmean(shares) if shares else None
 
 
+def in_value_order(candidates: list[dict]) -> list[dict]:
+    """The tuning candidates (selection.yaml's, in the order they were tried: the grid, then
+    the values the edge rule added) with each method's values of each key in ascending order;
+    methods and keys keep their first appearance's order.
+
+    >>> [c["value"] for c in in_value_order([{"method": "m", "key": "lr", "value": v} for v in (0.025, 0.1, 0.003125)])]
+    [0.003125, 0.025, 0.1]
+    """
+    first: dict = {}
+    for i, c in enumerate(candidates):
+        first.setdefault(c["method"], i)
+        first.setdefault((c["method"], c["key"]), i)
+
+    def value(v):
+        return (0, v, "") if isinstance(v, (int, float)) and not isinstance(v, bool) else (1, 0, str(v))
+
+    return sorted(candidates, key=lambda c: (first[c["method"]], first[(c["method"], c["key"])], value(c["value"])))
+
+
 def write_report(study) -> Path:
     """OUT/report.md, report.csv and plots/ of ``study`` (studies.ablation.Study) from its folders."""
     copy_galleries(study.out, study.out, study.methods)
@@ -202,7 +221,7 @@ def write(a: AblationRuns, out, plots=None) -> Path:
     md += markdown_table(["method", "key", "value", "tuning AP (%)", "status"],
                  [[c["method"], c["key"], f"**{c['value']}**" if c.get("chosen") else c["value"],
                    "–" if c["AP"] is None else f"{100 * c['AP']:.1f}", c["status"]]
-                  for c in a.selection.get("candidates", [])]) + [""]
+                  for c in in_value_order(a.selection.get("candidates", []))]) + [""]
     md += [f"- {line}" for line in edge_choices(a.selection.get("candidates", []))] + [""]
 
     conv = {m: convergence(a.final[m]) for m in methods}

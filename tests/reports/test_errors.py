@@ -156,14 +156,6 @@ def test_a_band_without_ground_truth_has_no_area(tmp_path):
     assert focal["n"] == 1 and focal["bg_band"]["mean"] is None and focal["bkg_per_image"]["mean"] == 0.0
 
 
-def test_the_worked_examples_in_the_docstrings_hold():
-    import doctest
-
-    import reports.errors
-
-    result = doctest.testmod(reports.errors)
-    assert result.attempted >= 2 and result.failed == 0  # common_recall
-
 
 def test_where_every_run_reaches_recall_08_the_cost_is_read_there_alone(sweep, tmp_path):
     shutil.rmtree(sweep / "6_synthetic_focal" / "analysis")

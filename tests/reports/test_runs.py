@@ -20,12 +20,3 @@ def test_the_loss_is_named_by_its_class(tmp_path, target, name):
                                     {"loss": {"_target_": "losses.focal.NoSuchLoss"}}])
 def test_no_name_without_a_loss_class_in_this_checkout(config):
     assert config_loss_name(config) is None
-
-
-def test_the_worked_examples_in_the_docstrings_hold():
-    import doctest
-
-    import reports.runs
-
-    result = doctest.testmod(reports.runs)
-    assert result.attempted >= 3 and result.failed == 0  # trained_on, is_flat

@@ -1,0 +1,14 @@
+"""The worked examples in the reports' docstrings (``>>>``) run and hold."""
+
+import doctest
+import importlib
+
+import pytest
+
+
+@pytest.mark.parametrize("module, examples", [("reports.ablation", 1),  # in_value_order
+                                              ("reports.errors", 1),  # common_recall
+                                              ("reports.runs", 3)])  # trained_on, is_flat
+def test_the_worked_examples_hold(module, examples):
+    result = doctest.testmod(importlib.import_module(module))
+    assert result.attempted >= examples and result.failed == 0
