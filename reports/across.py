@@ -55,6 +55,33 @@ def outcome(reference: dict, here: dict) -> str:
     return "resolved here only" if now else "neither"
 
 
+def verdict_text(pairs: dict[str, list[str]], reference: str) -> str:
+    """One study's verdict line: ``pairs`` (outcome -> the pairs "a - b" with it) in words, the
+    reference's resolved differences first, then those it left open.
+
+    >>> verdict_text({"holds": ["x - y"], "flips": [], "not resolved here": ["x - z", "y - z"],
+    ...               "resolved here only": [], "neither": ["w - x"]}, "synthetic")
+    "of synthetic's 3 resolved differences, 1 holds (x - y), 0 flip, 2 are not resolved here (x - z, y - z); of the 1 it left open, 0 are resolved here, 1 in neither (w - x)."
+    """
+    def part(n_text: str, names: list[str]) -> str:
+        return n_text + (f" ({', '.join(names)})" if names else "")
+
+    held, flipped, lost = pairs["holds"], pairs["flips"], pairs["not resolved here"]
+    here_only, neither = pairs["resolved here only"], pairs["neither"]
+    resolved, left = len(held) + len(flipped) + len(lost), len(here_only) + len(neither)
+    text = []
+    if resolved:
+        text.append(f"of {reference}'s {resolved} resolved difference{'' if resolved == 1 else 's'}, "
+                    + part(f"{len(held)} hold{'s' if len(held) == 1 else ''}", held) + ", "
+                    + part(f"{len(flipped)} flip{'s' if len(flipped) == 1 else ''}", flipped) + ", "
+                    + part(f"{len(lost)} {'is' if len(lost) == 1 else 'are'} not resolved here", lost))
+    if left:
+        text.append(f"of the {left} it left open, "
+                    + part(f"{len(here_only)} {'is' if len(here_only) == 1 else 'are'} resolved here", here_only)
+                    + ", " + part(f"{len(neither)} in neither", neither))
+    return "; ".join(text) + "."
+
+
 def write(tables, name: str, meta: dict, out) -> Path:
     """report.md and report.csv of the across study ``name`` into ``out``: ``meta`` (its
     study.yaml) names the ``reference`` study, the other ``studies`` and their ``labels``
@@ -77,10 +104,9 @@ def write(tables, name: str, meta: dict, out) -> Path:
           "training images and ran it at its choice over paired seeds (its own report has the details).", "",
           "## Verdict", ""]
     for s in others:
-        counts = {o: [f"{r['a']} - {r['b']}" for r, ref in zip(rows[s], rows[reference]) if outcome(ref, r) == o]
-                  for o in OUTCOMES}
-        md.append(f"- **{labels[s]}**: " + "; ".join(f"{o} {len(c)}" + (f" ({', '.join(c)})" if c else "")
-                                                  for o, c in counts.items() if c) + ".")
+        pairs = {o: [f"{r['a']} - {r['b']}" for r, ref in zip(rows[s], rows[reference]) if outcome(ref, r) == o]
+                 for o in OUTCOMES}
+        md.append(f"- **{labels[s]}**: {verdict_text(pairs, labels[reference])}")
     md += ["", f"Paired differences a - b in AP points [95% interval] (n paired seeds), and what becomes of "
            f"{labels[reference]}'s verdict:", ""]
     md += markdown_table(["a - b", labels[reference], *(labels[s] for s in others)],

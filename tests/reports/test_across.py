@@ -27,8 +27,9 @@ def test_the_headline_at_12000_against_its_shorter_schedules(tmp_path):
             "-1.9 [-3.0, -0.9] (n=5): holds |") in md
     assert "| bce_alpha - focal | -3.9 [-5.9, -1.9] (n=5) | -1.8 [-2.7, -0.8] (n=5): holds | " \
            "-0.6 [-1.5, +0.4] (n=5): not resolved here |" in md
-    assert "- **3000**: holds 1 (softmax_bg - focal); not resolved here 1 (bce_alpha - focal); resolved here only 1 " \
-           "(softmax_bg - bce_alpha)." in md
+    assert ("- **3000**: of 12000's 2 resolved differences, 1 holds (softmax_bg - focal), 0 flip, 1 is not resolved "
+            "here (bce_alpha - focal); of the 1 it left open, 1 is resolved here (softmax_bg - bce_alpha), 0 in "
+            "neither.") in md
     assert "6 paired comparisons" in md and "after Holm's correction 4 remain" in md
     assert "| focal | 66.6 ± 1.2 [65.0, 68.1] (n=5) |" in md
     rows = (tmp_path / "report.csv").read_text().splitlines()

@@ -7,6 +7,7 @@ import pytest
 
 
 @pytest.mark.parametrize("module, examples", [("reports.ablation", 1),  # in_value_order
+                                              ("reports.across", 1),  # verdict_text
                                               ("reports.errors", 1),  # common_recall
                                               ("reports.runs", 3)])  # trained_on, is_flat
 def test_the_worked_examples_hold(module, examples):
