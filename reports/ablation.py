@@ -175,6 +175,23 @@ def in_value_order(candidates: list[dict]) -> list[dict]:
     return sorted(candidates, key=lambda c: (first[c["method"]], first[(c["method"], c["key"])], value(c["value"])))
 
 
+def seeds_text(planned: dict[str, list], seeds: list) -> str:
+    """The final runs' seeds as the Verdict states them: ``seeds``, or where the methods were
+    planned different seeds (``method_seeds``), each group of methods with its own.
+
+    >>> seeds_text({"a": [0, 1, 2], "b": [0, 1, 2], "c": [0, 1]}, [0, 1])
+    'a, b: [0, 1, 2]; c: [0, 1]'
+    >>> seeds_text({}, [0, 1])
+    '[0, 1]'
+    """
+    groups: dict[tuple, list[str]] = {}
+    for m, s in planned.items():
+        groups.setdefault(tuple(s), []).append(m)
+    if len(groups) < 2:
+        return str(list(seeds))
+    return "; ".join(f"{', '.join(ms)}: {list(s)}" for s, ms in groups.items())
+
+
 def write_report(study) -> Path:
     """OUT/report.md, report.csv and plots/ of ``study`` (studies.ablation.Study) from its folders."""
     copy_galleries(study.out, study.out, study.methods)
@@ -193,7 +210,7 @@ def write(a: AblationRuns, out, plots=None) -> Path:
 
     md = [f"# Background ablation: `{a.title}`", "", "## Verdict", ""]
     md += [f"COCO AP (%) on val of each method at the setting chosen on the tuning split, over paired seeds "
-           f"{a.seeds} (same initial weights but the class output, same batches). Mean ± sample std "
+           f"{seeds_text(a.planned, a.seeds)} (same initial weights but the class output, same batches). Mean ± sample std "
            "[95% t confidence interval].", ""]
     rows = [[m, ", ".join(f"{k}={v}" for k, v in chosen.get(m, {}).items()) or "–", summary(aps[m].values())["n"],
              summary_text(summary(aps[m].values()), n=False)] for m in methods]

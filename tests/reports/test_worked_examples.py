@@ -6,7 +6,7 @@ import importlib
 import pytest
 
 
-@pytest.mark.parametrize("module, examples", [("reports.ablation", 1),  # in_value_order
+@pytest.mark.parametrize("module, examples", [("reports.ablation", 3),  # in_value_order, seeds_text
                                               ("reports.across", 1),  # verdict_text
                                               ("reports.errors", 1),  # common_recall
                                               ("reports.runs", 3)])  # trained_on, is_flat
