@@ -50,7 +50,7 @@ PLOT = "pr_overlay.png"
 BKG_RECALL_PLOT = "bkg_recall_overlay.png"
 SCORES_PLOT = "anchor_scores.png"
 RECALL = 0.8  # the recall at which background false positives per image are compared,
-RECALL_LEVELS = (0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1)  # or the highest of these every run reaches
+RECALL_LEVELS = (RECALL, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1)  # or the highest of these every run reaches
 # key -> column title; the CSV's columns are <key>_mean, _std, _lo, _hi, _n (and bkg_recall: the
 # level of bkg_at_common, a column of the report only where it is below RECALL)
 VALUES = {"bkg_dap50": "Bkg dAP50", "falsepos_dap50": "FalsePos dAP50", "bg_band": "BG band (AP)",
