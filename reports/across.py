@@ -13,17 +13,20 @@ its 95% interval, and says for each other study whether the reference's verdict
 - neither resolves it.
 
 With one comparison per pair and study, it says how many "resolved" chance alone would give
-and which survive Holm's correction over all of them (reports.stats.multiplicity).
+and which survive Holm's correction over all of them (reports.stats.multiplicity). Where the
+studies' AP differs tenfold, AP points do not compare: each difference is also given relative
+to b's AP, per seed (reports.stats.relative_difference).
 
     md = write(tables, "real_images", meta, out)   # meta: study.yaml's reference, studies, labels
 """
 
 import csv
+import itertools
 from pathlib import Path
 
 from analysis.markdown import markdown_table
 from reports.runs import ap_by_seed, trained_on_by_seed
-from reports.stats import difference_text, multiplicity, pairwise_verdicts, summary, summary_text
+from reports.stats import difference_text, multiplicity, pairwise_verdicts, relative_difference, summary, summary_text
 
 OUTCOMES = ("holds", "flips", "not resolved here", "resolved here only", "neither")
 
@@ -82,6 +85,21 @@ def verdict_text(pairs: dict[str, list[str]], reference: str) -> str:
     return "; ".join(text) + "."
 
 
+def relative_text(row: dict) -> str:
+    """A row's relative difference (``rel_mean``, ``rel_lo``, ``rel_hi``, in %) as a cell.
+
+    >>> relative_text({"rel_mean": -6.24, "rel_lo": -9.4, "rel_hi": -3.05})
+    '-6.2% [-9.4, -3.0]'
+    >>> relative_text({"rel_mean": 2.0, "rel_lo": None, "rel_hi": None}), relative_text({"rel_mean": None})
+    ('+2.0%', '–')
+    """
+    if row["rel_mean"] is None:
+        return "–"
+    if row["rel_lo"] is None:
+        return f"{row['rel_mean']:+.1f}%"
+    return f"{row['rel_mean']:+.1f}% [{row['rel_lo']:+.1f}, {row['rel_hi']:+.1f}]"
+
+
 def write(tables, name: str, meta: dict, out) -> Path:
     """report.md and report.csv of the across study ``name`` into ``out``: ``meta`` (its
     study.yaml) names the ``reference`` study, the other ``studies`` and their ``labels``
@@ -96,6 +114,9 @@ def write(tables, name: str, meta: dict, out) -> Path:
         aps = {m: ap_by_seed(finals[s][m]) for m in methods}
         kinds = {m: trained_on_by_seed(finals[s][m]) for m in methods}
         rows[s] = pairwise_verdicts(aps, kinds=kinds)  # runs without a device record pair as before
+        for row, (a, b) in zip(rows[s], itertools.combinations(methods, 2)):  # pairwise_verdicts' order
+            rel = relative_difference(aps[a], aps[b], kinds=(kinds[a], kinds[b]))
+            row.update(rel_mean=rel["mean"], rel_lo=rel["lo"], rel_hi=rel["hi"])
     tested = [r for s in others for r in rows[s]]
     holm_lines = multiplicity(tested)
 
@@ -116,6 +137,11 @@ def write(tables, name: str, meta: dict, out) -> Path:
                              for r in (rows[s][i] for s in others))]
                           for i, ref in enumerate(rows[reference])]) + [""]
     md += [*holm_lines, ""] if holm_lines else []
+    md += ["The same differences relative to the AP each study reaches: 100 (a - b) / b per seed, mean [95% "
+           "interval], in % of b's AP (what compares between studies whose AP differs, where AP points do not):", ""]
+    md += markdown_table(["a - b", *(labels[s] for s in [reference, *others])],
+                         [[f"{ref['a']} - {ref['b']}", *(relative_text(rows[s][i]) for s in [reference, *others])]
+                          for i, ref in enumerate(rows[reference])]) + [""]
     md += ["## AP per method", "", "COCO AP (%) of each study's final runs: mean ± sample std [95% t interval] (n).", ""]
     md += markdown_table(["method", *(labels[s] for s in [reference, *others])],
                          [[m, *(summary_text(summary(ap_by_seed(finals[s][m]).values())) for s in [reference, *others])]
@@ -127,7 +153,8 @@ def write(tables, name: str, meta: dict, out) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.md").write_text("\n".join(md))
     with open(out / "report.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, ["study", "a", "b", "n", "mean", "lo", "hi", "p", "holm", "outcome"], extrasaction="ignore")
+        w = csv.DictWriter(f, ["study", "a", "b", "n", "mean", "lo", "hi", "p", "holm", "outcome", "rel_mean", "rel_lo",
+                               "rel_hi"], extrasaction="ignore")
         w.writeheader()
         for s in [reference, *others]:
             for r, ref in zip(rows[s], rows[reference]):

@@ -184,6 +184,20 @@ def paired_difference(a: dict, b: dict, level: float = LEVEL, kinds: tuple[dict,
     return out if kinds is None else {**out, "device_unpaired": refused}
 
 
+def relative_difference(a: dict, b: dict, level: float = LEVEL, kinds: tuple[dict, dict] | None = None) -> dict:
+    """The paired difference as a share of b, in %: ``summary`` of 100 (a[s] - b[s]) / b[s] over
+    the seeds ``paired_difference`` pairs (a seed where b is not positive counts as missing).
+    What compares effects between datasets whose AP differs tenfold.
+
+    >>> d = relative_difference({0: 44.0, 1: 21.0, 2: 5.0}, {0: 40.0, 1: 20.0, 2: 5.0, 3: 9.0})
+    >>> round(d["mean"], 4), d["n"], round(d["lo"], 2), round(d["hi"], 2)
+    (5.0, 3, -7.42, 17.42)
+    """
+    seeds = paired_difference(a, b, level, kinds)["seeds"]
+    return summary([100 * (float(a[s]) - float(b[s])) / float(b[s]) if float(b[s]) > 0 else None for s in seeds],
+                   level)
+
+
 def same_kind(a: str | None, b: str | None) -> bool:
     """Whether two runs that trained on ``a`` and ``b`` (reports.runs.trained_on) may be paired:
     one kind and precision each, the same; unknown (no record) on either side pairs."""

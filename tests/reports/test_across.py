@@ -32,8 +32,20 @@ def test_the_headline_at_12000_against_its_shorter_schedules(tmp_path):
             "neither.") in md
     assert "6 paired comparisons" in md and "after Holm's correction 4 remain" in md
     assert "| focal | 66.6 ± 1.2 [65.0, 68.1] (n=5) |" in md
+    # relative to b's AP per seed: at 12000 focal's mean AP is 66.6, so -6.1 AP is about -9%
+    assert "| softmax_bg - focal | -9.1% [-12.0, -6.3] | -6.2% [-7.6, -4.7] | -3.3% [-5.0, -1.5] |" in md
     rows = (tmp_path / "report.csv").read_text().splitlines()
-    assert rows[0] == "study,a,b,n,mean,lo,hi,p,holm,outcome" and len(rows) == 1 + 3 * 3
+    assert rows[0] == "study,a,b,n,mean,lo,hi,p,holm,outcome,rel_mean,rel_lo,rel_hi" and len(rows) == 1 + 3 * 3
+
+
+def test_a_relative_difference_is_per_seed_over_the_seeds_paired():
+    from reports.stats import relative_difference
+
+    # seed 1 trained on another device kind in b: left out like in the paired difference
+    d = relative_difference({0: 6.0, 1: 5.0, 2: 5.5}, {0: 5.0, 1: 4.0, 2: 5.0},
+                            kinds=({0: "cpu fp32", 1: "cpu fp32", 2: "cpu fp32"}, {0: "cpu fp32", 1: "cuda bf16", 2: "cpu fp32"}))
+    assert d["n"] == 2 and d["mean"] == pytest.approx((20.0 + 10.0) / 2)
+    assert relative_difference({0: 1.0}, {0: 0.0})["n"] == 0  # b's AP 0: no share of it
 
 
 def test_only_ablation_kind_studies_can_be_compared(tmp_path):

@@ -7,7 +7,7 @@ import pytest
 
 
 @pytest.mark.parametrize("module, examples", [("reports.ablation", 3),  # in_value_order, seeds_text
-                                              ("reports.across", 1),  # verdict_text
+                                              ("reports.across", 3),  # verdict_text, relative_text
                                               ("reports.errors", 1),  # common_recall
                                               ("reports.runs", 3)])  # trained_on, is_flat
 def test_the_worked_examples_hold(module, examples):
