@@ -21,7 +21,6 @@ to b's AP, per seed (reports.stats.relative_difference).
 """
 
 import csv
-import itertools
 from pathlib import Path
 
 from analysis.markdown import markdown_table
@@ -114,7 +113,8 @@ def write(tables, name: str, meta: dict, out) -> Path:
         aps = {m: ap_by_seed(finals[s][m]) for m in methods}
         kinds = {m: trained_on_by_seed(finals[s][m]) for m in methods}
         rows[s] = pairwise_verdicts(aps, kinds=kinds)  # runs without a device record pair as before
-        for row, (a, b) in zip(rows[s], itertools.combinations(methods, 2)):  # pairwise_verdicts' order
+        for row in rows[s]:
+            a, b = row["a"], row["b"]
             rel = relative_difference(aps[a], aps[b], kinds=(kinds[a], kinds[b]))
             row.update(rel_mean=rel["mean"], rel_lo=rel["lo"], rel_hi=rel["hi"])
     tested = [r for s in others for r in rows[s]]
