@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from datasets.coco_json import _head, load_coco_json, read_image, read_image_ids
+from datasets.coco_json import first_values, load_coco_json, read_image, read_image_ids
 
 OTHERS = ("ignore", "background", "drop_images")
 ON_BAD_IMAGE = ("error", "skip")
@@ -85,7 +85,7 @@ def _describe(image_ids) -> str:
     """image_ids for an error message: a file name, or the first few ids of a list."""
     if image_ids is None or isinstance(image_ids, (str, Path)):
         return repr(image_ids)
-    return f"[{_head(image_ids)}]"
+    return f"[{first_values(image_ids)}]"
 
 
 class CocoDetection(Dataset):
@@ -208,7 +208,7 @@ class CocoDetection(Dataset):
             wanted = read_image_ids(image_ids, self.annotations)
             unknown = [i for i in wanted if i not in self.coco.imgs]
             if unknown:
-                raise ValueError(f"{self.annotations}: image_ids not in 'images': {_head(unknown)}")
+                raise ValueError(f"{self.annotations}: image_ids not in 'images': {first_values(unknown)}")
             order = wanted
 
         self._targets, small = {}, {}

@@ -25,7 +25,8 @@ except ImportError:  # pragma: no cover
     decode_image = None
 
 
-def _head(values, n: int = 10) -> str:
+def first_values(values, n: int = 10) -> str:
+    """The first ``n`` of ``values`` for an error message: ``1, 2, ... (12 in all)``."""
     values = list(values)
     more = f", ... ({len(values)} in all)" if len(values) > n else ""
     return ", ".join(repr(v) for v in values[:n]) + more
@@ -122,7 +123,7 @@ def load_coco_json(path) -> COCO:
         if ann["category_id"] not in cat_ids:
             raise ValueError(
                 f"{path}: {where} refers to category_id {ann['category_id']}, which is not in "
-                f"'categories' (ids: {_head(sorted(cat_ids), 20)})"
+                f"'categories' (ids: {first_values(sorted(cat_ids), 20)})"
             )
         if "id" in ann:
             if ann["id"] in ann_ids:
@@ -183,7 +184,7 @@ def read_image_ids(spec, source) -> list[int]:
             raise ValueError(f"{where}: image id {v!r} is not an integer") from None
     dup = sorted(i for i, n in Counter(ids).items() if n > 1)
     if dup:
-        raise ValueError(f"{where}: image ids repeated: {_head(dup)}")
+        raise ValueError(f"{where}: image ids repeated: {first_values(dup)}")
     return ids
 
 

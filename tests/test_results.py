@@ -43,7 +43,8 @@ def test_every_study_says_what_it_is_and_its_report_links_only_plots_that_are_th
         assert meta["superseded_by"] in STUDIES
         assert f"**Superseded** by `{meta['superseded_by']}`" in (RESULTS / study / "report.md").read_text()
     md = (RESULTS / study / "report.md").read_text()
-    assert md.split("\n")[0] in (f"# Report: `{study}`", f"# Background ablation: `{study}`")
+    title = {"ablation": "Background ablation", "across": "Across studies"}.get(meta["kind"], "Report")
+    assert md.split("\n")[0] == f"# {title}: `{study}`"
     for plot in re.findall(r"\]\((plots/[^)]+)\)", md):
         assert (RESULTS / study / plot).is_file(), f"{study}/report.md links {plot}, which is not there"
 
