@@ -24,9 +24,9 @@ and read back by every report section instead of the run folders.
                    else ``analysis`` says why not; ``config``: JSON of the run's flattened
                    config without the keys every run of the study shares (``study.yaml``).
 ``curves.csv``     one row per evaluation during training: run, iter, COCO stats.
-``training.csv``   one row per logged training step (metrics.jsonl): run, iter and what the
+``training.csv.gz`` one row per logged training step (metrics.jsonl): run, iter and what the
                    step logged (losses, loss shares, anchors per image, images/s, ...).
-``analysis.csv``   the analysis curves per run: ``pr_c50`` (x recall, y precision at IoU .5),
+``analysis.csv.gz`` the analysis curves per run: ``pr_c50`` (x recall, y precision at IoU .5),
                    ``bkg_vs_recall`` (x recall, y background false positives per image),
                    ``anchor_scores`` (x bin edge, y foreground and z background anchors).
 ``loss_cdf.csv``   Figure 4's numbers of the runs that saved their per-anchor losses: anchors
@@ -41,13 +41,17 @@ and read back by every report section instead of the run folders.
                    ablation's protocol and selection (``ablation``).
 
 Floats are written with ``repr`` and read back to the same value, so a report made from the
-tables equals the one made from the run folders.
+tables equals the one made from the run folders. The two per-step tables are gzip-compressed
+(a fifth of their size; ``pandas.read_csv`` and ``zcat`` read them as they are), written with
+no timestamp so that the same rows make the same bytes.
 
     write_tables(runs, study, out, analyses, reused, loss_cdf, meta)   # tools.results write: from folders
     runs = Tables(results_root).runs(study)               # reports.runs.Run, as the sections read them
 """
 
 import csv
+import gzip
+import io
 import json
 from pathlib import Path
 
@@ -58,7 +62,7 @@ from detection.run_folder import flatten
 from reports.runs import STATS, Run, loss_name
 
 RUNS, CURVES, TRAINING, ANALYSIS, LOSS_CDF, META = (
-    "runs.csv", "curves.csv", "training.csv", "analysis.csv", "loss_cdf.csv", "study.yaml")
+    "runs.csv", "curves.csv", "training.csv.gz", "analysis.csv.gz", "loss_cdf.csv", "study.yaml")
 BACKGROUND = ("bg_band", "bkg_per_image", "bkg_at_recall", "bg_anchors_above", "score_thresh")
 TIDE = (*MAIN_TYPES, *SPECIAL_TYPES)  # the dAP50s of errors.json (analysis/errors.py)
 RUN_COLUMNS = ["study", "run", "cell", "method", "seed", "overrides", "status", "reused_from", *STATS,
@@ -102,14 +106,18 @@ def decode(column: str, text: str):
 
 
 def write_csv(path: Path, columns: list[str], rows: list[dict]) -> None:
+    """``rows`` under a header of ``columns``, each cell by ``encode``; gzip-compressed where the
+    name ends in ``.gz`` (no timestamp in the header: the same rows make the same bytes)."""
     unknown = sorted({k for r in rows for k in r} - set(columns))
     if unknown:
         raise ValueError(f"{path}: values for columns {unknown} that {path.name} does not have ({columns})")
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f, lineterminator="\n")
-        w.writerow(columns)
-        for r in rows:
-            w.writerow([encode(r.get(c)) for c in columns])
+    text = io.StringIO(newline="")
+    w = csv.writer(text, lineterminator="\n")
+    w.writerow(columns)
+    for r in rows:
+        w.writerow([encode(r.get(c)) for c in columns])
+    data = text.getvalue().encode()
+    Path(path).write_bytes(gzip.compress(data, mtime=0) if Path(path).suffix == ".gz" else data)
 
 
 def read_csv(path: Path) -> list[dict]:
@@ -117,7 +125,13 @@ def read_csv(path: Path) -> list[dict]:
     ``decode``; empty cells are left out of each row."""
     if not path.is_file():
         return []
-    with open(path, newline="") as f:
+    data = path.read_bytes()
+    if path.suffix == ".gz":
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError) as e:
+            raise ValueError(f"{path}: not a readable gzip file ({e})") from None
+    with io.StringIO(data.decode(), newline="") as f:
         reader = csv.reader(f)
         try:
             columns = next(reader)
@@ -308,6 +322,11 @@ class Tables:
         if name not in self._studies:
             folder = self.root / name
             meta = read_meta(folder)
+            for table in (TRAINING, ANALYSIS):
+                plain = folder / table.removesuffix(".gz")
+                if plain.is_file() and not (folder / table).is_file():
+                    raise ValueError(f"{plain}: written uncompressed (before December 2026); its tables now read "
+                                     f"{table}: `gzip -n {plain}`")
             self._studies[name] = {
                 "meta": meta, "runs": read_csv(folder / RUNS), "curves": _by_run(read_csv(folder / CURVES)),
                 "training": _by_run(read_csv(folder / TRAINING)), "analysis": _by_run(read_csv(folder / ANALYSIS)),

@@ -6,6 +6,7 @@ unreadable metrics line, per-anchor losses for two methods) with hand-written an
 (tests/reports/test_errors.py's, every case of the Background errors section).
 """
 
+import gzip
 import json
 import math
 import re
@@ -18,7 +19,7 @@ from reports.cdf import figure4_numbers
 from reports.errors import read_analysis
 from tools.results import check, regenerate
 from reports.runs import assign_groups, load_runs
-from reports.table_io import RUNS, Tables, decode, encode, read_csv, relative, unflatten, write_csv, write_tables
+from reports.table_io import RUNS, TRAINING, Tables, decode, encode, read_csv, relative, unflatten, write_csv, write_tables
 from tests.reports.test_errors import bkg_curve, write_analysis
 from tests.sweep_fixtures import make_sweep, write_run
 
@@ -46,6 +47,27 @@ def test_a_short_row_is_an_error_that_names_the_file_and_the_line(tmp_path):
         read_csv(path)
     with pytest.raises(ValueError, match=r"columns \['x'\] that runs\.csv does not have"):
         write_csv(path, ["run", "AP"], [{"run": "a", "x": 1}])
+
+
+def test_a_gz_table_is_the_same_csv_compressed_with_no_timestamp_and_an_old_plain_one_is_named(tmp_path):
+    rows = [{"run": "final/focal/seed0", "iter": 20 * i, "loss": 1 / (i + 1)} for i in range(300)]
+    write_csv(tmp_path / "t.csv", ["run", "iter", "loss"], rows)
+    write_csv(tmp_path / "t.csv.gz", ["run", "iter", "loss"], rows)
+    data = (tmp_path / "t.csv.gz").read_bytes()
+    assert gzip.decompress(data) == (tmp_path / "t.csv").read_bytes()
+    assert data[4:8] == b"\0\0\0\0" and len(data) < (tmp_path / "t.csv").stat().st_size / 3  # mtime 0; smaller
+    write_csv(tmp_path / "t.csv.gz", ["run", "iter", "loss"], rows)
+    assert (tmp_path / "t.csv.gz").read_bytes() == data  # same rows, same bytes (git sees no change)
+    assert read_csv(tmp_path / "t.csv.gz") == rows
+    (tmp_path / "t.csv.gz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match=r"t\.csv\.gz: not a readable gzip file"):
+        read_csv(tmp_path / "t.csv.gz")
+    study = tmp_path / "results" / "old"
+    study.mkdir(parents=True)
+    (study / "study.yaml").write_text("study: old\nkind: sweep\n")
+    (study / "training.csv").write_text("run,iter\n")
+    with pytest.raises(ValueError, match=r"old/training\.csv: written uncompressed .* `gzip -n "):
+        Tables(tmp_path / "results").study("old")
 
 
 def test_unflatten_undoes_flatten_and_relative_cuts_the_study_folder():
@@ -138,7 +160,7 @@ def test_a_reused_row_names_its_source_and_reads_its_numbers_there(tmp_path):
     write_tables(runs_b, "b", results / "b", {}, reused={"final/focal/seed0": "a/seed0"}, meta={"kind": "sweep"})
     row, = read_csv(results / "b" / RUNS)
     assert row["reused_from"] == "a/seed0" and "AP" not in row and "status" not in row  # a row, not a copy
-    assert not (results / "b" / "training.csv").read_text().strip().count("\n")  # its header only
+    assert read_csv(results / "b" / TRAINING) == [] and (results / "b" / TRAINING).is_file()  # its header only
     run, = Tables(results).runs("b")
     assert (run.name, run.reused_from, run.status, run.eval["AP"], run.seconds) == (
         "final/focal/seed0", "a/seed0", "finished", 0.5, 10.0)
