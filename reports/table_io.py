@@ -53,6 +53,7 @@ import csv
 import gzip
 import io
 import json
+import zlib
 from pathlib import Path
 
 import yaml
@@ -117,7 +118,7 @@ def write_csv(path: Path, columns: list[str], rows: list[dict]) -> None:
     for r in rows:
         w.writerow([encode(r.get(c)) for c in columns])
     data = text.getvalue().encode()
-    Path(path).write_bytes(gzip.compress(data, mtime=0) if Path(path).suffix == ".gz" else data)
+    path.write_bytes(gzip.compress(data, mtime=0) if path.suffix == ".gz" else data)
 
 
 def read_csv(path: Path) -> list[dict]:
@@ -129,7 +130,7 @@ def read_csv(path: Path) -> list[dict]:
     if path.suffix == ".gz":
         try:
             data = gzip.decompress(data)
-        except (OSError, EOFError) as e:
+        except (OSError, EOFError, zlib.error) as e:  # not gzip, cut short, corrupt inside
             raise ValueError(f"{path}: not a readable gzip file ({e})") from None
     with io.StringIO(data.decode(), newline="") as f:
         reader = csv.reader(f)

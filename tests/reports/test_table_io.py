@@ -59,9 +59,12 @@ def test_a_gz_table_is_the_same_csv_compressed_with_no_timestamp_and_an_old_plai
     write_csv(tmp_path / "t.csv.gz", ["run", "iter", "loss"], rows)
     assert (tmp_path / "t.csv.gz").read_bytes() == data  # same rows, same bytes (git sees no change)
     assert read_csv(tmp_path / "t.csv.gz") == rows
-    (tmp_path / "t.csv.gz").write_bytes(data[: len(data) // 2])
-    with pytest.raises(ValueError, match=r"t\.csv\.gz: not a readable gzip file"):
-        read_csv(tmp_path / "t.csv.gz")
+    flipped = bytearray(data)
+    flipped[30] ^= 0xFF  # a byte inside the compressed stream
+    for broken in (data[: len(data) // 2], bytes(flipped)):  # cut short; corrupt inside (zlib's error)
+        (tmp_path / "t.csv.gz").write_bytes(broken)
+        with pytest.raises(ValueError, match=r"t\.csv\.gz: not a readable gzip file"):
+            read_csv(tmp_path / "t.csv.gz")
     study = tmp_path / "results" / "old"
     study.mkdir(parents=True)
     (study / "study.yaml").write_text("study: old\nkind: sweep\n")
