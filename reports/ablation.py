@@ -69,7 +69,7 @@ def protocol(study) -> dict:
     """What the report needs of ``study`` (studies.ablation.Study) besides its runs, as its
     results' study.yaml keeps it (``ablation``): methods, seeds, the tuning's and the final
     runs' schedule.max_iters, the controls' names ({"eval": [...], "train": [...]}), the
-    selection (selection.yaml, {} before the select stage)."""
+    selection (selection.yaml; before the select stage, the tuning runs so far, none chosen)."""
     methods = list(study.methods)
     return {"methods": methods, "seeds": study.all_seeds(),
             "tune_iterations": _iterations(study.tune_lr(methods[0]).fixed),
@@ -77,7 +77,8 @@ def protocol(study) -> dict:
             "controls": {"eval": list(study.controls.get("eval") or {}), "train": list(study.controls.get("train") or {})},
             **({"factors": study.factors} if study.factors else {}),
             "planned": {m: study.seeds_of(m) for m in methods},
-            "selection": yaml.safe_load(study.selection_file.read_text()) if study.selection_file.is_file() else {}}
+            "selection": yaml.safe_load(study.selection_file.read_text()) if study.selection_file.is_file()
+            else {"candidates": study.tuning_so_far()}}
 
 
 def from_folders(study) -> AblationRuns:
@@ -102,6 +103,7 @@ def from_tables(tables, study: str) -> AblationRuns:
     spec = tables.study(study)["meta"]["ablation"]
     runs = tables.runs(study)
     methods, seeds = list(spec["methods"]), list(spec["seeds"])
+    planned = spec.get("planned") or {}  # method -> its final runs' seeds (tables before it kept: all seeds)
 
     def within(prefix: str) -> list[Run]:
         return [dataclasses.replace(r, name=r.name[len(prefix):]) for r in runs if r.name.startswith(prefix)]
@@ -112,11 +114,12 @@ def from_tables(tables, study: str) -> AblationRuns:
         title=study, methods=methods, seeds=seeds, tune_iterations=str(spec["tune_iterations"]),
         final_iterations=str(spec["final_iterations"]), selection=spec.get("selection") or {},
         final={m: within(f"final/{m}/") for m in methods}, controls=controls,
-        why_not={name: _missing_checkpoints(len(methods) * len(seeds)) if name in spec["controls"]["eval"] else ""
+        why_not={name: _missing_checkpoints(sum(len(planned.get(m, seeds)) for m in methods))
+                 if name in spec["controls"]["eval"] else ""
                  for name in controls},
         runs=sorted(runs, key=lambda r: Path(r.name) / "status.json"),  # as study_runs finds them
         galleries=dict(tables.study(study)["meta"].get("galleries") or {}), factors=spec.get("factors") or {},
-        planned=spec.get("planned") or {})
+        planned=planned)
 
 
 def final_galleries(out: Path, methods) -> dict[str, Path]:
@@ -239,6 +242,9 @@ def write(a: AblationRuns, out, plots=None) -> Path:
                  [[c["method"], c["key"], f"**{c['value']}**" if c.get("chosen") else c["value"],
                    "–" if c["AP"] is None else f"{100 * c['AP']:.1f}", c["status"]]
                   for c in in_value_order(a.selection.get("candidates", []))]) + [""]
+    if not a.selection.get("chosen"):
+        md += ["**In progress**: the tuning has not ended and nothing is chosen yet (the select stage chooses "
+               "once every tuning run has ended); `missing`: not trained yet.", ""]
     md += [f"- {line}" for line in edge_choices(a.selection.get("candidates", []))] + [""]
 
     conv = {m: convergence(a.final[m]) for m in methods}

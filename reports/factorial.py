@@ -109,8 +109,11 @@ def factorial_section(aps: dict, kinds: dict, factors: dict) -> tuple[list[str],
                          [[s, *(summary_text(summary(aps[cell(f, s)].values()), ci=False) for f in firsts), difference_text(r), _resolved(r)]
                           for s, r in zip(seconds, effect_rows)]) + [""]
     for f in firsts:
-        ranked = sorted(seconds, key=lambda s: -(summary(aps[cell(f, s)].values())["mean"] or float("-inf")))
-        md += [f"**{first} {f}**: the {second} settings by mean AP: {' > '.join(ranked)}; resolved pairs:", ""]
+        means = {s: summary(aps[cell(f, s)].values())["mean"] for s in seconds}
+        ranked = sorted((s for s in seconds if means[s] is not None), key=lambda s: -means[s])
+        unrun = [s for s in seconds if means[s] is None]
+        md += [f"**{first} {f}**: the {second} settings by mean AP: {' > '.join(ranked) or '–'}"
+               + (f" (no runs yet: {', '.join(unrun)})" if unrun else "") + "; resolved pairs:", ""]
         resolved = [r for r in order_rows if r["level"] == f and _resolved(r).startswith("resolved")]
         md += [f"- {r['verdict']}" + (" (**not after Holm**)" if r.get("holm") is False else "") for r in resolved] \
             or ["- none"]

@@ -134,6 +134,14 @@ class Study:
                       pending=at.pending())
                 for key, values in self.own.get(method, {}).items()]
 
+    def tuning_so_far(self) -> list[dict]:
+        """Before the select stage (a study still tuning): every tuning sweep's ``candidates``,
+        as ``select`` writes them, none chosen. The own-hyperparameter sweeps' runs (at the lr
+        the lr pass chooses) are there once every lr pass has ended."""
+        return [{"method": m, "key": sweep.key, **r, "chosen": False}
+                for m in self.methods for sweep in [self.tune_lr(m), *self.tune_own(m, None)]
+                for r in candidates(sweep)]
+
     # --- stage 2 ---
     def read_selection(self) -> dict[str, dict]:
         """selection.yaml's ``chosen``: method -> {key: value}."""
@@ -207,11 +215,10 @@ class Study:
                 for name, spec in (self.controls.get("train") or {}).items() for m in spec["methods"]]
 
 
-def choose(sweep: Sweep) -> tuple[object, list[dict]]:
-    """The value of ``sweep.key`` whose run has the best AP in ``sweep.dir``, and a row
-    {value, AP, status, run} per value of the grid, in its order, then per value run beyond it
-    (``extend_lr``). Diverged, failed, unfinished or missing runs are rows too, never chosen;
-    with no finished run: a ValueError naming them. Equal APs: the first in that order."""
+def candidates(sweep: Sweep) -> list[dict]:
+    """A row {value, AP, status, run} per value of ``sweep``'s grid, in its order, then per
+    value run beyond it (``extend_lr``), read from ``sweep.dir``: AP where the run finished,
+    else None; status ``missing`` where no run is there."""
     runs, _ = load_runs(sweep.dir) if sweep.dir.is_dir() else ([], [])
     by_value, found = {}, []
     for run in runs:
@@ -228,6 +235,15 @@ def choose(sweep: Sweep) -> tuple[object, list[dict]]:
         ap = run.eval["AP"] if run is not None and run.status == "finished" and run.eval else None
         rows.append({"value": value, "AP": ap, "status": "missing" if run is None else run.status,
                      "run": run.name if run is not None else f"{sweep.key}={value}"})
+    return rows
+
+
+def choose(sweep: Sweep) -> tuple[object, list[dict]]:
+    """The value of ``sweep.key`` whose run has the best AP in ``sweep.dir``, and its
+    ``candidates`` rows, each marked ``chosen`` or not. Diverged, failed, unfinished or missing
+    runs are rows too, never chosen; with no finished run: a ValueError naming them. Equal APs:
+    the first in that order."""
+    rows = candidates(sweep)
     done = [r for r in rows if r["AP"] is not None]
     if not done:
         raise ValueError(f"{sweep.dir}: no finished run to choose {sweep.key} from ("

@@ -63,3 +63,14 @@ def test_an_ablation_report_with_factors_leads_with_the_section_and_keeps_every_
     csv = (tmp_path / "report.csv").read_text().splitlines()
     assert sum(line.startswith("pair,") for line in csv) == 6
     assert sum(line.startswith("interaction,") for line in csv) == 1
+
+
+def test_the_order_ranks_only_cells_with_runs_and_names_the_others():
+    """A study still running: a cell without runs has no place in the order (it was listed as if
+    ranked last), and with no runs at all there is no order."""
+    md, _ = factorial_section({c: aps for c, aps in APS.items() if c != "max_iou_focal"}, {}, FACTORS)
+    text = "\n".join(md)
+    assert "**assigner max_iou**: the loss settings by mean AP: qfl (no runs yet: focal); resolved pairs:" in text
+    assert "**assigner atss**: the loss settings by mean AP: focal > qfl; resolved pairs:" in text
+    md, _ = factorial_section({}, {}, FACTORS)
+    assert "**assigner atss**: the loss settings by mean AP: – (no runs yet: focal, qfl); resolved pairs:" in md

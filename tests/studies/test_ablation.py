@@ -549,3 +549,41 @@ def test_a_report_of_a_study_still_running_says_which_final_runs_are_missing():
     a.final["softmax_bg"][2].status = "finished"
     a.final["focal"] += runs((1, "failed"), (2, "finished"))
     assert progress_lines(a) == [] and progress_lines(dataclasses.replace(a, planned={})) == []
+
+
+def test_before_the_selection_the_report_shows_the_tuning_runs_so_far_none_chosen(tmp_path):
+    """A study still tuning (no selection.yaml): its report's Selection section has every tuning
+    run that ended and every one still to train, nothing in bold, and says nothing is chosen yet."""
+    study = Study(tmp_path / "study")
+    for lr, ap in ((0.0125, 0.30), (0.025, 0.42)):
+        run = write_run(study.tune_lr("focal").dir / f"lr{lr}", ["loss=focal"], 0, "finished", ap=ap)
+        (run / "config.yaml").write_text(yaml.safe_dump({"seed": 0, "optim": {"lr": lr}}))
+    rows = [r for r in study.tuning_so_far() if r["method"] == "focal"]
+    assert [(r["key"], r["value"], r["AP"], r["status"], r["chosen"]) for r in rows] == [
+        ("optim.lr", 0.0125, 0.30, "finished", False), ("optim.lr", 0.025, 0.42, "finished", False),
+        *[("optim.lr", lr, None, "missing", False) for lr in study.tune["lr"][2:]],
+        *[("loss.alpha", a, None, "missing", False) for a in study.own["focal"]["loss.alpha"]]]
+    assert ablation_report.protocol(study)["selection"] == {"candidates": study.tuning_so_far()}
+
+    md = ablation_report.write_report(study).read_text()
+    selection = md.split("## Selection on the tuning split")[1].split("\n## ")[0]
+    assert "| focal | optim.lr | 0.025 | 42.0 | finished |" in selection and "**" not in selection.split("|---")[1]
+    assert "**In progress**: the tuning has not ended and nothing is chosen yet" in selection
+
+
+def test_a_report_from_tables_counts_the_missing_checkpoints_over_each_methods_own_seeds(tmp_path):
+    """The headline's methods have five seeds and the others three: the eval controls without
+    runs miss 2 x 5 + 1 x 3 checkpoints, not 3 methods x 5 seeds."""
+    from reports.table_io import Tables, write_tables
+
+    spec = tmp_path / "mini.yaml"
+    spec.write_text(MINI_STUDY.replace("seeds: [0, 1, 2, 3, 4]", "seeds: [0, 1, 2]")
+                    + "method_seeds: {softmax_bg: [0, 1, 2, 3, 4]}\n")
+    study = Study(tmp_path / "s", spec=spec)
+    meta = {"kind": "ablation", "ablation": ablation_report.protocol(study)}
+    write_tables([], "mini", tmp_path / "results" / "mini", {}, meta=meta, roots=[study.out])
+    a = ablation_report.from_tables(Tables(tmp_path / "results"), "mini")
+    expected = sum(len(study.seeds_of(m)) for m in study.methods)
+    assert expected == 5 + 3 * (len(study.methods) - 1) and expected != len(study.methods) * 5
+    assert a.why_not["one_class_per_anchor"] == ablation_report.why_not_run(study, "one_class_per_anchor")
+    assert f"and {expected} of them are not here" in a.why_not["one_class_per_anchor"]
