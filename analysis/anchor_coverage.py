@@ -16,8 +16,8 @@ import argparse
 import torch
 from torchvision.ops import box_iou
 
-from detection import build
 from analysis.anchor_stats import image_anchors
+from detection import build
 
 BANDS = (0, 8, 16, 32, 64, 128, 256, float("inf"))
 

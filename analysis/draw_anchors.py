@@ -24,10 +24,10 @@ from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from datasets.transforms import IMAGENET_MEAN, IMAGENET_STD
-from detection import build
 from analysis.anchor_scores import inside_image
 from analysis.anchor_stats import image_anchors
+from datasets.transforms import IMAGENET_MEAN, IMAGENET_STD
+from detection import build
 
 
 def assignment(cfg, split: str = "train", index: int = 0):

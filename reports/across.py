@@ -25,7 +25,14 @@ from pathlib import Path
 
 from analysis.markdown import markdown_table
 from reports.runs import ap_by_seed, trained_on_by_seed
-from reports.stats import difference_text, multiplicity, pairwise_verdicts, relative_difference, summary, summary_text
+from reports.stats import (
+    difference_text,
+    multiplicity,
+    pairwise_verdicts,
+    relative_difference,
+    summary,
+    summary_text,
+)
 
 OUTCOMES = ("holds", "flips", "not resolved here", "resolved here only", "neither")
 

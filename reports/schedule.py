@@ -21,7 +21,14 @@ Then, per schedule with more than one loss, the paired differences between the l
 
 from analysis.markdown import markdown_table
 from reports.runs import Run, ap_by_seed, arms, loss_name
-from reports.stats import cell_stats, difference_text, n_cell, ours_cell, paired_difference, pairwise_verdicts
+from reports.stats import (
+    cell_stats,
+    difference_text,
+    n_cell,
+    ours_cell,
+    paired_difference,
+    pairwise_verdicts,
+)
 
 KEY = "schedule.max_iters"
 TOLERANCE = 1.0  # AP (%): a schedule is long enough when training longer adds less

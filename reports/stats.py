@@ -74,7 +74,7 @@ def _t_tail(t: float, df: float) -> float:
     return 0.5 * _betai(0.5 * df, 0.5, df / (df + t2))
 
 
-@functools.lru_cache(maxsize=None)  # a report asks for the same few (p, df) thousands of times
+@functools.cache  # a report asks for the same few (p, df) thousands of times
 def t_quantile(p: float, df: int) -> float:
     """The Student t quantile: the t with P(T <= t) = p for T ~ t(df).
 

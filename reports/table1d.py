@@ -19,7 +19,6 @@ from analysis.markdown import markdown_table
 from reports.runs import Run, ap_by_seed, config_loss_name, on_tuning_split
 from reports.stats import cell_stats, n_cell, ours_cell, paired_difference, spearman, verdict
 
-
 # (label, nms threshold, batch per image, background per foreground) -> the paper's AP (%):
 # Lin et al. 2017, Table 1d (ResNet-101-FPN, COCO minival). FL's row has no OHEM setting.
 TABLE_1D = {

@@ -13,7 +13,14 @@ from omegaconf import OmegaConf
 from analysis.folder import skip_reason
 from detection import build
 from detection.build import CONFIGS
-from detection.run_folder import ENDED, RunFolder, effective_status, flatten, identity_differences, is_run_control
+from detection.run_folder import (
+    ENDED,
+    RunFolder,
+    effective_status,
+    flatten,
+    identity_differences,
+    is_run_control,
+)
 
 GROUPS = {p.name for p in CONFIGS.iterdir() if p.is_dir()}  # config groups: dataset, loss, model, ...
 

@@ -1,6 +1,7 @@
 """requirements-lock.txt pins every dependency of pyproject.toml to one version."""
 
 import re
+
 import tomllib
 
 from tests.conftest import ROOT

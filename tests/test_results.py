@@ -8,8 +8,8 @@ import pytest
 
 from detection.run_folder import ROOT
 from reports.runs import RESULTS
-from tools.results import check, studies
 from reports.table_io import KINDS, RUNS, Tables, read_csv, read_meta
+from tools.results import check, studies
 
 STUDIES = studies(RESULTS)
 MAX_FILES, MAX_MB = 1000, 30

@@ -12,7 +12,14 @@ import train
 from datasets.transforms import collate
 from detection import build
 from detection.run_folder import RunFolder
-from tests.conftest import BCCD_SAMPLE, COCO_PERSON_SAMPLE, COCO_SAMPLE_ANNOTATIONS, ROOT, compose_config, tiny_overrides
+from tests.conftest import (
+    BCCD_SAMPLE,
+    COCO_PERSON_SAMPLE,
+    COCO_SAMPLE_ANNOTATIONS,
+    ROOT,
+    compose_config,
+    tiny_overrides,
+)
 
 STATS = ["AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl"]
 

@@ -2,9 +2,9 @@ import json
 
 import pytest
 
-from tests.analysis.error_fixtures import DETS, GT, to_coco
 from analysis import analyze
 from analysis.errors import MAIN_TYPES, SPECIAL_TYPES, tide_errors
+from tests.analysis.error_fixtures import DETS, GT, to_coco
 
 KEYS = ["AP50", *MAIN_TYPES, *SPECIAL_TYPES, "counts", "detections", "units", "bkg_vs_recall"]
 

@@ -1,8 +1,8 @@
 import pytest
 
+from analysis.anchor_coverage import coverage
 from tests.conftest import compose_config
 from tests.datasets.conftest import write_tiny_coco
-from analysis.anchor_coverage import coverage
 
 
 def test_best_iou_by_hand(tmp_path):

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
+from analysis.anchor_scores import EDGES, collect_scores, inside_image, summarize
+from analysis.plots import plot_histograms
 from losses.focal import FocalLoss
 from losses.softmax_bg import SoftmaxBgLoss
-from analysis.plots import plot_histograms
-from analysis.anchor_scores import EDGES, collect_scores, inside_image, summarize
 
 # 4 anchors 10 px wide in a row: centers x = 5, 15, 25, 35 (y = 5)
 ANCHORS = torch.tensor([[0., 0, 10, 10], [10, 0, 20, 10], [20, 0, 30, 10], [30, 0, 40, 10]])

@@ -2,8 +2,8 @@ import re
 
 import pytest
 
-from tests.conftest import CONFIGS, compose_config
 from analysis.anchor_stats import anchor_stats
+from tests.conftest import CONFIGS, compose_config
 
 # The imbalance variants, each named after its measured foreground:background anchor ratio.
 VARIANTS = sorted(p.stem for p in (CONFIGS / "dataset").glob("synthetic_fg1to*.yaml"))

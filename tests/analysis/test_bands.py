@@ -7,8 +7,8 @@ import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from detection.evaluation import coco_evaluate
 from analysis.bands import BANDS, RECALL, bands, write_band_plots
+from detection.evaluation import coco_evaluate
 
 ANIMALS = [{"id": 1, "name": "cat", "supercategory": "animal"}, {"id": 2, "name": "dog", "supercategory": "animal"},
            {"id": 3, "name": "car", "supercategory": "vehicle"}]

@@ -16,15 +16,15 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from pycocotools.coco import COCO
 
-from detection import build
-from detection.evaluation import coco_evaluate
-from detection.run_folder import RunFolder
-from tests.conftest import ROOT, compose_config, tiny_overrides
 from analysis.analyze import evaluated_ground_truth
 from analysis.callback import AnalysisCallback
 from analysis.coco_files import load_results
 from analysis.errors import tide_errors
 from analysis.folder import analysis_dir
+from detection import build
+from detection.evaluation import coco_evaluate
+from detection.run_folder import RunFolder
+from tests.conftest import ROOT, compose_config, tiny_overrides
 from tools.analysis_callback import main
 
 # score_thresh 0: a model trained for 2 iterations scores every object about the prior (0.01)

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from tests.analysis.test_bands import ANIMALS, det, make_gt, random_case
 from analysis.confusion import confusion_matrix, confusion_table, plot_confusion
+from tests.analysis.test_bands import ANIMALS, det, make_gt, random_case
 
 
 def fixture():

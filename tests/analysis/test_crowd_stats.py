@@ -1,6 +1,6 @@
+from analysis.crowd_stats import against_flags, config_counts
 from tests.conftest import COCO_PERSON_SAMPLE, compose_config
 from tests.datasets.conftest import write_tiny_coco
-from analysis.crowd_stats import against_flags, config_counts
 
 
 def test_against_flags_counts_found_crowds_and_false_alarms(tmp_path):

@@ -5,9 +5,9 @@ a crowd region makes ignored anchors, and the figure is written."""
 import pytest
 import torch
 
+from analysis.draw_anchors import assignment, draw, main
 from detection import build
 from tests.conftest import compose_config
-from analysis.draw_anchors import assignment, draw, main
 
 SAMPLE = ["dataset=coco_sample"]
 

@@ -8,9 +8,9 @@ import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from tests.analysis.error_fixtures import CAT, DETS, DOG, GT, dets, make_gt, to_coco
 from analysis.coco_files import check_results
 from analysis.errors import DET_TYPES, MAIN_TYPES, SPECIAL_TYPES, bkg_vs_recall, tide_errors
+from tests.analysis.error_fixtures import CAT, DETS, DOG, GT, dets, make_gt, to_coco
 
 
 def points(*per_class_sums):

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import COCO_SAMPLE, COCO_SAMPLE_ANNOTATIONS
 from analysis.coco_files import check_results
 from analysis.gallery import main, top_background_fps
+from tests.conftest import COCO_SAMPLE, COCO_SAMPLE_ANNOTATIONS
 
 
 def results(coco_gt):

@@ -195,7 +195,7 @@ def test_a_box_of_negative_width_or_height_is_an_error_naming_its_id(tmp_path, b
     images, ann = write_tiny_coco(tmp_path, annotations=anns)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # an error, not a warning
-        with pytest.raises(ValueError, match=rf"instances.json: annotations\[1\] \(id 17\) has bbox .*negative width or height"):
+        with pytest.raises(ValueError, match=r"instances.json: annotations\[1\] \(id 17\) has bbox .*negative width or height"):
             CocoDetection(images, ann)
 
 

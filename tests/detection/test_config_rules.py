@@ -4,7 +4,6 @@ naming the key, and every shipped config passes."""
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf

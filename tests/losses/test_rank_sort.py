@@ -57,8 +57,8 @@ def random_case(seed, n=2, r=60, k=3, ties=False, dtype=torch.float64):
 @pytest.mark.parametrize("ties", [False, True])
 def test_fast_equals_the_dense_reference(delta, ties):
     x, labels, quality = random_case(1, ties=ties)
-    fast = loss_and_grad(lambda x, l: rank_sort_loss(x, l, quality, delta), x, labels)
-    dense = loss_and_grad(lambda x, l: reference.rank_sort_loss(x, l, quality, delta), x, labels)
+    fast = loss_and_grad(lambda x, lab: rank_sort_loss(x, lab, quality, delta), x, labels)
+    dense = loss_and_grad(lambda x, lab: reference.rank_sort_loss(x, lab, quality, delta), x, labels)
     torch.testing.assert_close(fast[0], dense[0])
     torch.testing.assert_close(fast[1], dense[1])
 
@@ -80,10 +80,10 @@ def test_the_update_balances_foreground_and_background():
 def test_no_positive_and_ignored_anchors():
     x, labels, quality = random_case(3)
     labels = torch.where(labels < x.shape[-1], -1, labels)  # background and ignored only
-    loss, grad = loss_and_grad(lambda x, l: rank_sort_loss(x, l, torch.zeros_like(quality)), x, labels)
+    loss, grad = loss_and_grad(lambda x, lab: rank_sort_loss(x, lab, torch.zeros_like(quality)), x, labels)
     assert (loss == 0).all() and (grad == 0).all()
     x, labels, quality = random_case(4)
-    loss, grad = loss_and_grad(lambda x, l: rank_sort_loss(x, l, quality), x, labels)
+    loss, grad = loss_and_grad(lambda x, lab: rank_sort_loss(x, lab, quality), x, labels)
     assert (loss[labels == -1] == 0).all() and (grad[labels == -1] == 0).all() and loss.sum() > 0
 
 

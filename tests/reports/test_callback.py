@@ -9,9 +9,9 @@ from hydra.experimental.callback import Callback
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from reports.callback import ReportCallback
 from tests.conftest import ROOT, tiny_overrides
 from tests.sweep_fixtures import make_sweep
-from reports.callback import ReportCallback
 
 TARGET = "reports.callback.ReportCallback"
 

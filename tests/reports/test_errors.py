@@ -17,11 +17,11 @@ import shutil
 
 import pytest
 
-from tests.sweep_fixtures import make_sweep
 from analysis.anchor_scores import EDGES
-from reports.sweep import write_report
 from reports.errors import errors_section, errors_summary
 from reports.runs import groups_of, load_runs
+from reports.sweep import write_report
+from tests.sweep_fixtures import make_sweep
 
 T_975_2 = 4.302652729911275  # Student t, 97.5% quantile, 2 degrees of freedom
 BANDS = ["C75", "C50", "Loc", "Oth", "BG", "FN"]  # no Sim: the synthetic classes share a supercategory

@@ -9,7 +9,15 @@ from statistics import NormalDist
 import pytest
 
 import reports.stats
-from reports.stats import paired_difference, pairwise_verdicts, ranks, spearman, summary, t_quantile, verdict
+from reports.stats import (
+    paired_difference,
+    pairwise_verdicts,
+    ranks,
+    spearman,
+    summary,
+    t_quantile,
+    verdict,
+)
 
 # The worked example of the module docstring: diffs 2.0, 1.5, 1.0, 3.0 on seeds 0-3.
 SOFTMAX = {0: 40.0, 1: 41.0, 2: 39.5, 3: 42.0}

@@ -11,15 +11,15 @@ import pytest
 import torch
 
 from losses.focal import sigmoid_focal_loss
-from tests.conftest import ROOT
-from tests.sweep_fixtures import make_sweep, write_run
 from reports.ablation import imbalance
-from reports.sweep import main as report_main
-from reports.sweep import write_report
 from reports.cdf import cumulative_loss, hardest_share
 from reports.plots import focal_loss_of_pt
 from reports.runs import assign_groups, bg_per_fg, load_run, run_values
 from reports.stats import mean_std
+from reports.sweep import main as report_main
+from reports.sweep import write_report
+from tests.conftest import ROOT
+from tests.sweep_fixtures import make_sweep, write_run
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -240,8 +240,8 @@ def test_the_ap_plot_holds_labels_wider_than_the_figure(tmp_path):
 
 
 def test_convergence_section_gives_each_methods_last_quarter_gain(tmp_path):
-    from reports.sweep import convergence_section
     from reports.runs import Run
+    from reports.sweep import convergence_section
 
     def run(name, status, aps):
         curve = [{"iter": 300 * (i + 1), "eval": {"AP": ap}} for i, ap in enumerate(aps)]

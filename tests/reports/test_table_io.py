@@ -17,11 +17,22 @@ import torch
 from reports import ablation, sweep
 from reports.cdf import figure4_numbers
 from reports.errors import read_analysis
-from tools.results import check, regenerate
 from reports.runs import assign_groups, load_runs
-from reports.table_io import RUNS, TRAINING, Tables, decode, encode, read_csv, relative, unflatten, write_csv, write_tables
+from reports.table_io import (
+    RUNS,
+    TRAINING,
+    Tables,
+    decode,
+    encode,
+    read_csv,
+    relative,
+    unflatten,
+    write_csv,
+    write_tables,
+)
 from tests.reports.test_errors import bkg_curve, write_analysis
 from tests.sweep_fixtures import make_sweep, write_run
+from tools.results import check, regenerate
 
 
 def test_cells_read_back_to_the_values_written():

@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import ROOT
-from tests.sweep_fixtures import write_run
 from reports import ablation as ablation_report
 from studies import ablation
 from studies.ablation import Setting, Study, choose
 from studies.sweep import Sweep
+from tests.conftest import ROOT
+from tests.sweep_fixtures import write_run
 from tools.ablation import main as ablation_main
 
 LRS = [0.01, 0.02, 0.04, 0.08]
@@ -351,8 +351,9 @@ def test_the_lr_grid_is_extended_while_the_best_is_at_its_end(tmp_path, monkeypa
 def test_the_own_pass_copies_the_lr_pass_run_it_would_repeat_and_trains_the_rest(tmp_path, monkeypatch, capsys):
     """Focal's alpha pass at its best lr holds the lr pass's run at alpha 0.25 (the loss's
     default): copied, named as a copy, and skipped by the sweep's train.py; its cost counted once."""
-    from detection import build
     from omegaconf import OmegaConf
+
+    from detection import build
 
     study = Study(tmp_path / "study", quick=True, spec=mini_spec(tmp_path))
     ap = {"0.01": 0.30, "0.1": 0.20}
@@ -458,7 +459,7 @@ def test_the_loss_x_assigner_spec_gives_the_headline_five_seeds_and_each_loss_it
 
     study = Study(tmp_path / "s", spec=ROOT / "studies" / "specs" / "loss_x_assigner.yaml")
     assert study.name == "loss_x_assigner" and len(study.methods) == 14
-    assert sorted(study.methods) == sorted(f"{a}_{l}" for a in study.factors["assigner"] for l in study.factors["loss"])
+    assert sorted(study.methods) == sorted(f"{a}_{loss}" for a in study.factors["assigner"] for loss in study.factors["loss"])
     assert ablation_report.protocol(study)["factors"] == study.factors  # the report's factorial section
     for m in study.methods:
         cfg = build.config(study.base(m))
@@ -529,7 +530,7 @@ def test_make_study_quick_on_the_real_image_slices(tmp_path, spec):
                           cwd=ROOT, capture_output=True, text=True, timeout=3600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     md = (tmp_path / "results" / spec / "report.md").read_text()
-    assert md.startswith(f"# Background ablation: `") and "## Controls" not in md  # the spec runs none
+    assert md.startswith("# Background ablation: `") and "## Controls" not in md  # the spec runs none
 
 
 def test_a_report_of_a_study_still_running_says_which_final_runs_are_missing():

@@ -10,12 +10,12 @@ import pytest
 import yaml
 
 from detection import build
-from tests.conftest import ROOT
-from tests.sweep_fixtures import write_run
-from tools.results import check
 from reports.table_io import read_csv
 from studies.ablation import Setting
 from studies.followups import Followups
+from tests.conftest import ROOT
+from tests.sweep_fixtures import write_run
+from tools.results import check
 
 CHOSEN = {"softmax_bg": {"optim.lr": 0.025}, "bce_alpha": {"optim.lr": 0.05, "loss.alpha": 0.9},
           "focal": {"optim.lr": 0.1, "loss.alpha": 0.5}}

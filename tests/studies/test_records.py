@@ -2,9 +2,9 @@
 
 import pytest
 
-from tests.sweep_fixtures import make_sweep, write_run
-from studies.records import copy_records, main
 from reports.runs import load_runs
+from studies.records import copy_records, main
+from tests.sweep_fixtures import make_sweep, write_run
 
 
 def test_the_records_read_as_the_sweep_without_its_bulk(tmp_path):
