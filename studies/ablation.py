@@ -380,7 +380,7 @@ def dry_run(study: Study, stages) -> int:
 
     dry = DryRun()
     for stage in stages:
-        print(f"## stage {stage}")
+        print(f"## stage {stage}", flush=True)
         if stage == "select":
             print(f"  choose each method's lr (then alpha) by tuning AP -> {study.selection_file}")
         if stage == "report":
@@ -393,6 +393,6 @@ def dry_run(study: Study, stages) -> int:
             for job in sweep.jobs():
                 # settings chosen later are left at their defaults: they do not change the speed
                 print(dry.job(sweep, job, build.config([o.replace("${seed}", "0") for o in sweep.composable(job)]),
-                              job[-1]))
+                              job[-1]), flush=True)  # a line per job as it is measured, into a file too
     print(*dry.summary(), sep="\n")
     return dry.jobs

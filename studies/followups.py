@@ -363,7 +363,7 @@ def dry_run(f: Followups, studies) -> int:
 
     dry = DryRun()
     for study in studies:
-        print(f"## {study}")
+        print(f"## {study}", flush=True)
         tunes = f.tune_sweeps(study)
         for sweep in f.all_sweeps(study, dry=True):
             print(f"  {sweep.label} -> {sweep.dir}\n    every job: {' '.join(sweep.fixed)}{sweep.pending_note()}")
@@ -374,7 +374,8 @@ def dry_run(f: Followups, studies) -> int:
                 print(dry.extend_note(f.ablation.tune["extend"]))
             for job in sweep.jobs():
                 # settings chosen later are left at their defaults: they do not change the speed
-                print(dry.job(sweep, job, build.config(sweep.composable(job)), " ".join(job[len(sweep.fixed):])))
+                print(dry.job(sweep, job, build.config(sweep.composable(job)), " ".join(job[len(sweep.fixed):])),
+                      flush=True)  # a line per job as it is measured, into a file too
     print(*dry.summary(), sep="\n")
     return dry.jobs
 
