@@ -264,7 +264,8 @@ def write(a: AblationRuns, out, plots=None) -> Path:
                "Per method, one final run's highest-scoring detections on background (TIDE's Bkg: IoU <= 0.1 with "
                "every box), drawn on their images (`analysis/gallery.py`):", ""]
         md += [line for m, link in a.galleries.items() for line in (f"**{m}** (`{link}`)", "", f"![{m}]({link})", "")]
-    md += controls_section(a, aps)
+    section, control_rows = controls_section(a, aps)
+    md += section
     md += ["## Imbalance and clipping", "",
            "Measured over each method's training logs: background anchors per foreground anchor, and the "
            "share of steps whose gradient norm was clipped (optim.clip_grad_norm).", ""]
@@ -288,7 +289,7 @@ def write(a: AblationRuns, out, plots=None) -> Path:
                   for m in methods for r in a.final[m]]) + [""]
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.md").write_text("\n".join(md))
-    write_csv(out / "report.csv", aps, verdicts, factorial_rows)
+    write_csv(out / "report.csv", aps, verdicts, [*factorial_rows, *control_rows])
     return out / "report.md"
 
 
@@ -336,28 +337,53 @@ def _trained_on_cell(run: Run) -> str:
     return "–" if kind is None else f"**{kind}**" if kind.startswith("mixed") else kind
 
 
-def controls_section(a: AblationRuns, aps: dict) -> list[str]:
+def controls_section(a: AblationRuns, aps: dict) -> tuple[list[str], list[dict]]:
     """Per control and method: AP, the paired change against the final runs, and the
-    verdicts under the control (does it change the answer?); nothing for a study without controls."""
+    verdicts under the control (does it change the answer?); nothing for a study without
+    controls. Returns the markdown lines and the comparisons as report.csv rows (kind
+    ``control``: a method's change, b ``final``; ``control_pair``: a pair under the control;
+    the control's name as ``level``). A study of cells (``factors``, 91 pairs) lists only the
+    pairs whose verdict the control changes; all are in the rows."""
     if not a.controls:
-        return []
+        return [], []
     md = ["## Controls", "",
           "Each control changes one thing; `change` is the paired difference control - final over the same "
           "seeds. The verdicts under the control show whether it moves the answer.", ""]
+    rows = []
     for name, by_method in a.controls.items():
         under = {m: ap_by_seed(runs) for m, runs in by_method.items()}
         if not under:
             md += [f"### {name}", "", f"not run{a.why_not.get(name, '')}", ""]
             continue
-        changes = {m: pairwise_verdicts({"control": under[m], "final": aps[m]})[0] for m in under}
+        changes = {m: pairwise_verdicts({m: under[m], "final": aps[m]})[0] for m in under}
+        pairs = pairwise_verdicts(under)
+        rows += [{**c, "kind": "control", "level": name} for c in changes.values()]
+        rows += [{**v, "kind": "control_pair", "level": name} for v in pairs]
         md += [f"### {name}", ""]
         md += markdown_table(["method", "AP", "change vs final"],
                      [[m, summary_text(summary(under[m].values()), n=False),
                        difference_text(c)] for m, c in changes.items()])
-        if len(under) > 1:
-            md += [""] + [f"- {v['verdict']}" for v in pairwise_verdicts(under)]
+        if len(under) > 1 and a.factors:
+            final = {(v["a"], v["b"]): v for v in pairwise_verdicts({m: aps[m] for m in under})}
+            moved = [v for v in pairs if _outcome(v) != _outcome(final[v["a"], v["b"]])]
+            md += ["", f"Of the {len(pairs)} pairs of cells, the control changes the verdict of {len(moved)} "
+                   f"(every pair under it is in report.csv){':' if moved else '.'}"]
+            md += [f"- {v['verdict']} (final runs: {_outcome_text(final[v['a'], v['b']])})" for v in moved]
+        elif len(under) > 1:
+            md += [""] + [f"- {v['verdict']}" for v in pairs]
         md += [""]
-    return md
+    return md, rows
+
+
+def _outcome(row: dict) -> str:
+    """Which of a pair's two methods its verdict calls better: ``a``, ``b``, or "" (not resolved)."""
+    if row["lo"] is not None and row["lo"] > 0:
+        return "a"
+    return "b" if row["hi"] is not None and row["hi"] < 0 else ""
+
+
+def _outcome_text(row: dict) -> str:
+    return {"a": f"{row['a']} better", "b": f"{row['b']} better", "": "no difference resolved"}[_outcome(row)]
 
 
 def _iterations(overrides: list[str]) -> str:
@@ -400,7 +426,10 @@ def study_runs(out: Path) -> list:
     return [load_run(folder.parent, out) for folder in sorted(out.rglob("status.json"))]  # named from ``out``
 
 
-def write_csv(path: Path, aps: dict, verdicts: list[dict], factorial: list[dict] = ()) -> None:
+def write_csv(path: Path, aps: dict, verdicts: list[dict], more: list[dict] = ()) -> None:
+    """report.csv: a row per method (kind ``method``), per pair (``pair``), then ``more``:
+    the factorial section's (``effect``, ``order``, ``interaction``) and the controls'
+    (``control``, ``control_pair``), each with its ``level`` in ``method``."""
     fields = ["kind", "method", "a", "b", "n", "mean", "std", "half_width", "lo", "hi", "seeds", "verdict", "p", "holm"]
     with open(path, "w", newline="") as f:
         w = csv.DictWriter(f, fields, extrasaction="ignore")
@@ -410,7 +439,7 @@ def write_csv(path: Path, aps: dict, verdicts: list[dict], factorial: list[dict]
                         "seeds": " ".join(map(str, sorted(by_seed)))})
         for v in verdicts:
             w.writerow({"kind": "pair", **v})
-        for v in factorial:  # kind: effect, order or interaction (reports/factorial.py)
+        for v in more:  # the level: a factor's level, a pair of them, or a control's name
             w.writerow({**v, "method": v["level"]})
 
 

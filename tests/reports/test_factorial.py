@@ -74,3 +74,33 @@ def test_the_order_ranks_only_cells_with_runs_and_names_the_others():
     assert "**assigner atss**: the loss settings by mean AP: focal > qfl; resolved pairs:" in text
     md, _ = factorial_section({}, {}, FACTORS)
     assert "**assigner atss**: the loss settings by mean AP: – (no runs yet: focal, qfl); resolved pairs:" in md
+
+
+def test_under_a_control_a_study_of_cells_lists_only_the_pairs_whose_verdict_it_changes(tmp_path):
+    """A control moving max_iou_qfl up to max_iou_focal's level (the other cells as in the
+    final runs) changes the verdict of the 3 pairs with max_iou_qfl whose outcome differs: the
+    report names those, report.csv has every pair under the control and each change vs final."""
+    def runs(aps):
+        return [Run(None, f"seed{s}", status="finished", seed=s, eval={"AP": ap / 100}) for s, ap in aps.items()]
+
+    methods = list(APS)
+    control = {**APS, "max_iou_qfl": {0: 50.5, 1: 51.5, 2: 51.0}}
+    a = ablation.AblationRuns(title="lxa", methods=methods, seeds=[0, 1, 2], tune_iterations="1", final_iterations="1",
+                              selection={}, final={m: runs(APS[m]) for m in methods},
+                              controls={"one_class_per_anchor": {m: runs(control[m]) for m in methods}}, why_not={},
+                              runs=[], factors=FACTORS)
+    md = ablation.write(a, tmp_path).read_text()
+    section = md.split("### one_class_per_anchor")[1].split("\n## ")[0]
+    assert "Of the 6 pairs of cells, the control changes the verdict of 3 (every pair under it is in report.csv):" \
+        in section
+    # focal - qfl under it: -0.5, -0.5, +1.0: mean 0, std sqrt(0.75), half width 4.30 * 0.866 / sqrt 3 = 2.15
+    assert ("- max_iou_focal - max_iou_qfl = +0.0 AP [-2.2, +2.2], 3 paired seeds: no difference resolved "
+            "(final runs: max_iou_focal better)") in section
+    assert "(final runs: no difference resolved)" in section  # max_iou_qfl - atss_qfl: 0 in the final runs
+    assert section.count("\n- ") == 3 and "atss_focal - atss_qfl" not in section  # unchanged pairs: in the CSV only
+    rows = (tmp_path / "report.csv").read_text().splitlines()
+    assert sum(r.startswith("control_pair,one_class_per_anchor,") for r in rows) == 6
+    changes = [r for r in rows if r.startswith("control,one_class_per_anchor,")]
+    assert len(changes) == 4
+    # max_iou_qfl's change: +10.5, +10.5, +12.0: mean 11.0
+    assert [r for r in changes if ",max_iou_qfl,final,3,11.0," in r]
