@@ -2,6 +2,7 @@
 on the repository (with a tiny schedule), whose links resolve and whose layout names every
 folder; the documented commands exist; CI runs its test command."""
 
+import csv
 import doctest
 import re
 import shlex
@@ -180,3 +181,40 @@ def test_every_module_command_exists():
     for folder in ("tools", "benchmarks", "detection", "datasets", "losses"):
         for path in (ROOT / folder).glob("*.py"):
             assert "sys.path" not in path.read_text(), path
+
+
+def _section(markdown: str, heading: str) -> str:
+    return markdown.split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def _number(text: str) -> float:
+    return float(text.replace("−", "-"))
+
+
+def test_the_headline_numbers_are_its_reports():
+    """The front page's answer quotes its study's report.csv: each table row naming a method
+    (`` `focal` ``) with ``mean ± std [lo, hi]``, and each paired difference ``a − b = d AP
+    [lo, hi]`` of the paragraph under the table, as the reports round them (one decimal)."""
+    answer = _section(README.read_text(), "The question, answered")
+    study = re.search(r"\[report\]\(results/([\w-]+)/report\.md\)", answer).group(1)
+    with open(ROOT / "results" / study / "report.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    methods = {r["method"]: r for r in rows if r["kind"] == "method"}
+    pairs = {(r["a"], r["b"]): r for r in rows if r["kind"] == "pair"}
+
+    def rounded(*values) -> tuple:
+        return tuple(round(float(v), 1) for v in values)
+
+    table = re.findall(r"^\| `(\w+)` \|.*\| (\d+\.\d) ± (\d+\.\d) \[(\d+\.\d), (\d+\.\d)\] \|$", answer, re.M)
+    assert len(table) >= 3, "the headline table's rows were not found"
+    for method, *numbers in table:
+        r = methods[method]
+        assert tuple(map(float, numbers)) == rounded(r["mean"], r["std"], r["lo"], r["hi"]), method
+    paragraph = answer.split(table[-1][-1] + "] |\n\n", 1)[1].split("\n\n", 1)[0]
+    claims = re.findall(r"(\w+) − (\w+) = ([+−]?\d+\.\d) AP \[([+−]?\d+\.\d), ([+−]?\d+\.\d)\]", paragraph)
+    assert len(claims) >= 3, "the paired differences under the table were not found"
+    for a, b, *numbers in claims:
+        r, sign = (pairs[a, b], 1) if (a, b) in pairs else (pairs[b, a], -1)
+        quoted = tuple(map(_number, numbers))
+        mean, lo, hi = sign * float(r["mean"]), sign * float(r["lo"]), sign * float(r["hi"])
+        assert quoted == rounded(mean, *sorted((lo, hi))), f"{a} − {b}"
