@@ -35,7 +35,7 @@ from reports import ablation, across, sweep  # noqa: E402
 from reports.cdf import figure4_numbers  # noqa: E402
 from reports.errors import read_analysis  # noqa: E402
 from reports.runs import RESULTS, assign_groups, load_runs  # noqa: E402
-from reports.table_io import KINDS, Tables, read_meta, source_ref, write_meta, write_tables  # noqa: E402
+from reports.table_io import KINDS, RECORDS, Tables, read_meta, source_ref, write_meta, write_tables  # noqa: E402
 from studies.ablation import STUDY, Study  # noqa: E402
 
 
@@ -117,12 +117,14 @@ def write_from_folders(study_dir, study: str, out, meta: dict, sources: dict | N
 
 def write(study_dir, results, study: str, kind: str = "sweep", meta: dict | None = None,
           sources: dict | None = None) -> Path:
-    """RESULTS/<study>/ (replaced) from the study's run folders: tables, report, plots; returns
-    the path of report.md. A sweep's plots are drawn from the folders (Figure 4 needs the
-    per-anchor losses no table keeps), an ablation's from the tables."""
+    """RESULTS/<study>/ (replaced, but for the records archive of a study still running,
+    ``RECORDS``) from the study's run folders: tables, report, plots; returns the path of
+    report.md. A sweep's plots are drawn from the folders (Figure 4 needs the per-anchor losses
+    no table keeps), an ablation's from the tables."""
     study_dir, out = Path(study_dir), Path(results) / study
-    if out.exists():
-        shutil.rmtree(out)
+    for old in sorted(out.iterdir()) if out.is_dir() else []:
+        if old.name != RECORDS:  # what a fresh machine resumes the study from (make study-restore)
+            shutil.rmtree(old) if old.is_dir() else old.unlink()
     meta = {"kind": kind, **(meta or {})}
     if kind == "ablation":  # its galleries of background false positives: images no table can redraw
         if galleries := ablation.copy_galleries(study_dir, out, meta["ablation"]["methods"]):

@@ -4,8 +4,9 @@ that is not its tables' report."""
 
 import yaml
 
-from reports.table_io import RUNS, read_csv, read_meta
+from reports.table_io import RECORDS, RUNS, read_csv, read_meta
 from studies.ablation import Study
+from tests.conftest import ROOT
 from tests.sweep_fixtures import write_run
 from tools import results
 
@@ -56,3 +57,22 @@ def test_an_ablation_and_a_study_copying_its_runs_are_written_and_regenerate(tmp
     assert "differs: alpha_sweep/report.md" in capsys.readouterr().out
     assert results.main(["regenerate", "alpha_sweep", "--results", str(out)]) == 0
     assert results.main(["regenerate", "--check", "--results", str(out)]) == 0
+
+
+def test_rewriting_a_studys_results_keeps_its_records_archive_and_nothing_else_old(tmp_path):
+    """A study still running is written to results/ more than once (an in-progress report each
+    session); the archive `make study-keep` put beside its tables, which a fresh machine resumes
+    from, survives the rewrite; every other old file goes."""
+    study = Study(tmp_path / "ablation")
+    study.seeds = [0]
+    for m in study.methods:
+        write_run(study.out / "final" / m / "seed0", [f"loss={m}", "seed=0"], 0, "finished", ap=0.5, seconds=10.0)
+    out = tmp_path / "results" / "bg_ablation"
+    out.mkdir(parents=True)
+    (out / RECORDS).write_bytes(b"\x1f\x8b the ended runs")
+    (out / "stale.csv").write_text("a file of an older write\n")
+    assert results.main(["write", str(study.out), "--study", "bg_ablation", "--kind", "ablation",
+                         "--results", str(tmp_path / "results")]) == 0
+    assert (out / RECORDS).read_bytes() == b"\x1f\x8b the ended runs"
+    assert not (out / "stale.csv").exists() and (out / "report.md").is_file()
+    assert f"results/$(SPEC)/{RECORDS}" in (ROOT / "Makefile").read_text()  # where make study-keep writes it
