@@ -39,7 +39,15 @@ from reports.runs import (
     trained_on,
     trained_on_by_seed,
 )
-from reports.stats import difference_text, multiplicity, pairwise_verdicts, summary, summary_text
+from reports.stats import (
+    difference_text,
+    direction,
+    multiplicity,
+    outcome_text,
+    pairwise_verdicts,
+    summary,
+    summary_text,
+)
 
 
 @dataclass
@@ -264,7 +272,7 @@ def write(a: AblationRuns, out, plots=None) -> Path:
                "Per method, one final run's highest-scoring detections on background (TIDE's Bkg: IoU <= 0.1 with "
                "every box), drawn on their images (`analysis/gallery.py`):", ""]
         md += [line for m, link in a.galleries.items() for line in (f"**{m}** (`{link}`)", "", f"![{m}]({link})", "")]
-    section, control_rows = controls_section(a, aps)
+    section, control_rows = controls_section(a, aps, verdicts)
     md += section
     md += ["## Imbalance and clipping", "",
            "Measured over each method's training logs: background anchors per foreground anchor, and the "
@@ -337,13 +345,15 @@ def _trained_on_cell(run: Run) -> str:
     return "–" if kind is None else f"**{kind}**" if kind.startswith("mixed") else kind
 
 
-def controls_section(a: AblationRuns, aps: dict) -> tuple[list[str], list[dict]]:
+def controls_section(a: AblationRuns, aps: dict, verdicts: list[dict]) -> tuple[list[str], list[dict]]:
     """Per control and method: AP, the paired change against the final runs, and the
     verdicts under the control (does it change the answer?); nothing for a study without
     controls. Returns the markdown lines and the comparisons as report.csv rows (kind
     ``control``: a method's change, b ``final``; ``control_pair``: a pair under the control;
     the control's name as ``level``). A study of cells (``factors``, 91 pairs) lists only the
-    pairs whose verdict the control changes; all are in the rows."""
+    pairs whose verdict the control changes; all are in the rows. ``verdicts``: the final
+    runs' ``pairwise_verdicts`` (over ``aps``, with their devices); the pairs under a control
+    are taken in the same order, with the control runs' devices."""
     if not a.controls:
         return [], []
     md = ["## Controls", "",
@@ -351,12 +361,12 @@ def controls_section(a: AblationRuns, aps: dict) -> tuple[list[str], list[dict]]
           "seeds. The verdicts under the control show whether it moves the answer.", ""]
     rows = []
     for name, by_method in a.controls.items():
-        under = {m: ap_by_seed(runs) for m, runs in by_method.items()}
+        under = {m: ap_by_seed(by_method[m]) for m in aps if m in by_method}
         if not under:
             md += [f"### {name}", "", f"not run{a.why_not.get(name, '')}", ""]
             continue
         changes = {m: pairwise_verdicts({m: under[m], "final": aps[m]})[0] for m in under}
-        pairs = pairwise_verdicts(under)
+        pairs = pairwise_verdicts(under, kinds={m: trained_on_by_seed(by_method[m]) for m in under})
         rows += [{**c, "kind": "control", "level": name} for c in changes.values()]
         rows += [{**v, "kind": "control_pair", "level": name} for v in pairs]
         md += [f"### {name}", ""]
@@ -364,26 +374,15 @@ def controls_section(a: AblationRuns, aps: dict) -> tuple[list[str], list[dict]]
                      [[m, summary_text(summary(under[m].values()), n=False),
                        difference_text(c)] for m, c in changes.items()])
         if len(under) > 1 and a.factors:
-            final = {(v["a"], v["b"]): v for v in pairwise_verdicts({m: aps[m] for m in under})}
-            moved = [v for v in pairs if _outcome(v) != _outcome(final[v["a"], v["b"]])]
+            final = {(v["a"], v["b"]): v for v in verdicts}
+            moved = [v for v in pairs if direction(v) != direction(final[v["a"], v["b"]])]
             md += ["", f"Of the {len(pairs)} pairs of cells, the control changes the verdict of {len(moved)} "
                    f"(every pair under it is in report.csv){':' if moved else '.'}"]
-            md += [f"- {v['verdict']} (final runs: {_outcome_text(final[v['a'], v['b']])})" for v in moved]
+            md += [f"- {v['verdict']} (final runs: {outcome_text(v['a'], v['b'], final[v['a'], v['b']])})" for v in moved]
         elif len(under) > 1:
             md += [""] + [f"- {v['verdict']}" for v in pairs]
         md += [""]
     return md, rows
-
-
-def _outcome(row: dict) -> str:
-    """Which of a pair's two methods its verdict calls better: ``a``, ``b``, or "" (not resolved)."""
-    if row["lo"] is not None and row["lo"] > 0:
-        return "a"
-    return "b" if row["hi"] is not None and row["hi"] < 0 else ""
-
-
-def _outcome_text(row: dict) -> str:
-    return {"a": f"{row['a']} better", "b": f"{row['b']} better", "": "no difference resolved"}[_outcome(row)]
 
 
 def _iterations(overrides: list[str]) -> str:

@@ -27,6 +27,7 @@ from analysis.markdown import markdown_table
 from reports.runs import ap_by_seed, trained_on_by_seed
 from reports.stats import (
     difference_text,
+    direction,
     multiplicity,
     pairwise_verdicts,
     relative_difference,
@@ -45,13 +46,6 @@ def final_runs(tables, study: str) -> dict[str, list]:
                          f"kind: {meta.get('kind')})")
     runs = tables.runs(study)
     return {m: [r for r in runs if r.name.startswith(f"final/{m}/")] for m in meta["ablation"]["methods"]}
-
-
-def direction(row: dict) -> int:
-    """+1: a better (the interval above 0), -1: b better, 0: not resolved."""
-    if row["lo"] is None or row["hi"] is None:
-        return 0
-    return 1 if row["lo"] > 0 else -1 if row["hi"] < 0 else 0
 
 
 def outcome(reference: dict, here: dict) -> str:

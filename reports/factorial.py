@@ -23,6 +23,7 @@ import itertools
 from analysis.markdown import markdown_table
 from reports.stats import (
     difference_text,
+    direction,
     multiplicity,
     p_value,
     paired_difference,
@@ -80,7 +81,7 @@ def interactions(aps: dict, kinds: dict, firsts: list, seconds: list) -> list[di
 def _resolved(row: dict) -> str:
     if row["lo"] is None or row["hi"] is None:
         return "not resolved (n < 2)"
-    word = "resolved" if row["lo"] > 0 or row["hi"] < 0 else "not resolved"
+    word = "resolved" if direction(row) else "not resolved"
     return word + (" (**not after Holm**)" if row.get("holm") is False and word == "resolved" else "")
 
 

@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 from analysis.markdown import markdown_table
 from analysis.plots import save_figure
 from reports.runs import Run, bg_per_fg, loss_name, on_tuning_split
-from reports.stats import difference_text, paired_difference, summary, verdict
+from reports.stats import difference_text, direction, paired_difference, summary, verdict
 
 PLOT = "ap_vs_imbalance.png"
 _DODGE = 0.03  # relative x offset between methods in the plot, so their error bars do not overlap
@@ -124,13 +124,6 @@ def _order_text(at: dict[str, dict], order: list[str]) -> str:
     return text
 
 
-def _sign(diff: dict) -> int:
-    """+1 / -1 where the 95% interval of a paired difference lies above / below 0, else 0."""
-    if diff["lo"] is None or diff["hi"] is None:
-        return 0
-    return 1 if diff["lo"] > 0 else -1 if diff["hi"] < 0 else 0
-
-
 def pair_differences(points: dict[str, list[dict]]) -> list[dict]:
     """Every pair of losses (first - second, in the losses' order) at every level where both
     have a point: {a, b, dataset, ratio, diff (``paired_difference`` of AP %), sign (+1/-1:
@@ -141,7 +134,7 @@ def pair_differences(points: dict[str, list[dict]]) -> list[dict]:
         for a, b in itertools.combinations(points, 2):
             if a in at and b in at:
                 diff = paired_difference(at[a]["ap"], at[b]["ap"])
-                rows.append({"a": a, "b": b, "dataset": ds, "ratio": ratio, "diff": diff, "sign": _sign(diff),
+                rows.append({"a": a, "b": b, "dataset": ds, "ratio": ratio, "diff": diff, "sign": direction(diff),
                              "verdict": verdict(a, b, diff)})
     return rows
 
@@ -171,7 +164,7 @@ def order_flips(points: dict[str, list[dict]]) -> list[str]:
         for a, b in swapped:
             d1 = paired_difference(at1[a]["ap"], at1[b]["ap"])
             d2 = paired_difference(at2[a]["ap"], at2[b]["ap"])
-            s1, s2 = _sign(d1), _sign(d2)
+            s1, s2 = direction(d1), direction(d2)
             detail = f"at {l1}: {verdict(a, b, d1)}; at {l2}: {verdict(a, b, d2)}"
             if s1 * s2 < 0:
                 parts.append(f"{a} vs {b}: resolved flip ({detail})")

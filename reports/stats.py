@@ -227,13 +227,26 @@ def verdict(name_a: str, name_b: str, diff: dict, unit: str = "AP") -> str:
     head = f"{name_a} - {name_b} = " + ("n/a" if mean is None else f"{mean:+.1f} {unit}")
     if lo is None or hi is None:
         return f"{head}, {seeds}: not resolved (n < 2 paired seeds)"
-    if lo > 0:
-        outcome = f"{name_a} better"
-    elif hi < 0:
-        outcome = f"{name_b} better"
-    else:
-        outcome = "no difference resolved"
-    return f"{head} [{lo:+.1f}, {hi:+.1f}], {seeds}: {outcome}"
+    return f"{head} [{lo:+.1f}, {hi:+.1f}], {seeds}: {outcome_text(name_a, name_b, diff)}"
+
+
+def direction(diff: dict) -> int:
+    """Which side of ``paired_difference`` (a - b) its interval calls better: +1 (a) if the
+    whole interval is above 0, -1 (b) if below, 0 if it holds or touches 0 or is missing (n < 2).
+    The one rule every report applies.
+
+    >>> [direction({"lo": lo, "hi": hi}) for lo, hi in [(0.2, 1.0), (-2.0, -0.1), (-1.0, 0.0), (None, None)]]
+    [1, -1, 0, 0]
+    """
+    lo, hi = diff["lo"], diff["hi"]
+    if lo is None or hi is None:
+        return 0
+    return 1 if lo > 0 else -1 if hi < 0 else 0
+
+
+def outcome_text(name_a: str, name_b: str, diff: dict) -> str:
+    """``direction`` in words: "<name> better" or "no difference resolved"."""
+    return {1: f"{name_a} better", -1: f"{name_b} better", 0: "no difference resolved"}[direction(diff)]
 
 
 def _cell(value):
