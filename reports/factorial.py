@@ -113,7 +113,8 @@ def factorial_section(aps: dict, kinds: dict, factors: dict) -> tuple[list[str],
         means = {s: summary(aps[cell(f, s)].values())["mean"] for s in seconds}
         ranked = sorted((s for s in seconds if means[s] is not None), key=lambda s: -means[s])
         unrun = [s for s in seconds if means[s] is None]
-        md += [f"**{first} {f}**: the {second} settings by mean AP: {' > '.join(ranked) or '–'}"
+        order = "".join(f" {'=' if means[s] == means[prev] else '>'} {s}" for prev, s in zip(ranked, ranked[1:]))
+        md += [f"**{first} {f}**: the {second} settings by mean AP: {ranked[0] + order if ranked else '–'}"
                + (f" (no runs yet: {', '.join(unrun)})" if unrun else "") + "; resolved pairs:", ""]
         resolved = [r for r in order_rows if r["level"] == f and _resolved(r).startswith("resolved")]
         md += [f"- {r['verdict']}" + (" (**not after Holm**)" if r.get("holm") is False else "") for r in resolved] \
@@ -122,6 +123,7 @@ def factorial_section(aps: dict, kinds: dict, factors: dict) -> tuple[list[str],
     md += [f"**Interaction**: does {hi} - {lo} differ between two {second} settings? The paired difference of the two "
            f"differences over the seeds all four cells share (AP points [95% interval]):", ""]
     md += markdown_table([f"{second} a", f"{second} b", f"({hi} - {lo}) of a - of b", ""],
-                         [[*r["level"].split(" vs "), difference_text(r), _resolved(r)] for r in interaction_rows]) + [""]
+                         [[a, b, difference_text(r), _resolved(r)]
+                          for (a, b), r in zip(itertools.combinations(seconds, 2), interaction_rows)]) + [""]
     md += [*holm_lines, ""] if holm_lines else []
     return md, rows

@@ -76,6 +76,17 @@ def test_the_order_ranks_only_cells_with_runs_and_names_the_others():
     assert "**assigner atss**: the loss settings by mean AP: – (no runs yet: focal, qfl); resolved pairs:" in md
 
 
+def test_the_order_says_equal_for_equal_means():
+    """Three losses, two with one mean (qfl = vfl = 40.0): "=" between them, ">" elsewhere
+    (it printed ">" between equal means)."""
+    factors = {"assigner": ["max_iou", "atss"], "loss": ["focal", "qfl", "vfl"]}
+    aps = {**APS, "max_iou_vfl": {0: 41.0, 1: 39.0, 2: 40.0}, "atss_vfl": {0: 45.0, 1: 44.0, 2: 43.0}}
+    text = "\n".join(factorial_section(aps, {}, factors)[0])
+    assert "**assigner max_iou**: the loss settings by mean AP: focal > qfl = vfl; resolved pairs:" in text
+    assert "**assigner atss**: the loss settings by mean AP: focal > vfl > qfl; resolved pairs:" in text
+    assert "| qfl | vfl |" in text and "| focal | vfl |" in text  # the interaction table's two settings
+
+
 def test_under_a_control_a_study_of_cells_lists_only_the_pairs_whose_verdict_it_changes(tmp_path):
     """A control moving max_iou_qfl up to max_iou_focal's level (the other cells as in the
     final runs) changes the verdict of the 3 pairs with max_iou_qfl whose outcome differs: the
