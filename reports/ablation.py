@@ -42,6 +42,7 @@ from reports.runs import (
 from reports.stats import (
     difference_text,
     direction,
+    holm_note,
     multiplicity,
     outcome_text,
     pairwise_verdicts,
@@ -236,8 +237,7 @@ def write(a: AblationRuns, out, plots=None) -> Path:
         md += [f"Every pair of the {len(methods)} cells is in report.csv ({len(verdicts)} paired differences).", ""]
     else:
         holm_lines = multiplicity(verdicts)
-        md += [f"- {v['verdict']}" + (" (**not after Holm**)" if v["holm"] is False and v["p"] < 0.05 else "")
-               for v in verdicts] + [""]
+        md += [f"- {v['verdict']}{holm_note(v)}" for v in verdicts] + [""]
         md += ["A difference counts only where its paired 95% interval excludes 0; otherwise: no difference "
                "resolved at this number of seeds.", ""]
         md += [*holm_lines, ""] if holm_lines else []

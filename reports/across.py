@@ -28,6 +28,7 @@ from reports.runs import ap_by_seed, trained_on_by_seed
 from reports.stats import (
     difference_text,
     direction,
+    holm_note,
     multiplicity,
     pairwise_verdicts,
     relative_difference,
@@ -133,8 +134,7 @@ def write(tables, name: str, meta: dict, out) -> Path:
            f"{labels[reference]}'s verdict:", ""]
     md += markdown_table(["a - b", labels[reference], *(labels[s] for s in others)],
                          [[f"{ref['a']} - {ref['b']}", difference_text(ref),
-                           *(f"{difference_text(r)}: {outcome(ref, r)}" + (" (not after Holm)" if r["holm"] is False
-                                                                     and direction(r) else "")
+                           *(f"{difference_text(r)}: {outcome(ref, r)}{holm_note(r)}"
                              for r in (rows[s][i] for s in others))]
                           for i, ref in enumerate(rows[reference])]) + [""]
     md += [*holm_lines, ""] if holm_lines else []

@@ -24,6 +24,7 @@ from analysis.markdown import markdown_table
 from reports.stats import (
     difference_text,
     direction,
+    holm_note,
     multiplicity,
     p_value,
     paired_difference,
@@ -82,7 +83,7 @@ def _resolved(row: dict) -> str:
     if row["lo"] is None or row["hi"] is None:
         return "not resolved (n < 2)"
     word = "resolved" if direction(row) else "not resolved"
-    return word + (" (**not after Holm**)" if row.get("holm") is False and word == "resolved" else "")
+    return word + holm_note(row)
 
 
 def factorial_section(aps: dict, kinds: dict, factors: dict) -> tuple[list[str], list[dict]]:
@@ -117,7 +118,7 @@ def factorial_section(aps: dict, kinds: dict, factors: dict) -> tuple[list[str],
         md += [f"**{first} {f}**: the {second} settings by mean AP: {ranked[0] + order if ranked else '–'}"
                + (f" (no runs yet: {', '.join(unrun)})" if unrun else "") + "; resolved pairs:", ""]
         resolved = [r for r in order_rows if r["level"] == f and _resolved(r).startswith("resolved")]
-        md += [f"- {r['verdict']}" + (" (**not after Holm**)" if r.get("holm") is False else "") for r in resolved] \
+        md += [f"- {r['verdict']}{holm_note(r)}" for r in resolved] \
             or ["- none"]
         md += [""]
     md += [f"**Interaction**: does {hi} - {lo} differ between two {second} settings? The paired difference of the two "

@@ -429,6 +429,16 @@ def multiplicity(rows: list[dict], level: float = LEVEL) -> list[str]:
     return lines
 
 
+def holm_note(row: dict) -> str:
+    """" (**not after Holm**)" for a row (``multiplicity`` has set its ``holm``) whose interval
+    resolves a difference that Holm's correction does not keep, else "".
+
+    >>> holm_note({"lo": 0.1, "hi": 2.0, "holm": False}), holm_note({"lo": -0.1, "hi": 2.0, "holm": False})
+    (' (**not after Holm**)', '')
+    """
+    return " (**not after Holm**)" if row.get("holm") is False and direction(row) else ""
+
+
 def summary_text(s: dict, ci: bool = True, n: bool = True) -> str:
     """``summary``'s numbers as a table cell: ``60.5 ± 1.0 [59.3, 61.7] (n=5)`` (the interval
     with ``ci``, the count with ``n``); ``60.5 (n=1)`` for one value, ``–`` for none.
