@@ -26,6 +26,7 @@ from reports.stats import (
     direction,
     holm_note,
     multiplicity,
+    order_text,
     p_value,
     paired_difference,
     pairwise_verdicts,
@@ -114,10 +115,9 @@ def factorial_section(aps: dict, kinds: dict, factors: dict) -> tuple[list[str],
         means = {s: summary(aps[cell(f, s)].values())["mean"] for s in seconds}
         ranked = sorted((s for s in seconds if means[s] is not None), key=lambda s: -means[s])
         unrun = [s for s in seconds if means[s] is None]
-        order = "".join(f" {'=' if means[s] == means[prev] else '>'} {s}" for prev, s in zip(ranked, ranked[1:]))
-        md += [f"**{first} {f}**: the {second} settings by mean AP: {ranked[0] + order if ranked else '–'}"
+        md += [f"**{first} {f}**: the {second} settings by mean AP: {order_text(ranked, means) or '–'}"
                + (f" (no runs yet: {', '.join(unrun)})" if unrun else "") + "; resolved pairs:", ""]
-        resolved = [r for r in order_rows if r["level"] == f and _resolved(r).startswith("resolved")]
+        resolved = [r for r in order_rows if r["level"] == f and direction(r)]
         md += [f"- {r['verdict']}{holm_note(r)}" for r in resolved] \
             or ["- none"]
         md += [""]

@@ -22,7 +22,14 @@ from matplotlib.figure import Figure
 from analysis.markdown import markdown_table
 from analysis.plots import save_figure
 from reports.runs import Run, bg_per_fg, loss_name, on_tuning_split
-from reports.stats import difference_text, direction, paired_difference, summary, verdict
+from reports.stats import (
+    difference_text,
+    direction,
+    order_text,
+    paired_difference,
+    summary,
+    verdict,
+)
 
 PLOT = "ap_vs_imbalance.png"
 _DODGE = 0.03  # relative x offset between methods in the plot, so their error bars do not overlap
@@ -118,10 +125,8 @@ def _order(at: dict[str, dict]) -> list[str]:
 def _order_text(at: dict[str, dict], order: list[str]) -> str:
     if not order:
         return "(no AP)"
-    text = f"{order[0]} ({at[order[0]]['mean']:.1f})"
-    for prev, loss in zip(order, order[1:]):
-        text += f" {'=' if at[loss]['mean'] == at[prev]['mean'] else '>'} {loss} ({at[loss]['mean']:.1f})"
-    return text
+    return order_text(order, {loss: at[loss]["mean"] for loss in order},
+                      {loss: f"{loss} ({at[loss]['mean']:.1f})" for loss in order})
 
 
 def pair_differences(points: dict[str, list[dict]]) -> list[dict]:

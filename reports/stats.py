@@ -439,6 +439,18 @@ def holm_note(row: dict) -> str:
     return " (**not after Holm**)" if row.get("holm") is False and direction(row) else ""
 
 
+def order_text(order: list[str], means: dict, labels: dict | None = None) -> str:
+    """``order`` (names, best first) as text: ">" between them, "=" between two of equal
+    ``means`` (name -> mean); each name shown as ``labels[name]`` (default: the name).
+
+    >>> order_text(["b", "a", "c"], {"a": 1.0, "b": 2.0, "c": 1.0})
+    'b > a = c'
+    """
+    labels = labels or {name: name for name in order}
+    return "".join((f" {'=' if means[name] == means[prev] else '>'} " if prev else "") + labels[name]
+                   for prev, name in zip([None, *order], order))
+
+
 def summary_text(s: dict, ci: bool = True, n: bool = True) -> str:
     """``summary``'s numbers as a table cell: ``60.5 ± 1.0 [59.3, 61.7] (n=5)`` (the interval
     with ``ci``, the count with ``n``); ``60.5 (n=1)`` for one value, ``–`` for none.
