@@ -16,7 +16,8 @@ multiruns with a sweep folder of their own under OUT:
    reads, as a ``Setting`` per method) and the selection table of the report.
 3. ``final``: every method at its selection over the same seeds (``method_seeds``: more for
    some), evaluated on val, with an AP curve; at the study's ``final_overrides`` (a longer
-   schedule than the tuning's). Seed by seed (seed 0 of every method, then seed 1, ...), each
+   schedule than the tuning's). Seed by seed (seed 0 of every method, then seed 1, ...; group by
+   group where the spec sets ``final_groups``: the headline's methods first, say), each
    final run followed at once by its eval controls (``controls.eval``: its checkpoint
    re-evaluated with one class per anchor, at score threshold 0.001): no checkpoint has to
    outlive the session that wrote it. A re-evaluation whose checkpoint is not here (a final
@@ -92,6 +93,12 @@ class Study:
         # methods that are the cells of two factors ({assigner: [...], loss: [...]}, cell
         # <assigner>_<loss>): the report's factorial section (reports/factorial.py); {} if not
         self.factors: dict[str, list] = s.get("factors") or {}
+        # the final stage's order: group by group, each seed by seed (``final_order``); one group
+        # of every method unless the spec says otherwise (the headline first, what a budget may cut last)
+        self.final_groups: list[list[str]] = s.get("final_groups") or [list(self.methods)]
+        if sorted(m for g in self.final_groups for m in g) != sorted(self.methods):
+            raise ValueError(f"{spec}: final_groups must name every method of `methods` once, in groups "
+                             f"(lists of names); it names {self.final_groups}, the methods are {list(self.methods)}")
         self.common = merge(s["common"] + (s["quick"]["common"] if quick else []) + list(overrides))
         # the final sweep's and the controls' own schedule (the tuning's is common's)
         self.final_overrides = list((s["quick"] if quick else s).get("final_overrides") or [])
@@ -105,9 +112,9 @@ class Study:
         """The final sweep's (and the controls') seeds of ``method``: its ``method_seeds``, else the study's."""
         return list(self.method_seeds.get(method, self.seeds))
 
-    def all_seeds(self) -> list:
-        """Every seed some method's final runs use, in order."""
-        return sorted({s for m in self.methods for s in self.seeds_of(m)})
+    def all_seeds(self, methods=None) -> list:
+        """Every seed some method's final runs use (of ``methods``; default: all), in order."""
+        return sorted({s for m in methods or self.methods for s in self.seeds_of(m)})
 
     def pending(self, method: str) -> Setting:
         """``method``'s setting before its tuning: every key the tuning chooses, not chosen yet."""
@@ -188,12 +195,14 @@ class Study:
                 for name, overrides in (self.controls.get("eval") or {}).items()]
 
     def final_order(self, settings: dict[str, Setting]) -> list[Sweep]:
-        """Stage 3 as it runs: seed by seed, every method's final run of a seed before the next
-        seed's (a study stopped midway has paired seeds of every method, not every seed of some),
-        each run followed at once by the re-evaluations of its checkpoint (``reevaluations``), so
-        that no checkpoint has to outlive the session that wrote it (a session's records leave
-        checkpoints out)."""
-        return [sweep for seed in self.all_seeds() for m in self.methods if seed in self.seeds_of(m)
+        """Stage 3 as it runs: group by group (``final_groups``; one group of every method unless the
+        spec says otherwise), within a group seed by seed, every method's final run of a seed before
+        the next seed's (a study stopped midway has paired seeds of every method of the groups it
+        reached, not every seed of some), each run followed at once by the re-evaluations of its
+        checkpoint (``reevaluations``), so that no checkpoint has to outlive the session that wrote
+        it (a session's records leave checkpoints out)."""
+        return [sweep for group in self.final_groups for seed in self.all_seeds(group) for m in group
+                if seed in self.seeds_of(m)
                 for sweep in [self.final(m, settings[m], [seed]), *self.reevaluations(m, settings[m], [seed])]]
 
     def final_checkpoint(self, method: str, seed) -> Path:

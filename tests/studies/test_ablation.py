@@ -484,6 +484,36 @@ def test_the_loss_x_assigner_spec_gives_the_headline_five_seeds_and_each_loss_it
     assert quick.seeds_of("max_iou_focal") == quick.seeds == [0, 1]  # the miniature: every method alike
 
 
+def test_final_groups_run_group_by_group_each_seed_by_seed(tmp_path):
+    """``final_groups``: the first group's every seed before the second group's first; an
+    unknown, missing or repeated method is the spec's error, named."""
+    spec = tmp_path / "mini.yaml"
+    spec.write_text(MINI_STUDY.replace("seeds: [0, 1, 2, 3, 4]", "seeds: [0, 1]\nmethod_seeds: {focal: [0, 1, 2]}\n"
+                                       "final_groups: [[focal], [softmax_bg]]"))
+    study = Study(tmp_path / "s", spec=spec)
+    settings = {"softmax_bg": Setting({"optim.lr": 0.1}), "focal": Setting({"optim.lr": 0.01, "loss.alpha": 0.25})}
+    assert [(s.label, s.values) for s in study.final_order(settings) if s.label.startswith("final")] == [
+        ("final focal", [0]), ("final focal", [1]), ("final focal", [2]), ("final softmax_bg", [0]),
+        ("final softmax_bg", [1])]
+    for groups in ("[[focal]]", "[[focal], [focal, softmax_bg]]", "[[focal, softmax_bg, bce]]"):
+        spec.write_text(MINI_STUDY + f"final_groups: {groups}\n")
+        with pytest.raises(ValueError, match=r"mini\.yaml: final_groups must name every method of `methods` once"):
+            Study(tmp_path / "s", spec=spec)
+
+
+def test_the_loss_x_assigner_finals_run_the_headline_first_and_the_cells_a_cut_may_drop_last(tmp_path):
+    """Issue 33: the README's headline (max_iou x softmax_bg, bce_alpha, focal; 5 seeds) before
+    the other cells; sampling_free and rank_sort, which a budget cut may leave out, last."""
+    study = Study(tmp_path / "s", spec=ROOT / "studies" / "specs" / "loss_x_assigner.yaml")
+    setting = {m: Setting({"optim.lr": 0.05}) for m in study.methods}
+    finals = [(s.label.removeprefix("final "), s.values[0]) for s in study.final_order(setting)
+              if s.label.startswith("final")]
+    headline = ["max_iou_softmax_bg", "max_iou_bce_alpha", "max_iou_focal"]
+    assert finals[:15] == [(m, seed) for seed in range(5) for m in headline]
+    assert {m for m, _ in finals[36:]} == {f"{a}_{loss}" for a in ("max_iou", "atss") for loss in ("sampling_free", "rank_sort")}
+    assert len(finals) == len(set(finals)) == 48
+
+
 def test_before_the_selection_the_dry_run_stages_hold_pending_settings_not_placeholder_strings(tmp_path):
     study = Study(tmp_path / "s")
     finals = ablation.stage_sweeps(study, "final", dry=True)  # seed 0's final runs, each with 2 re-evaluations
