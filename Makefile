@@ -44,11 +44,12 @@ SPEC ?= loss_x_assigner
 study: setup
 	$(PY) -m tools.ablation --study studies/specs/$(SPEC).yaml --out multirun/$(SPEC)$(if $(QUICK),_quick) $(if $(QUICK),--quick) $(ARGS)
 
-# A study that outlives a machine: study-keep archives its ended runs' records (tools.records
-# --ended-only: no checkpoints) to results/$(SPEC)/records.tar.gz, to commit; on a fresh machine
-# study-restore unpacks them into multirun/$(SPEC), and `make study` continues from there.
+# A study that outlives a machine: study-keep archives its runs' records (tools.records
+# --resumable: no checkpoints, but the last one of a run still training or stopped midway) to
+# results/$(SPEC)/records.tar.gz, to commit; on a fresh machine study-restore unpacks them into
+# multirun/$(SPEC), and `make study` continues from there, that run resumed where it was.
 study-keep: setup
-	rm -rf multirun/.keep_$(SPEC) && $(PY) -m tools.records multirun/$(SPEC) multirun/.keep_$(SPEC) --ended-only
+	rm -rf multirun/.keep_$(SPEC) && $(PY) -m tools.records multirun/$(SPEC) multirun/.keep_$(SPEC) --resumable
 	mkdir -p results/$(SPEC) && tar czf results/$(SPEC)/records.tar.gz -C multirun/.keep_$(SPEC) . && rm -rf multirun/.keep_$(SPEC)
 study-restore:
 	mkdir -p multirun/$(SPEC) && tar xzf results/$(SPEC)/records.tar.gz -C multirun/$(SPEC) --skip-old-files

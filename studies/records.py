@@ -1,7 +1,7 @@
 """A study's records without its bulk: what a sweep report and a resumed sweep need, small
 enough to commit, so a study can move to another machine between sessions.
 
-    python -m tools.records SRC DST [--ended-only]
+    python -m tools.records SRC DST [--resumable]
 
 Copies every file under SRC to DST except checkpoints/, tb/ (TensorBoard), detections.json,
 anchor_losses.pt, plots/ (the report redraws them) and a run's analysis/ figures but its
@@ -12,10 +12,13 @@ way reads as what it was (finished, diverged, ...): rerunning its sweep skips it
 runs need no checkpoint), and tools.report and tools.ablation's selection read it. Copied back
 into a sweep folder, the study continues there (``make ablation`` with the same OUT).
 
-``--ended-only`` copies only the runs that ended (finished, diverged or failed): a run in
-progress or stopped midway (interrupted, killed) is left out whole, since without its checkpoints its half a
-record would only be retrained from scratch. This is what a session that ends during a study
-commits.
+``--resumable`` copies what the study needs to go on on another machine: a run in progress or
+stopped midway (running, killed, interrupted) comes with its last checkpoint (checkpoints/last.pt,
+else previous.pt; ~6 MB for the default model), so that rerunning its sweep there resumes it
+where the checkpoint left it instead of training it again; one with no checkpoint is left out
+whole (it would be retrained from scratch anyway). This is what a session that ends during a
+study commits (``make study-keep``), its study still running: a checkpoint is written atomically,
+so a copy taken meanwhile is the one before or the one after, whole.
 """
 
 import argparse
@@ -67,13 +70,15 @@ def first_galleries(src: Path, skipped: set[Path]) -> set[Path]:
     return set(first.values())
 
 
-def copy_records(src, dst, ended_only: bool = False) -> list[Path]:
+def copy_records(src, dst, resumable: bool = False) -> list[Path]:
     """Copies the records of ``src`` into ``dst`` (files there are replaced); returns the
-    copied files, relative to ``src``. ``ended_only``: runs that have not ended are left out."""
+    copied files, relative to ``src``. ``resumable``: each run that has not ended comes with its
+    last checkpoint, or is left out whole where it has none (the module docstring)."""
     src, dst = Path(src), Path(dst)
     if not src.is_dir():
         raise FileNotFoundError(f"{src}: no such folder (expected a sweep or study folder)")
-    skipped = unended_runs(src) if ended_only else set()
+    midway = {run: RunFolder(src / run) for run in unended_runs(src)} if resumable else {}
+    skipped = {run for run, f in midway.items() if not (f.checkpoint.is_file() or f.previous_checkpoint.is_file())}
     galleries = first_galleries(src, skipped)
     copied = []
     for path in sorted(src.rglob("*")):
@@ -85,7 +90,24 @@ def copy_records(src, dst, ended_only: bool = False) -> list[Path]:
         (dst / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(path, dst / rel)
         copied.append(rel)
+    for run, folder in midway.items():
+        if run not in skipped:
+            copied.append(_copy_checkpoint(folder, src, dst))
     return copied
+
+
+def _copy_checkpoint(folder: RunFolder, src: Path, dst: Path) -> Path:
+    """The run's last.pt, else its previous.pt (a run still training may be between the two
+    renames of a checkpoint write), copied to ``dst``; returns it relative to ``src``."""
+    for path in (folder.checkpoint, folder.previous_checkpoint):
+        rel = path.relative_to(src)
+        (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            shutil.copy2(path, dst / rel)
+            return rel
+        except FileNotFoundError:
+            continue
+    raise FileNotFoundError(f"{folder.checkpoint.parent}: its checkpoints went away while its records were copied")
 
 
 def copy_run(source, dst, overrides: list[str]) -> None:
@@ -104,10 +126,11 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m tools.records", description=__doc__.split("\n")[0])
     p.add_argument("src", type=Path, help="a sweep or study folder")
     p.add_argument("dst", type=Path, help="where its records go")
-    p.add_argument("--ended-only", action="store_true",
-                   help="leave out the runs that have not ended (running, killed, interrupted)")
+    p.add_argument("--resumable", action="store_true",
+                   help="each run that has not ended (running, killed, interrupted) with its last checkpoint, "
+                        "to resume on another machine; one without a checkpoint is left out")
     args = p.parse_args(argv)
-    copied = copy_records(args.src, args.dst, args.ended_only)
+    copied = copy_records(args.src, args.dst, args.resumable)
     size = sum((args.dst / f).stat().st_size for f in copied)
     print(f"copied {len(copied)} files ({size / 2**20:.1f} MiB) from {args.src} to {args.dst}")
 
