@@ -36,9 +36,12 @@ KEPT_FIGURES = {"gallery.png"}  # of a run's analysis/ figures, the one a report
 
 
 def left_out(rel: Path) -> bool:
-    """Whether the file ``rel`` (relative to the copied folder) is bulk the records do without."""
+    """Whether the file ``rel`` (relative to the copied folder) is bulk the records do without,
+    or a write in progress (a run still training writes status.json and its other records
+    through a temporary ``.<name>.<random>.tmp`` beside them, then renames it)."""
     return bool(LEFT_OUT_DIRS & set(rel.parts[:-1])) or rel.name in LEFT_OUT_FILES or (
-        rel.parent.name == "analysis" and rel.suffix == ".png" and rel.name not in KEPT_FIGURES)
+        rel.parent.name == "analysis" and rel.suffix == ".png" and rel.name not in KEPT_FIGURES) or (
+        rel.name.startswith(".") and rel.suffix == ".tmp")
 
 
 def unended_runs(src) -> set[Path]:
@@ -88,7 +91,10 @@ def copy_records(src, dst, resumable: bool = False) -> list[Path]:
         if skipped & set(rel.parents):
             continue
         (dst / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(path, dst / rel)
+        try:
+            shutil.copy2(path, dst / rel)
+        except FileNotFoundError:  # removed since it was listed: the study is still running
+            continue
         copied.append(rel)
     for run, folder in midway.items():
         if run not in skipped:

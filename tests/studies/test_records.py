@@ -77,7 +77,10 @@ def test_resumable_keeps_a_midway_run_with_its_last_checkpoint_only(tmp_path, ch
         for name in checkpoints:
             (sweep / run / "checkpoints").mkdir(exist_ok=True)
             (sweep / run / "checkpoints" / name).write_bytes(name.encode())
+    (sweep / "8_synthetic_focal" / ".status.json.x1y2.tmp").write_text("{")  # a status write in progress
     copied = copy_records(sweep, tmp_path / "dst", resumable=True)
+    assert {p.name for p in copied if p.parts[0] == "8_synthetic_focal"} >= {"status.json", "metrics.jsonl"}
+    assert not any(p.suffix == ".tmp" for p in copied)
     assert sorted(p for p in copied if "checkpoints" in p.parts) == [
         Path("11_synthetic_focal/checkpoints") / kept, Path("8_synthetic_focal/checkpoints") / kept]
     assert (tmp_path / "dst" / "8_synthetic_focal" / "checkpoints" / kept).read_bytes() == kept.encode()
