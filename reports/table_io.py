@@ -39,7 +39,8 @@ and read back by every report section instead of the run folders.
                    it was made from are kept, if anywhere), the sweep's command overrides
                    (``sweep_overrides``), the config every run shares (``config``), and an
                    ablation's protocol and selection (``ablation``).
-``records.tar.gz`` a study still running: its ended runs' records (``make study-keep``), which
+``records.tar.gz`` a study still running: its runs' records (``make study-keep``; the run in
+                   flight with its last checkpoint), which
                    ``make study-restore`` unpacks on a fresh machine to resume; rewriting the
                    tables keeps it.
 
@@ -67,8 +68,8 @@ from reports.runs import STATS, Run, loss_name
 
 RUNS, CURVES, TRAINING, ANALYSIS, LOSS_CDF, META = (
     "runs.csv", "curves.csv", "training.csv.gz", "analysis.csv.gz", "loss_cdf.csv", "study.yaml")
-# A study still running keeps its ended runs' records beside its tables (`make study-keep`, a
-# tar of tools.records' folders): the archive a later session on a fresh machine resumes from.
+# A study still running keeps its runs' records beside its tables (`make study-keep`, a tar of
+# tools.records --resumable's folders): the archive a later session on a fresh machine resumes from.
 RECORDS = "records.tar.gz"
 BACKGROUND = ("bg_band", "bkg_per_image", "bkg_at_recall", "bg_anchors_above", "score_thresh")
 TIDE = (*MAIN_TYPES, *SPECIAL_TYPES)  # the dAP50s of errors.json (analysis/errors.py)
