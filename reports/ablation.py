@@ -77,15 +77,16 @@ class AblationRuns:
 def protocol(study) -> dict:
     """What the report needs of ``study`` (studies.ablation.Study) besides its runs, as its
     results' study.yaml keeps it (``ablation``): methods, seeds, the tuning's and the final
-    runs' schedule.max_iters, the controls' names ({"eval": [...], "train": [...]}), the
-    selection (selection.yaml; before the select stage, the tuning runs so far, none chosen)."""
+    runs' schedule.max_iters, the controls' names ({"eval": [...], "train": [...]}), each
+    method's final seeds (``planned``, methods in the order the final stage runs them: its
+    ``final_groups``), the selection (selection.yaml; before the select stage, the tuning runs so far, none chosen)."""
     methods = list(study.methods)
     return {"methods": methods, "seeds": study.all_seeds(),
             "tune_iterations": _iterations(study.tune_lr(methods[0]).fixed),
             "final_iterations": _iterations(study.final_base(methods[0])),
             "controls": {"eval": list(study.controls.get("eval") or {}), "train": list(study.controls.get("train") or {})},
             **({"factors": study.factors} if study.factors else {}),
-            "planned": {m: study.seeds_of(m) for m in methods},
+            "planned": {m: study.seeds_of(m) for group in study.final_groups for m in group},  # in the order they run
             "selection": yaml.safe_load(study.selection_file.read_text()) if study.selection_file.is_file()
             else {"candidates": study.tuning_so_far()}}
 
@@ -272,7 +273,7 @@ def write(a: AblationRuns, out, plots=None) -> Path:
                "Per method, one final run's highest-scoring detections on background (TIDE's Bkg: IoU <= 0.1 with "
                "every box), drawn on their images (`analysis/gallery.py`):", ""]
         md += [line for m, link in a.galleries.items() for line in (f"**{m}** (`{link}`)", "", f"![{m}]({link})", "")]
-    section, control_rows = controls_section(a, aps, verdicts)
+    section, control_rows = controls_section(a, aps, verdicts, kinds)
     md += section
     md += ["## Imbalance and clipping", "",
            "Measured over each method's training logs: background anchors per foreground anchor, and the "
@@ -345,15 +346,17 @@ def _trained_on_cell(run: Run) -> str:
     return "–" if kind is None else f"**{kind}**" if kind.startswith("mixed") else kind
 
 
-def controls_section(a: AblationRuns, aps: dict, verdicts: list[dict]) -> tuple[list[str], list[dict]]:
+def controls_section(a: AblationRuns, aps: dict, verdicts: list[dict],
+                     kinds: dict | None = None) -> tuple[list[str], list[dict]]:
     """Per control and method: AP, the paired change against the final runs, and the
     verdicts under the control (does it change the answer?); nothing for a study without
     controls. Returns the markdown lines and the comparisons as report.csv rows (kind
     ``control``: a method's change, b ``final``; ``control_pair``: a pair under the control;
     the control's name as ``level``). A study of cells (``factors``, 91 pairs) lists only the
     pairs whose verdict the control changes; all are in the rows. ``verdicts``: the final
-    runs' ``pairwise_verdicts`` (over ``aps``, with their devices); the pairs under a control
-    are taken in the same order, with the control runs' devices."""
+    runs' ``pairwise_verdicts`` (over ``aps``, with their devices ``kinds``: method -> {seed:
+    ``trained_on``}); the pairs under a control are checked with what the control runs' models
+    trained on (``control_kinds``: a re-evaluation's is its final run's)."""
     if not a.controls:
         return [], []
     md = ["## Controls", "",
@@ -365,8 +368,13 @@ def controls_section(a: AblationRuns, aps: dict, verdicts: list[dict]) -> tuple[
         if not under:
             md += [f"### {name}", "", f"not run{a.why_not.get(name, '')}", ""]
             continue
-        changes = {m: pairwise_verdicts({m: under[m], "final": aps[m]})[0] for m in under}
-        pairs = pairwise_verdicts(under, kinds={m: trained_on_by_seed(by_method[m]) for m in under})
+        final_kinds = kinds or {}
+        # control - final: a re-evaluation (no devices) is of the final run's own checkpoint, always a
+        # pair; a retrained control pairs where it trained on the final run's kind
+        changes = {m: pairwise_verdicts({m: under[m], "final": aps[m]},
+                                        kinds={m: trained_on_by_seed(by_method[m]), "final": final_kinds.get(m, {})})[0]
+                   for m in under}
+        pairs = pairwise_verdicts(under, kinds={m: control_kinds(by_method[m], final_kinds.get(m, {})) for m in under})
         rows += [{**c, "kind": "control", "level": name} for c in changes.values()]
         rows += [{**v, "kind": "control_pair", "level": name} for v in pairs]
         md += [f"### {name}", ""]
@@ -383,6 +391,22 @@ def controls_section(a: AblationRuns, aps: dict, verdicts: list[dict]) -> tuple[
             md += [""] + [f"- {v['verdict']}" for v in pairs]
         md += [""]
     return md, rows
+
+
+def control_kinds(runs: list[Run], final: dict) -> dict:
+    """{seed: what the model of each control run of ``runs`` trained on}: the run's own devices
+    where it trained (a retrained control), else ``final``'s at its seed ({seed: ``trained_on``}
+    of the method's final runs): a re-evaluation trains nothing, its checkpoint is that final
+    run's, so a mixed final run's re-evaluation is mixed too and pairs with no unmixed run.
+
+    >>> reeval = Run(None, "seed0", seed=0, devices=[])
+    >>> control_kinds([reeval], {0: "mixed: cuda bf16 x40, cpu fp32 x20"})
+    {0: 'mixed: cuda bf16 x40, cpu fp32 x20'}
+    >>> retrained = Run(None, "seed1", seed=1, devices=[{"kind": "cpu", "precision": "fp32", "iterations": 60}])
+    >>> control_kinds([retrained], {1: "cuda bf16"})
+    {1: 'cpu fp32'}
+    """
+    return {seed: final.get(seed) if kind is None else kind for seed, kind in trained_on_by_seed(runs).items()}
 
 
 def _iterations(overrides: list[str]) -> str:

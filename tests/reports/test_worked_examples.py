@@ -6,7 +6,7 @@ import importlib
 import pytest
 
 
-@pytest.mark.parametrize("module, examples", [("reports.ablation", 3),  # in_value_order, seeds_text
+@pytest.mark.parametrize("module, examples", [("reports.ablation", 7),  # in_value_order, seeds_text, control_kinds
                                               ("reports.across", 3),  # verdict_text, relative_text
                                               ("reports.errors", 1),  # common_recall
                                               ("reports.runs", 3)])  # trained_on, is_flat

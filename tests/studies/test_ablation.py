@@ -495,6 +495,9 @@ def test_final_groups_run_group_by_group_each_seed_by_seed(tmp_path):
     assert [(s.label, s.values) for s in study.final_order(settings) if s.label.startswith("final")] == [
         ("final focal", [0]), ("final focal", [1]), ("final focal", [2]), ("final softmax_bg", [0]),
         ("final softmax_bg", [1])]
+    from reports.ablation import protocol
+    assert protocol(study)["planned"] == {"focal": [0, 1, 2], "softmax_bg": [0, 1]}  # the report's "Still to run" order
+    assert list(study.methods) == ["softmax_bg", "focal"]  # the spec order, not the run order
     for groups in ("[[focal]]", "[[focal], [focal, softmax_bg]]", "[[focal, softmax_bg, bce]]"):
         spec.write_text(MINI_STUDY + f"final_groups: {groups}\n")
         with pytest.raises(ValueError, match=r"mini\.yaml: final_groups must name every method of `methods` once"):
@@ -580,6 +583,35 @@ def test_a_report_of_a_study_still_running_says_which_final_runs_are_missing():
     a.final["softmax_bg"][2].status = "finished"
     a.final["focal"] += runs((1, "failed"), (2, "finished"))
     assert progress_lines(a) == [] and progress_lines(dataclasses.replace(a, planned={})) == []
+
+
+def test_a_re_evaluation_of_a_mixed_final_run_pairs_with_its_final_but_with_no_unmixed_run():
+    """Issue 33: a control that re-evaluates a final checkpoint trained nothing (no devices);
+    what its model trained on is its final run's, so a device-mixed final's re-evaluation is
+    refused in the pairs under the control, as the final run is in the Verdict; its change
+    against its own final run (the same weights) is still a pair."""
+    from reports.ablation import AblationRuns, controls_section, pairwise_verdicts
+    from reports.runs import Run, ap_by_seed, trained_on_by_seed
+
+    cpu = [{"kind": "cpu", "precision": "fp32", "iterations": 90}]
+    mixed = [{"kind": "cuda", "precision": "bf16", "iterations": 60}, {"kind": "cpu", "precision": "fp32", "iterations": 30}]
+
+    def runs(aps, devices=lambda s: cpu):
+        return [Run(None, f"seed{s}", status="finished", seed=s, eval={"AP": ap / 100}, devices=devices(s))
+                for s, ap in enumerate(aps)]
+
+    final = {"softmax_bg": runs([60.0, 61.0, 62.0], lambda s: mixed if s == 0 else cpu), "focal": runs([64.0, 66.5, 65.0])}
+    control = {"softmax_bg": runs([61.0, 62.5, 62.5], lambda s: []), "focal": runs([64.5, 67.0, 66.0], lambda s: [])}
+    a = AblationRuns(title="t", methods=["softmax_bg", "focal"], seeds=[0, 1, 2], tune_iterations="3",
+                     final_iterations="9", selection={}, final=final, controls={"score_thresh_0.001": control},
+                     why_not={}, runs=[])
+    aps = {m: ap_by_seed(rs) for m, rs in final.items()}
+    kinds = {m: trained_on_by_seed(rs) for m, rs in final.items()}
+    _, rows = controls_section(a, aps, pairwise_verdicts(aps, kinds=kinds), kinds)
+    change, pair = ({(r["a"], r["b"]): r for r in rows if r["kind"] == k} for k in ("control", "control_pair"))
+    assert change["softmax_bg", "final"]["seeds"] == "0 1 2" and change["softmax_bg", "final"]["mean"] == pytest.approx(1.0)
+    assert pair["softmax_bg", "focal"]["seeds"] == "1 2" and pair["softmax_bg", "focal"]["device_unpaired"] == "0"
+    assert pair["softmax_bg", "focal"]["diffs"] == "-4.5 -3.5"
 
 
 def test_before_the_selection_the_report_shows_the_tuning_runs_so_far_none_chosen(tmp_path):
