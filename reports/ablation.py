@@ -79,7 +79,8 @@ def protocol(study) -> dict:
     results' study.yaml keeps it (``ablation``): methods, seeds, the tuning's and the final
     runs' schedule.max_iters, the controls' names ({"eval": [...], "train": [...]}), each
     method's final seeds (``planned``, methods in the order the final stage runs them: its
-    ``final_groups``), the selection (selection.yaml; before the select stage, the tuning runs so far, none chosen)."""
+    ``final_groups``), the selection (selection.yaml; before the select stage, the tuning runs
+    so far, none chosen)."""
     methods = list(study.methods)
     return {"methods": methods, "seeds": study.all_seeds(),
             "tune_iterations": _iterations(study.tune_lr(methods[0]).fixed),
@@ -346,8 +347,7 @@ def _trained_on_cell(run: Run) -> str:
     return "–" if kind is None else f"**{kind}**" if kind.startswith("mixed") else kind
 
 
-def controls_section(a: AblationRuns, aps: dict, verdicts: list[dict],
-                     kinds: dict | None = None) -> tuple[list[str], list[dict]]:
+def controls_section(a: AblationRuns, aps: dict, verdicts: list[dict], kinds: dict) -> tuple[list[str], list[dict]]:
     """Per control and method: AP, the paired change against the final runs, and the
     verdicts under the control (does it change the answer?); nothing for a study without
     controls. Returns the markdown lines and the comparisons as report.csv rows (kind
@@ -368,13 +368,12 @@ def controls_section(a: AblationRuns, aps: dict, verdicts: list[dict],
         if not under:
             md += [f"### {name}", "", f"not run{a.why_not.get(name, '')}", ""]
             continue
-        final_kinds = kinds or {}
         # control - final: a re-evaluation (no devices) is of the final run's own checkpoint, always a
         # pair; a retrained control pairs where it trained on the final run's kind
         changes = {m: pairwise_verdicts({m: under[m], "final": aps[m]},
-                                        kinds={m: trained_on_by_seed(by_method[m]), "final": final_kinds.get(m, {})})[0]
+                                        kinds={m: trained_on_by_seed(by_method[m]), "final": kinds.get(m, {})})[0]
                    for m in under}
-        pairs = pairwise_verdicts(under, kinds={m: control_kinds(by_method[m], final_kinds.get(m, {})) for m in under})
+        pairs = pairwise_verdicts(under, kinds={m: control_kinds(by_method[m], kinds.get(m, {})) for m in under})
         rows += [{**c, "kind": "control", "level": name} for c in changes.values()]
         rows += [{**v, "kind": "control_pair", "level": name} for v in pairs]
         md += [f"### {name}", ""]
