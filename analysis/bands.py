@@ -51,6 +51,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from analysis.coco_files import check_results
+from analysis.plots import save_png
 
 BANDS = ("C75", "C50", "Loc", "Sim", "Oth", "BG", "FN")
 RECALL = np.linspace(0.0, 1.0, 101)  # COCOeval's recThrs
@@ -241,7 +242,7 @@ def plot_bands(entry: dict, path, title: str, note: str | None = None) -> None:
     ax.set_title(title + (f"\n{note}" if note else ""), fontsize=10)
     if entry["precision"]:
         ax.legend(loc="lower left", fontsize=8)
-    fig.savefig(path, format="png", dpi=100)
+    save_png(fig, path, dpi=100)
 
 
 def file_stem(name: str) -> str:

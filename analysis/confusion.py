@@ -35,6 +35,7 @@ from pycocotools.coco import COCO
 
 from analysis.coco_files import check_results
 from analysis.markdown import markdown_table
+from analysis.plots import save_png
 
 BACKGROUND = "background"
 
@@ -138,4 +139,4 @@ def plot_confusion(matrix: np.ndarray, names: list[str], path, title: str | None
     ax.set(xlabel="predicted class", ylabel="ground-truth class",
            title=title or "Confusion matrix (last row and column: background)")
     fig.tight_layout()
-    fig.savefig(path, format="png", dpi=110)
+    save_png(fig, path)

@@ -26,6 +26,7 @@ from matplotlib.patches import Rectangle
 
 from analysis.anchor_scores import inside_image
 from analysis.anchor_stats import image_anchors
+from analysis.plots import save_png
 from datasets.transforms import IMAGENET_MEAN, IMAGENET_STD
 from detection import build
 
@@ -99,7 +100,7 @@ def draw(image, target, anchors, labels, per_level, strides, class_names, path, 
     fig.suptitle(("Anchor assignment" + (f" by {assigner}" if assigner else "") + "\nforeground blue, ignore orange, "
                   "background white dots; ground truth green (crowd hatched)"), fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, format="png", dpi=120)
+    save_png(fig, path, dpi=120)
     return counts
 
 

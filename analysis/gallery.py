@@ -11,7 +11,6 @@ object: a texture, a part of an object, an unlabelled object. A run's analysis d
 """
 
 import argparse
-import io
 import math
 import sys
 from pathlib import Path
@@ -22,6 +21,7 @@ from matplotlib.patches import Rectangle
 from PIL import Image
 
 from analysis.errors import BKG, tide_errors
+from analysis.plots import save_png
 
 
 def top_background_fps(coco_gt, detections: list[dict], n: int) -> list[dict]:
@@ -73,18 +73,7 @@ def draw_gallery(coco_gt, detections: list[dict], fps: list[dict], images_dir, p
         ax.axis("off")
     fig.suptitle("Highest-scoring background false positives (red; ground truth green)", fontsize=9)
     fig.tight_layout()
-    save_palette_png(fig, path)
-
-
-def save_palette_png(fig, path, dpi: int = 110) -> None:
-    """``fig`` saved to ``path`` as a PNG of 256 colours (Pillow's median cut): a gallery of
-    photographs is 3.5x smaller than in RGBA (coco_person's: 1.1 MB -> 0.34 MB), and every
-    committed ablation result holds one per method."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
-    buf.seek(0)
-    with Image.open(buf) as im:
-        im.convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT).save(path, format="PNG", optimize=True)
+    save_png(fig, path)  # 256 colours: a gallery of photographs is 3.5x smaller than RGBA
 
 
 def gallery(coco_gt, detections: list[dict], images_dir, path, n: int = 16) -> list[dict]:
