@@ -42,13 +42,7 @@ def save_png(fig: Figure, path, dpi: int = 110, **savefig) -> None:
     fig.savefig(buf, format="png", dpi=dpi, **savefig)
     buf.seek(0)
     with Image.open(buf) as im:
-        palette_png(im, path)
-
-
-def palette_png(im: Image.Image, path) -> None:
-    """``im`` written to ``path`` as ``save_png`` writes a figure: PNG is lossless, so an RGBA
-    PNG made before ``save_png`` becomes the very file ``save_png`` makes of the same drawing."""
-    im.convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT).save(path, format="PNG", optimize=True)
+        im.convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT).save(path, format="PNG", optimize=True)
 
 
 def save_figure(fig: Figure, path, legend_axes=(), loc: str = "best", fontsize: float = 7, dpi: int = 110) -> None:

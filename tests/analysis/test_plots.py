@@ -1,10 +1,14 @@
-"""analysis/plots.py: the figures' shared style (legend placement, one line style per method)."""
+"""analysis/plots.py: the figures' shared style (legend placement, one line style per method) and format (PNGs of 256 colours)."""
 
+import io
+
+import numpy as np
 import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from PIL import Image
 
-from analysis.plots import LEGEND_INSIDE, method_axes, save_figure
+from analysis.plots import LEGEND_INSIDE, method_axes, save_figure, save_png
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -32,13 +36,6 @@ def test_a_sweep_of_many_methods_draws_no_two_lines_alike():
 
 
 def test_a_figure_is_saved_in_256_colours_that_keep_its_drawing(tmp_path):
-    import io
-
-    import numpy as np
-    from PIL import Image
-
-    from analysis.plots import save_png
-
     fig = Figure(figsize=(6, 4))
     ax = method_axes(fig)
     x = np.linspace(0, 1, 200)
