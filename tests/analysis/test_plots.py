@@ -1,4 +1,5 @@
-"""analysis/plots.py: the figures' shared style (legend placement, one line style per method) and format (PNGs of 256 colours)."""
+"""analysis/plots.py: the figures' shared style (legend placement, one line style per method)
+and format (PNGs of 256 colours)."""
 
 import io
 
