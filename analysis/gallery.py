@@ -73,7 +73,7 @@ def draw_gallery(coco_gt, detections: list[dict], fps: list[dict], images_dir, p
         ax.axis("off")
     fig.suptitle("Highest-scoring background false positives (red; ground truth green)", fontsize=9)
     fig.tight_layout()
-    save_png(fig, path)  # 256 colours: a gallery of photographs is 3.5x smaller than RGBA
+    save_png(fig, path)
 
 
 def gallery(coco_gt, detections: list[dict], images_dir, path, n: int = 16) -> list[dict]:

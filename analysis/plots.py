@@ -3,7 +3,7 @@
 The run analysis draws each for one run (``bkg_recall.png``, ``anchor_scores.png``); the report
 draws the same figures with one line or panel per method (reports/errors.py), and its own plots
 in the same style (``method_axes``, ``save_figure``). Every figure is saved by ``save_png``: a
-PNG of 256 colours, a third of the size of matplotlib's RGBA (the committed results hold ~100).
+PNG of 256 colours, ~2.7x smaller than matplotlib's RGBA (the committed results hold ~100).
 
 Figures are built with ``matplotlib.figure.Figure`` and saved through the Agg renderer, not
 pyplot: no global backend is switched and nothing needs a display, so they can be drawn from

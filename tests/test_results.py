@@ -1,10 +1,11 @@
 """The committed results (results/<study>/): every report is what its tables make, every plot it
-links is there, the folder stays small, and no committed file holds a machine's path."""
+links is there in 256 colours, the folder stays small, and no committed file holds a machine's path."""
 
 import re
 import subprocess
 
 import pytest
+from PIL import Image
 
 from detection.run_folder import ROOT
 from reports.runs import RESULTS
@@ -71,18 +72,16 @@ def test_the_results_stay_small():
     assert len(files) < MAX_FILES and size < MAX_MB * 2**20, f"results/: {len(files)} files, {size / 2**20:.1f} MB"
 
 
-
 def test_every_committed_plot_is_a_png_of_256_colours():
     """analysis.plots.save_png's files: matplotlib's RGBA would be ~2.7x the size (10.3 MB of
     results/'s 30 were plots before)."""
-    from PIL import Image
-
     modes = {}
     for rel in _tracked("results"):
         if rel.endswith(".png"):
             with Image.open(ROOT / rel) as im:
                 modes[rel] = im.mode
     assert modes and {rel: m for rel, m in modes.items() if m != "P"} == {}
+
 
 def test_no_committed_file_holds_a_machine_path():
     found = []
