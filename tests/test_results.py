@@ -1,5 +1,6 @@
 """The committed results (results/<study>/): every report is what its tables make, every plot it
-links is there in 256 colours, the folder stays small, and no committed file holds a machine's path."""
+links is there (in 256 colours), the folder stays small, and no committed file holds a machine's
+path."""
 
 import re
 import subprocess
