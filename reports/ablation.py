@@ -21,7 +21,7 @@ from analysis.markdown import markdown_table
 from detection.run_folder import ENDED
 from reports.cost import cost_section
 from reports.errors import errors_section
-from reports.factorial import factorial_section
+from reports.factorial import factorial_section, levels_run
 from reports.plots import plot_ap_curves
 from reports.runs import (
     CONVERGENCE_HEADER,
@@ -72,6 +72,8 @@ class AblationRuns:
     factors: dict[str, list] = dataclasses.field(default_factory=dict)  # the methods as cells of two factors
     # method -> the seeds of its final runs (``method_seeds``); {} in tables written before it was kept
     planned: dict[str, list] = dataclasses.field(default_factory=dict)
+    # method -> why it has no final runs (tuned and selected, then left out: a budget's cut)
+    left_out: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 def protocol(study) -> dict:
@@ -87,6 +89,7 @@ def protocol(study) -> dict:
             "final_iterations": _iterations(study.final_base(methods[0])),
             "controls": {"eval": list(study.controls.get("eval") or {}), "train": list(study.controls.get("train") or {})},
             **({"factors": study.factors} if study.factors else {}),
+            **({"left_out": study.left_out} if study.left_out else {}),
             "planned": {m: study.seeds_of(m) for group in study.final_groups for m in group},  # in the order they run
             "selection": yaml.safe_load(study.selection_file.read_text()) if study.selection_file.is_file()
             else {"candidates": study.tuning_so_far()}}
@@ -104,7 +107,7 @@ def from_folders(study) -> AblationRuns:
         final={m: load_runs(out / "final" / m)[0] if (out / "final" / m).is_dir() else [] for m in methods},
         controls=controls, why_not={name: why_not_run(study, name) for name in names}, runs=study_runs(out),
         galleries={m: gallery_link(m) for m in final_galleries(out, methods)}, factors=spec.get("factors") or {},
-        planned=spec["planned"])
+        planned=spec["planned"], left_out=spec.get("left_out") or {})
 
 
 def from_tables(tables, study: str) -> AblationRuns:
@@ -130,7 +133,7 @@ def from_tables(tables, study: str) -> AblationRuns:
                  for name in controls},
         runs=sorted(runs, key=lambda r: Path(r.name) / "status.json"),  # as study_runs finds them
         galleries=dict(tables.study(study)["meta"].get("galleries") or {}), factors=spec.get("factors") or {},
-        planned=planned)
+        planned=planned, left_out=spec.get("left_out") or {})
 
 
 def final_galleries(out: Path, methods) -> dict[str, Path]:
@@ -215,7 +218,8 @@ def write_report(study) -> Path:
 def write(a: AblationRuns, out, plots=None) -> Path:
     """report.md and report.csv of ``a`` into ``out``, the plot into ``plots`` (default:
     ``out``/plots, where report.md links it); returns the path of report.md."""
-    out, methods = Path(out), a.methods
+    out = Path(out)
+    methods = [m for m in a.methods if m not in a.left_out]  # those with final runs
     aps = {m: ap_by_seed(a.final[m]) for m in methods}
     # a pair of runs is one kind of device and precision, start to end (runs before devices were recorded: paired)
     kinds = {m: trained_on_by_seed(a.final[m]) for m in methods}
@@ -224,17 +228,18 @@ def write(a: AblationRuns, out, plots=None) -> Path:
 
     md = [f"# Background ablation: `{a.title}`", "", "## Verdict", ""]
     md += [f"COCO AP (%) on val of each method at the setting chosen on the tuning split, over paired seeds "
-           f"{seeds_text(a.planned, a.seeds)} (same initial weights but the class output, same batches). Mean ± sample std "
+           f"{seeds_text({m: s for m, s in a.planned.items() if m in methods}, a.seeds)} (same initial weights but the class output, same batches). Mean ± sample std "
            "[95% t confidence interval].", ""]
     rows = [[m, ", ".join(f"{k}={v}" for k, v in chosen.get(m, {}).items()) or "–", summary(aps[m].values())["n"],
              summary_text(summary(aps[m].values()), n=False)] for m in methods]
     md += markdown_table(["method", "setting", "n", "AP"], rows) + [""]
+    md += left_out_lines(a.left_out, chosen)
     md += progress_lines(a)
     md += [f"Schedules: the tuning trained for {a.tune_iterations} iterations, the "
            f"final runs and the controls for {a.final_iterations}.", ""]
     factorial_rows = []
     if a.factors:  # the methods are the cells of two factors: their effects, orders and interaction
-        section, factorial_rows = factorial_section(aps, kinds, a.factors)
+        section, factorial_rows = factorial_section(aps, kinds, levels_run(a.factors, a.left_out))
         md += section
         md += [f"Every pair of the {len(methods)} cells is in report.csv ({len(verdicts)} paired differences).", ""]
     else:
@@ -268,7 +273,7 @@ def write(a: AblationRuns, out, plots=None) -> Path:
                  [[m, *convergence_cells(c)] for m, c in conv.items()]) + [""]
 
     md += breakdown_section(a)
-    md += errors_section(a.final, plots)  # the final runs' background errors (where they have an analysis)
+    md += errors_section({m: a.final[m] for m in methods}, plots)  # the final runs' background errors (where they have an analysis)
     if a.galleries:
         md += ["### The top background false positives", "",
                "Per method, one final run's highest-scoring detections on background (TIDE's Bkg: IoU <= 0.1 with "
@@ -282,7 +287,7 @@ def write(a: AblationRuns, out, plots=None) -> Path:
     md += markdown_table(["method", "fg:bg anchors", "clipped steps"],
                  [[m, _ratio(imbalance(a.final[m])), _pct(clipped_share(a.final[m]))] for m in methods]) + [""]
     trained = [r for r in a.runs if r.reused_from is None]
-    md += cost_section(trained, methods)
+    md += cost_section(trained, a.methods)  # the left-out methods' tuning too
     if len(trained) < len(a.runs):
         n = len(a.runs) - len(trained)
         md += [f"{n} run{'s' * (n != 1)} copied from another run of the same configuration (a tuning run the lr "
@@ -310,7 +315,7 @@ def breakdown_section(a: AblationRuns) -> list[str]:
     """Where each method's AP comes from: AP50, AP75, AP by object size and, with more than
     one class, AP per class (eval.json's ``per_category``), as mean ± sample std over its
     finished final runs; "–" where COCOeval had nothing to measure (no object of that size)."""
-    finished = {m: [r for r in a.final[m] if r.status == "finished" and r.eval] for m in a.methods}
+    finished = {m: [r for r in a.final[m] if r.status == "finished" and r.eval] for m in a.methods if m not in a.left_out}
     classes = list(dict.fromkeys(c for rs in finished.values() for r in rs for c in r.eval.get("per_category") or {}))
     classes = classes if len(classes) > 1 else []
 
@@ -326,6 +331,23 @@ def breakdown_section(a: AblationRuns) -> list[str]:
           + (", and AP per class" if classes else "") + " (%), mean ± sample std over each method's finished "
           "final runs (n).", ""]
     return md + markdown_table(["method", "n", *BREAKDOWN, *classes], rows) + [""]
+
+
+def left_out_lines(left_out: dict[str, str], chosen: dict) -> list[str]:
+    """The methods a budget cut left without final runs, each with its selection, and why (one
+    sentence per reason); [] when none is.
+
+    >>> left_out_lines({"a": "the budget", "b": "the budget", "c": "diverged"}, {"a": {"optim.lr": 0.2}})[0]
+    '**Left out** of the final stage (tuned and selected, no final runs): a (optim.lr=0.2), b — the budget; c — diverged.'
+    """
+    if not left_out:
+        return []
+    by_why: dict[str, list[str]] = {}
+    for m, why in left_out.items():
+        setting = ", ".join(f"{k}={v}" for k, v in chosen.get(m, {}).items())
+        by_why.setdefault(why, []).append(f"{m} ({setting})" if setting else m)
+    return ["**Left out** of the final stage (tuned and selected, no final runs): "
+            + "; ".join(f"{', '.join(ms)} — {why.rstrip('.')}" for why, ms in by_why.items()) + ".", ""]
 
 
 def progress_lines(a: AblationRuns) -> list[str]:

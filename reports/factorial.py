@@ -42,6 +42,18 @@ def cell(first: str, second: str) -> str:
     return f"{first}_{second}"
 
 
+def levels_run(factors: dict, left_out) -> dict:
+    """``factors`` less each level whose every cell is in ``left_out`` (no final runs: a
+    budget's cut leaves those levels out of the section, not unresolved in it).
+
+    >>> levels_run({"assigner": ["max_iou", "atss"], "loss": ["focal", "qfl"]}, ["max_iou_qfl", "atss_qfl"])
+    {'assigner': ['max_iou', 'atss'], 'loss': ['focal']}
+    """
+    (first, firsts), (second, seconds) = list(factors.items())
+    return {first: [f for f in firsts if any(cell(f, s) not in left_out for s in seconds)],
+            second: [s for s in seconds if any(cell(f, s) not in left_out for f in firsts)]}
+
+
 def difference(a: dict, b: dict, kinds_a: dict, kinds_b: dict) -> tuple[dict, dict]:
     """({seed: a - b}, {seed: kind}) over the seeds both have, runs of one kind only."""
     seeds = [s for s in a if s in b and a[s] is not None and b[s] is not None

@@ -15,8 +15,8 @@ multiruns with a sweep folder of their own under OUT:
 2. ``select``: the best tuning AP of each method -> OUT/selection.yaml (what the final sweep
    reads, as a ``Setting`` per method) and the selection table of the report.
 3. ``final``: every method at its selection over the same seeds (``method_seeds``: more for
-   some), evaluated on val, with an AP curve; at the study's ``final_overrides`` (a longer
-   schedule than the tuning's). Seed by seed (seed 0 of every method, then seed 1, ...; group by
+   some; none for those ``left_out``, a budget's cut the report names), evaluated on val, with
+   an AP curve; at the study's ``final_overrides`` (a longer schedule than the tuning's). Seed by seed (seed 0 of every method, then seed 1, ...; group by
    group where the spec sets ``final_groups``: the headline's methods first, say), each
    final run followed at once by its eval controls (``controls.eval``: its checkpoint
    re-evaluated with one class per anchor, at score threshold 0.001): no checkpoint has to
@@ -90,6 +90,11 @@ class Study:
         self.seeds = s["quick"]["seeds"] if quick else s["seeds"]
         # a method's own seeds where it needs more than the others (the headline's five); not in --quick
         self.method_seeds: dict[str, list] = {} if quick else s.get("method_seeds") or {}
+        # methods tuned and selected but given no final runs (a budget's cut): method -> why; not in --quick
+        cut = {} if quick else s.get("left_out") or {}
+        if cut and (not cut.get("why") or not cut.get("methods") or set(cut["methods"]) - set(self.methods)):
+            raise ValueError(f"{spec}: left_out must be {{methods: [names of `methods`], why: a sentence}}; it is {cut}")
+        self.left_out: dict[str, str] = {m: cut["why"] for m in cut.get("methods", [])}
         # methods that are the cells of two factors ({assigner: [...], loss: [...]}, cell
         # <assigner>_<loss>): the report's factorial section (reports/factorial.py); {} if not
         self.factors: dict[str, list] = s.get("factors") or {}
@@ -109,8 +114,9 @@ class Study:
         return [*self.methods[method], *self.common]
 
     def seeds_of(self, method: str) -> list:
-        """The final sweep's (and the controls') seeds of ``method``: its ``method_seeds``, else the study's."""
-        return list(self.method_seeds.get(method, self.seeds))
+        """The final sweep's (and the controls') seeds of ``method``: its ``method_seeds``, else the
+        study's; none for a method ``left_out``."""
+        return [] if method in self.left_out else list(self.method_seeds.get(method, self.seeds))
 
     def all_seeds(self, methods=None) -> list:
         """Every seed some method's final runs use (of ``methods``; default: all), in order."""

@@ -115,3 +115,23 @@ def test_under_a_control_a_study_of_cells_lists_only_the_pairs_whose_verdict_it_
     assert len(changes) == 4
     # max_iou_qfl's change: +10.5, +10.5, +12.0: mean 11.0
     assert [r for r in changes if ",max_iou_qfl,final,3,11.0," in r]
+
+
+def test_a_loss_left_out_under_both_assigners_leaves_the_section_not_unresolved_in_it(tmp_path):
+    """A budget cut of both qfl cells (``left_out``): the section is focal's alone, with no qfl
+    row, order or interaction; the cells that ran are paired as before."""
+    def runs(cell):
+        return [Run(None, f"seed{s}", status="finished", seed=s, eval={"AP": ap / 100}) for s, ap in APS[cell].items()]
+
+    methods = list(APS)
+    left = {"max_iou_qfl": "the budget", "atss_qfl": "the budget"}
+    a = ablation.AblationRuns(title="lxa", methods=methods, seeds=[0, 1, 2], tune_iterations="1", final_iterations="1",
+                              selection={}, final={m: runs(m) if m not in left else [] for m in methods}, controls={},
+                              why_not={}, runs=[], factors=FACTORS, left_out=left)
+    md = ablation.write(a, tmp_path).read_text()
+    section = md.split("## Assigner x loss")[1].split("\n## ")[0]
+    assert "| focal | 51.0 ± 1.0 (n=3) | 53.0 ± 2.0 (n=3) | +2.0 [-0.5, +4.5] (n=3) | not resolved |" in section
+    assert "qfl" not in section and "Every pair of the 2 cells is in report.csv (1 paired differences)." in md
+    assert "**Left out** of the final stage (tuned and selected, no final runs): max_iou_qfl, atss_qfl — the budget." in md
+    csv = (tmp_path / "report.csv").read_text().splitlines()
+    assert [line.split(",")[0] for line in csv[1:]] == ["method", "method", "pair", "effect"]  # one loss: no order

@@ -504,17 +504,26 @@ def test_final_groups_run_group_by_group_each_seed_by_seed(tmp_path):
             Study(tmp_path / "s", spec=spec)
 
 
-def test_the_loss_x_assigner_finals_run_the_headline_first_and_the_cells_a_cut_may_drop_last(tmp_path):
+def test_the_loss_x_assigner_finals_run_the_headline_first_and_the_budget_cuts_the_cells_the_issue_allows(tmp_path):
     """Issue 33: the README's headline (max_iou x softmax_bg, bce_alpha, focal; 5 seeds) before
-    the other cells; sampling_free and rank_sort, which a budget cut may leave out, last."""
-    study = Study(tmp_path / "s", spec=ROOT / "studies" / "specs" / "loss_x_assigner.yaml")
+    the other cells; the budget's cut leaves out sampling_free and rank_sort under both
+    assigners (the issue keeps the other five losses for both); without it they run last."""
+    spec = ROOT / "studies" / "specs" / "loss_x_assigner.yaml"
+    study = Study(tmp_path / "s", spec=spec)
     setting = {m: Setting({"optim.lr": 0.05}) for m in study.methods}
-    finals = [(s.label.removeprefix("final "), s.values[0]) for s in study.final_order(setting)
-              if s.label.startswith("final")]
+
+    def finals(s: Study) -> list[tuple]:
+        return [(f.label.removeprefix("final "), f.values[0]) for f in s.final_order(setting) if f.label.startswith("final")]
+
     headline = ["max_iou_softmax_bg", "max_iou_bce_alpha", "max_iou_focal"]
-    assert finals[:15] == [(m, seed) for seed in range(5) for m in headline]
-    assert {m for m, _ in finals[36:]} == {f"{a}_{loss}" for a in ("max_iou", "atss") for loss in ("sampling_free", "rank_sort")}
-    assert len(finals) == len(set(finals)) == 48
+    cut = {f"{a}_{loss}" for a in ("max_iou", "atss") for loss in ("sampling_free", "rank_sort")}
+    assert finals(study)[:15] == [(m, seed) for seed in range(5) for m in headline]
+    assert set(study.left_out) == cut and not cut & {m for m, _ in finals(study)}
+    assert len(finals(study)) == len(set(finals(study))) == 36
+    uncut = tmp_path / "uncut.yaml"
+    uncut.write_text(yaml.safe_dump({k: v for k, v in yaml.safe_load(spec.read_text()).items() if k != "left_out"}))
+    everything = finals(Study(tmp_path / "s", spec=uncut))
+    assert {m for m, _ in everything[36:]} == cut and len(everything) == len(set(everything)) == 48
 
 
 def test_before_the_selection_the_dry_run_stages_hold_pending_settings_not_placeholder_strings(tmp_path):
@@ -650,3 +659,57 @@ def test_a_report_from_tables_counts_the_missing_checkpoints_over_each_methods_o
     assert expected == 5 + 3 * (len(study.methods) - 1) and expected != len(study.methods) * 5
     assert a.why_not["one_class_per_anchor"] == ablation_report.why_not_run(study, "one_class_per_anchor")
     assert f"and {expected} of them are not here" in a.why_not["one_class_per_anchor"]
+
+
+def test_a_method_left_out_is_tuned_and_selected_but_trains_no_final_run_and_the_report_names_it(tmp_path):
+    """``left_out`` (issue 33's budget cut): the method keeps its tuning and selection, has no
+    final seeds (no final run, no re-evaluation, nothing "still to run"); the report names it
+    with its setting and why, pairs only the others, and counts its tuning's cost. The tables
+    keep it: the report made from them is the same. Not in --quick (the miniature runs all)."""
+    from reports.table_io import Tables, write_tables
+
+    spec = tmp_path / "mini.yaml"
+    spec.write_text(MINI_STUDY.replace("seeds: [0, 1, 2, 3, 4]", "seeds: [0, 1]").replace(
+        "  focal: [loss=focal]\n", "  focal: [loss=focal]\n  bce: [loss=bce_alpha]\n")
+        + "left_out: {methods: [bce], why: the CPU-hours of the budget}\n")
+    study = Study(tmp_path / "s", spec=spec)
+    assert study.left_out == {"bce": "the CPU-hours of the budget"} and study.seeds_of("bce") == []
+    assert Study(tmp_path / "q", quick=True, spec=spec).left_out == {}
+    settings = {m: Setting({"optim.lr": 0.1}) for m in study.methods}
+    assert [s.label for s in study.final_order(settings) if s.label.startswith("final")] == [
+        "final softmax_bg", "final focal", "final softmax_bg", "final focal"]
+    assert ablation_report.protocol(study)["left_out"] == study.left_out
+    assert ablation_report.protocol(study)["planned"]["bce"] == []
+
+    study.selection_file.parent.mkdir(parents=True)
+    study.selection_file.write_text(yaml.safe_dump({"chosen": {m: {"optim.lr": 0.1} for m in study.methods}}))
+    write_run(study.tune_lr("bce").dir / "lr0.1", ["loss=bce_alpha"], 0, "finished", ap=0.4, seconds=3600.0)
+    for i, m in enumerate(["softmax_bg", "focal"]):
+        for s in study.seeds:
+            write_run(study.out / "final" / m / f"seed{s}", [f"loss={m}"], s, "finished", ap=0.5 + 0.1 * i + 0.01 * s)
+    md = ablation_report.write_report(study).read_text()
+    verdict = md.split("## Verdict")[1].split("\n## ")[0]
+    assert ("**Left out** of the final stage (tuned and selected, no final runs): bce (optim.lr=0.1) — the CPU-hours "
+            "of the budget.") in verdict
+    assert "| bce |" not in verdict and "In progress" not in verdict and "softmax_bg, focal" not in verdict
+    assert "| bce | 1 | 1.00 | 0.0 |" in md.split("## Cost")[1]  # its tuning run's hour
+    assert "| bce |" not in md.split("## Final runs")[1]
+    rows = (study.out / "report.csv").read_text().splitlines()
+    assert [r.split(",")[:2] for r in rows if r.startswith(("method,", "pair,"))] == [
+        ["method", "softmax_bg"], ["method", "focal"], ["pair", ""]]
+
+    meta = {"kind": "ablation", "ablation": ablation_report.protocol(study)}
+    write_tables(ablation_report.study_runs(study.out), "mini", tmp_path / "results" / "mini", {}, meta=meta,
+                 roots=[study.out])
+    a = ablation_report.from_tables(Tables(tmp_path / "results"), "mini")
+    assert a.left_out == study.left_out
+    again = ablation_report.write(a, tmp_path / "again").read_text()
+    assert again.split("## Verdict")[1].split("\n## ")[0] == verdict
+
+
+@pytest.mark.parametrize("left_out", ["{methods: [nope], why: budget}", "{methods: [focal]}", "{why: budget}"])
+def test_a_left_out_naming_no_method_or_no_reason_is_the_specs_error(tmp_path, left_out):
+    spec = tmp_path / "mini.yaml"
+    spec.write_text(MINI_STUDY + f"left_out: {left_out}\n")
+    with pytest.raises(ValueError, match=r"mini\.yaml: left_out must be \{methods: \[names of `methods`\], why: "):
+        Study(tmp_path / "s", spec=spec)
