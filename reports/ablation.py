@@ -227,8 +227,9 @@ def write(a: AblationRuns, out, plots=None) -> Path:
     chosen = a.selection.get("chosen", {})
 
     md = [f"# Background ablation: `{a.title}`", "", "## Verdict", ""]
+    planned = {m: s for m, s in a.planned.items() if m in methods}
     md += [f"COCO AP (%) on val of each method at the setting chosen on the tuning split, over paired seeds "
-           f"{seeds_text({m: s for m, s in a.planned.items() if m in methods}, a.seeds)} (same initial weights but the class output, same batches). Mean ± sample std "
+           f"{seeds_text(planned, a.seeds)} (same initial weights but the class output, same batches). Mean ± sample std "
            "[95% t confidence interval].", ""]
     rows = [[m, ", ".join(f"{k}={v}" for k, v in chosen.get(m, {}).items()) or "–", summary(aps[m].values())["n"],
              summary_text(summary(aps[m].values()), n=False)] for m in methods]
@@ -273,7 +274,8 @@ def write(a: AblationRuns, out, plots=None) -> Path:
                  [[m, *convergence_cells(c)] for m, c in conv.items()]) + [""]
 
     md += breakdown_section(a)
-    md += errors_section({m: a.final[m] for m in methods}, plots)  # the final runs' background errors (where they have an analysis)
+    # the final runs' background errors (where they have an analysis)
+    md += errors_section({m: a.final[m] for m in methods}, plots)
     if a.galleries:
         md += ["### The top background false positives", "",
                "Per method, one final run's highest-scoring detections on background (TIDE's Bkg: IoU <= 0.1 with "
@@ -315,7 +317,8 @@ def breakdown_section(a: AblationRuns) -> list[str]:
     """Where each method's AP comes from: AP50, AP75, AP by object size and, with more than
     one class, AP per class (eval.json's ``per_category``), as mean ± sample std over its
     finished final runs; "–" where COCOeval had nothing to measure (no object of that size)."""
-    finished = {m: [r for r in a.final[m] if r.status == "finished" and r.eval] for m in a.methods if m not in a.left_out}
+    finished = {m: [r for r in a.final[m] if r.status == "finished" and r.eval]
+                for m in a.methods if m not in a.left_out}
     classes = list(dict.fromkeys(c for rs in finished.values() for r in rs for c in r.eval.get("per_category") or {}))
     classes = classes if len(classes) > 1 else []
 
@@ -337,8 +340,8 @@ def left_out_lines(left_out: dict[str, str], chosen: dict) -> list[str]:
     """The methods a budget cut left without final runs, each with its selection, and why (one
     sentence per reason); [] when none is.
 
-    >>> left_out_lines({"a": "the budget", "b": "the budget", "c": "diverged"}, {"a": {"optim.lr": 0.2}})[0]
-    '**Left out** of the final stage (tuned and selected, no final runs): a (optim.lr=0.2), b — the budget; c — diverged.'
+    >>> left_out_lines({"a": "the budget", "b": "the budget", "c": "diverged"}, {"a": {"optim.lr": 0.2}})[0][-63:]
+    'no final runs): a (optim.lr=0.2), b — the budget; c — diverged.'
     """
     if not left_out:
         return []

@@ -16,8 +16,9 @@ multiruns with a sweep folder of their own under OUT:
    reads, as a ``Setting`` per method) and the selection table of the report.
 3. ``final``: every method at its selection over the same seeds (``method_seeds``: more for
    some; none for those ``left_out``, a budget's cut the report names), evaluated on val, with
-   an AP curve; at the study's ``final_overrides`` (a longer schedule than the tuning's). Seed by seed (seed 0 of every method, then seed 1, ...; group by
-   group where the spec sets ``final_groups``: the headline's methods first, say), each
+   an AP curve; at the study's ``final_overrides`` (a longer schedule than the tuning's). Seed
+   by seed (seed 0 of every method, then seed 1, ...; group by group where the spec sets
+   ``final_groups``: the headline's methods first, say), each
    final run followed at once by its eval controls (``controls.eval``: its checkpoint
    re-evaluated with one class per anchor, at score threshold 0.001): no checkpoint has to
    outlive the session that wrote it. A re-evaluation whose checkpoint is not here (a final
@@ -93,7 +94,8 @@ class Study:
         # methods tuned and selected but given no final runs (a budget's cut): method -> why; not in --quick
         cut = {} if quick else s.get("left_out") or {}
         if cut and (not cut.get("why") or not cut.get("methods") or set(cut["methods"]) - set(self.methods)):
-            raise ValueError(f"{spec}: left_out must be {{methods: [names of `methods`], why: a sentence}}; it is {cut}")
+            raise ValueError(f"{spec}: left_out must be {{methods: [names of `methods`], why: a sentence}}; "
+                             f"it is {cut}")
         self.left_out: dict[str, str] = {m: cut["why"] for m in cut.get("methods", [])}
         # methods that are the cells of two factors ({assigner: [...], loss: [...]}, cell
         # <assigner>_<loss>): the report's factorial section (reports/factorial.py); {} if not
