@@ -192,9 +192,11 @@ def _number(text: str) -> float:
 
 
 def test_the_headline_numbers_are_its_reports():
-    """The front page's answer quotes its study's report.csv: each table row naming a method
-    (`` `focal` ``) with ``mean ± std [lo, hi]``, and each paired difference ``a − b = d AP
-    [lo, hi]`` of the paragraph under the table, as the reports round them (one decimal)."""
+    """The front page's answer quotes its study's report.csv: each table row naming a cell
+    (`` `max_iou` | `focal` ``: the study's method ``max_iou_focal``, its methods being
+    ``<assigner>_<loss>``) with ``mean ± std [lo, hi]`` over the seeds the text says, and each
+    paired difference ``a − b = d AP [lo, hi]`` between the table's losses in the paragraph under
+    it, as the reports round them (one decimal)."""
     answer = _section(README.read_text(), "The question, answered")
     study = re.search(r"\[report\]\(results/([\w-]+)/report\.md\)", answer).group(1)
     with open(ROOT / "results" / study / "report.csv", newline="") as f:
@@ -205,15 +207,21 @@ def test_the_headline_numbers_are_its_reports():
     def rounded(*values) -> tuple:
         return tuple(round(float(v), 1) for v in values)
 
-    table = re.findall(r"^\| `(\w+)` \|.*\| (\d+\.\d) ± (\d+\.\d) \[(\d+\.\d), (\d+\.\d)\] \|$", answer, re.M)
+    table = re.findall(r"^\| `(\w+)` \| `(\w+)` \|.*\| (\d+\.\d) ± (\d+\.\d) \[(\d+\.\d), (\d+\.\d)\] \|$",
+                       answer, re.M)
     assert len(table) >= 3, "the headline table's rows were not found"
-    for method, *numbers in table:
-        r = methods[method]
-        assert tuple(map(float, numbers)) == rounded(r["mean"], r["std"], r["lo"], r["hi"]), method
+    cells = {loss: f"{assigner}_{loss}" for assigner, loss, *_ in table}
+    assert len(cells) == len(table), "a loss named twice: the paragraph's claims would be ambiguous"
+    seeds = int(re.search(r"over (\d+) paired seeds", answer).group(1))
+    for assigner, loss, *numbers in table:
+        r = methods[cells[loss]]
+        assert tuple(map(float, numbers)) == rounded(r["mean"], r["std"], r["lo"], r["hi"]), cells[loss]
+        assert int(r["n"]) == seeds, f"{cells[loss]}: {r['n']} seeds in the report, {seeds} on the front page"
     paragraph = answer.split(table[-1][-1] + "] |\n\n", 1)[1].split("\n\n", 1)[0]
     claims = re.findall(r"(\w+) − (\w+) = ([+−]?\d+\.\d) AP \[([+−]?\d+\.\d), ([+−]?\d+\.\d)\]", paragraph)
     assert len(claims) >= 3, "the paired differences under the table were not found"
-    for a, b, *numbers in claims:
+    for loss_a, loss_b, *numbers in claims:
+        a, b = cells[loss_a], cells[loss_b]
         r, sign = (pairs[a, b], 1) if (a, b) in pairs else (pairs[b, a], -1)
         quoted = tuple(map(_number, numbers))
         mean, lo, hi = sign * float(r["mean"]), sign * float(r["lo"]), sign * float(r["hi"])
