@@ -213,7 +213,7 @@ def test_the_headline_numbers_are_its_reports():
     cells = {loss: f"{assigner}_{loss}" for assigner, loss, *_ in table}
     assert len(cells) == len(table), "a loss named twice: the paragraph's claims would be ambiguous"
     seeds = int(re.search(r"over (\d+) paired seeds", answer).group(1))
-    for assigner, loss, *numbers in table:
+    for _, loss, *numbers in table:
         r = methods[cells[loss]]
         assert tuple(map(float, numbers)) == rounded(r["mean"], r["std"], r["lo"], r["hi"]), cells[loss]
         assert int(r["n"]) == seeds, f"{cells[loss]}: {r['n']} seeds in the report, {seeds} on the front page"
