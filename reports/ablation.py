@@ -75,6 +75,11 @@ class AblationRuns:
     # method -> why it has no final runs (tuned and selected, then left out: a budget's cut)
     left_out: dict[str, str] = dataclasses.field(default_factory=dict)
 
+    @property
+    def ran(self) -> list[str]:
+        """The methods given final runs: ``methods`` less those ``left_out``, in their order."""
+        return [m for m in self.methods if m not in self.left_out]
+
 
 def protocol(study) -> dict:
     """What the report needs of ``study`` (studies.ablation.Study) besides its runs, as its
@@ -219,7 +224,7 @@ def write(a: AblationRuns, out, plots=None) -> Path:
     """report.md and report.csv of ``a`` into ``out``, the plot into ``plots`` (default:
     ``out``/plots, where report.md links it); returns the path of report.md."""
     out = Path(out)
-    methods = [m for m in a.methods if m not in a.left_out]  # those with final runs
+    methods = a.ran
     aps = {m: ap_by_seed(a.final[m]) for m in methods}
     # a pair of runs is one kind of device and precision, start to end (runs before devices were recorded: paired)
     kinds = {m: trained_on_by_seed(a.final[m]) for m in methods}
@@ -317,8 +322,7 @@ def breakdown_section(a: AblationRuns) -> list[str]:
     """Where each method's AP comes from: AP50, AP75, AP by object size and, with more than
     one class, AP per class (eval.json's ``per_category``), as mean ± sample std over its
     finished final runs; "–" where COCOeval had nothing to measure (no object of that size)."""
-    finished = {m: [r for r in a.final[m] if r.status == "finished" and r.eval]
-                for m in a.methods if m not in a.left_out}
+    finished = {m: [r for r in a.final[m] if r.status == "finished" and r.eval] for m in a.ran}
     classes = list(dict.fromkeys(c for rs in finished.values() for r in rs for c in r.eval.get("per_category") or {}))
     classes = classes if len(classes) > 1 else []
 
