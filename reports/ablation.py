@@ -368,7 +368,8 @@ def progress_lines(a: AblationRuns) -> list[str]:
     total = sum(map(len, a.planned.values()))
     return [f"**In progress**: {total - left} of {total} final runs have ended; the numbers here are those "
             "of the finished ones (a rerun of the study's command continues). Still to run: "
-            + "; ".join(f"{m} seeds {', '.join(map(str, s))}" for m, s in waiting.items() if s) + ".", ""]
+            + "; ".join(f"{m} seed{'s' * (len(s) > 1)} {', '.join(map(str, s))}" for m, s in waiting.items() if s)
+            + ".", ""]
 
 
 def _trained_on_cell(run: Run) -> str:

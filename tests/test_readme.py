@@ -55,7 +55,7 @@ def tiny(argv: list[str], tmp_path, n: int) -> tuple[list[str], Path | None]:
     """``argv`` as it runs here in seconds, and the file it must have written (None: none).
 
     train.py: a tiny model on a few small synthetic images for 2 iterations, its run (or sweep)
-    folder under ``tmp_path``. A study driver (tools.ablation, tools.followups) would train for
+    folder under ``tmp_path``, without the error analysis. A study driver (tools.ablation, tools.followups) would train for
     hours: its dry run composes every job's config and estimates its time. The test suite:
     this file collected, not run (this test is part of it). Any other tool runs as written."""
     own_dataset = any(a.startswith("dataset=") for a in argv)  # then the synthetic data's keys do not apply
@@ -65,6 +65,7 @@ def tiny(argv: list[str], tmp_path, n: int) -> tuple[list[str], Path | None]:
     assert python == sys.executable, f"`{shlex.join(argv)}`: not run with the venv's python"
     folder = tmp_path / f"command{n}"
     if args[:1] == ["train.py"]:
+        train.append("~hydra.callbacks.analysis")  # it logs a failure, never fails the command: tests/analysis/
         if "-m" in args:
             return [*argv, *train, f"hydra.sweep.dir={folder}"], folder / "report.md"
         return [*argv, *train, f"hydra.run.dir={folder}"], folder / "eval.json"
@@ -96,7 +97,6 @@ def test_every_front_page_command_runs_with_a_tiny_schedule(tmp_path):
             out = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300)
             assert out.returncode == 0, f"README command `{command}` failed as `{shlex.join(argv)}`:\n{out.stderr[-3000:]}"
             assert writes is None or writes.is_file(), f"`{command}` wrote no {writes}"
-    assert runs >= len(commands)
 
 
 def test_readme_is_a_short_front_page():

@@ -33,7 +33,10 @@ def test_the_results_hold_the_studies():
 
 
 @pytest.mark.parametrize("study", STUDIES)
-def test_every_report_is_made_again_from_its_tables_alone(study, tables):
+def test_every_report_is_made_again_from_its_tables_alone(study, tables, monkeypatch):
+    # check() compares report.md and report.csv only: its plots are drawn, but not encoded and
+    # thrown away (70% of the time: 71 s for the 17 studies, 21 s without); the committed plots: below.
+    monkeypatch.setattr("analysis.plots.save_png", lambda fig, path, **savefig: None)
     assert check(RESULTS, study, tables) == [], f"`python -m tools.results regenerate {study}` changes its report"
 
 

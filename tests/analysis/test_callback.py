@@ -113,9 +113,12 @@ def test_a_single_run_ends_with_its_analysis(single_run, synthetic_cache):
     assert "anchor scores (6 images)" in RunFolder(run_dir).log.read_text()
 
 
-def test_a_tune_multirun_analyzes_the_tuning_images_and_reports_background_errors(tmp_path, synthetic_cache):
+def test_a_tune_multirun_analyzes_the_tuning_images_and_ends_with_its_report(tmp_path, synthetic_cache):
+    """`python train.py -m` with configs/config.yaml's callbacks: each job's analysis, then the
+    sweep's report (reports/callback.py) with its background errors and its loss over anchors."""
     sweep = tmp_path / "multirun"
-    train_py(["-m", *overrides(synthetic_cache), "eval_split=tune", "loss=focal,softmax_bg", f"hydra.sweep.dir={sweep}"])
+    with_losses = [o for o in overrides(synthetic_cache) if not o.startswith("loss_cdf_images=")] + ["loss_cdf_images=2"]
+    logged = train_py(["-m", *with_losses, "eval_split=tune", "loss=focal,softmax_bg", f"hydra.sweep.dir={sweep}"])
     cfg = compose_config(overrides(synthetic_cache))
     train = build.dataset(cfg, "train", augment=False)
     tune = build.tuning_ids(train.image_ids, cfg.tune_fraction, cfg.tune_seed)
@@ -130,6 +133,10 @@ def test_a_tune_multirun_analyzes_the_tuning_images_and_reports_background_error
     section = md.split("## Background errors")[1].split("\n## ")[0]
     assert "| loss=focal | 1 |" in section and "| loss=softmax_bg | 1 |" in section
     assert "not in these numbers" not in section and (sweep / "plots" / "pr_overlay.png").is_file()
+    assert "2 runs in 2 methods: 2 finished." in md and f"sweep report: {sweep / 'report.md'}" in logged
+    section = md.split("### Loss over anchors")[1].split("###")[0]
+    assert "| loss=focal | 0_synthetic_focal |" in section and "not drawn" not in section
+    assert (sweep / "plots" / "loss_cdf.png").is_file()
 
 
 def test_the_ground_truth_of_the_evaluated_images_scores_as_coco_evaluate(coco_gt):

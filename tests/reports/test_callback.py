@@ -1,16 +1,13 @@
-"""The Hydra callback: the report when a multirun ends, errors logged and never raised."""
+"""The Hydra callback: the report when a multirun ends, errors logged and never raised. A real
+`train.py -m` ending in its report: the tune multirun of tests/analysis/test_callback.py."""
 
 import logging
-import os
-import subprocess
-import sys
 
 from hydra.experimental.callback import Callback
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from reports.callback import ReportCallback
-from tests.conftest import ROOT, tiny_overrides
 from tests.sweep_fixtures import make_sweep
 
 TARGET = "reports.callback.ReportCallback"
@@ -58,20 +55,3 @@ def test_a_dry_run_sweep_gets_no_report(tmp_path, caplog):
         ReportCallback().on_multirun_end(config)
     assert not (sweep / "report.md").exists() and "dry run" in caplog.text
 
-
-def test_a_real_multirun_ends_with_its_report(tmp_path, synthetic_cache):
-    """`python train.py -m` with the callback: two tiny jobs, then report.md in the sweep folder."""
-    sweep = tmp_path / "multirun"
-    overrides = [o for o in tiny_overrides(synthetic_cache) if not o.startswith("schedule.max_iters")]
-    cmd = [sys.executable, "train.py", "-m", *overrides, "schedule.max_iters=2", "loss=focal,softmax_bg",
-           f"hydra.sweep.dir={sweep}", f"++hydra.callbacks.report._target_={TARGET}", "loss_cdf_images=2"]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    md = (sweep / "report.md").read_text()
-    assert "2 runs in 2 methods: 2 finished." in md
-    assert "| loss=focal | 1 |" in md and "| loss=softmax_bg | 1 |" in md
-    section = md.split("### Loss over anchors")[1].split("###")[0]
-    assert "| loss=focal | 0_synthetic_focal |" in section and "not drawn" not in section
-    assert (sweep / "plots" / "loss_cdf.png").is_file()
-    assert "sweep report:" in proc.stdout + proc.stderr

@@ -131,16 +131,19 @@ def test_the_dry_run_lists_every_stages_jobs_and_trains_nothing(tmp_path, capsys
     assert not out.exists()  # nothing trained, nothing written
     assert "the CPU was busy" not in printed
 
-    # a later session: one tuning run finished, one stopped midway; only the finished one is left out
+    # a later session: one tuning run finished, one stopped midway; only the finished one is left
+    # out (the tuning stage's dry run alone: the same lines, fewer jobs to compose)
     lrs = study.tune["lr"]
     write_run(study.tune_lr("focal").dir / f"lr{lrs[0]}", ["loss=focal"], 0, "finished", ap=0.3)
     write_run(study.tune_lr("focal").dir / f"lr{lrs[1]}", ["loss=focal"], 0, "interrupted")
     monkeypatch.setattr(os, "getloadavg", lambda: (2.1, 2.0, 1.9))  # and the CPU busy with a study's training
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
-    assert ablation_main(["--out", str(out), "--quick", "--dry-run", f"dataset.cache_dir={synthetic_cache}"]) == total
+    assert ablation_main(["--out", str(out), "--quick", "--dry-run", "--stage", "tune",
+                          f"dataset.cache_dir={synthetic_cache}"]) == tune
     printed = capsys.readouterr().out
+    assert "## stage tune" in printed and "## stage final" not in printed
     assert printed.count("(finished: a rerun skips it)") == 1 and printed.count("skips it") == 1
-    assert f"{total} training/evaluation jobs, 1 of them ended" in printed
+    assert f"{tune} training/evaluation jobs, 1 of them ended" in printed
     assert "the CPU was busy as this began (load average 2.1 on 2 cores)" in printed
 
 
@@ -588,7 +591,7 @@ def test_a_report_of_a_study_still_running_says_which_final_runs_are_missing():
                      controls={}, why_not={}, runs=[], planned={"softmax_bg": [0, 1, 2], "focal": [0, 1, 2]})
     assert progress_lines(a) == [
         "**In progress**: 3 of 6 final runs have ended; the numbers here are those of the finished ones (a rerun "
-        "of the study's command continues). Still to run: softmax_bg seeds 2; focal seeds 1, 2.", ""]
+        "of the study's command continues). Still to run: softmax_bg seed 2; focal seeds 1, 2.", ""]
     a.final["softmax_bg"][2].status = "finished"
     a.final["focal"] += runs((1, "failed"), (2, "finished"))
     assert progress_lines(a) == [] and progress_lines(dataclasses.replace(a, planned={})) == []

@@ -50,11 +50,14 @@ def run_tool(*args):
                           capture_output=True, text=True, timeout=120)
 
 
-def test_writes_eval_json_into_a_new_folder_beside_the_detections(coco_gt, results_file):
+def test_writes_eval_json_into_a_new_folder_beside_the_detections(coco_gt, results_file, capsys):
+    """Through main, in this process (the command line's own start: test_clear_errors)."""
+    from tools.evaluate import main
+
     out = results_file.parent / "evaluate_detections" / "eval.json"
-    proc = run_tool(ANNOTATIONS, results_file)
-    assert proc.returncode == 0, proc.stderr
-    assert sum(line.startswith(" Average ") for line in proc.stdout.splitlines()) == 12
+    main([str(ANNOTATIONS), str(results_file)])
+    printed = capsys.readouterr().out.splitlines()
+    assert sum(line.startswith(" Average ") for line in printed) == 12 and printed[-1] == f"wrote {out}"
     result = json.loads(out.read_text())
     assert [result[k] for k in NAMES] == cocoeval_stats(coco_gt, results_file)
     assert 0.1 < result["AP"] < 0.9
@@ -62,10 +65,11 @@ def test_writes_eval_json_into_a_new_folder_beside_the_detections(coco_gt, resul
 
 
 def test_out_and_image_ids(coco_gt, results_file, tmp_path):
+    from tools.evaluate import main
+
     img_ids = sorted(coco_gt.getImgIds())[:20]
     out = tmp_path / "elsewhere" / "eval.json"
-    proc = run_tool(ANNOTATIONS, results_file, "--out", out.parent, "--image-ids", *img_ids)
-    assert proc.returncode == 0, proc.stderr
+    main([str(ANNOTATIONS), str(results_file), "--out", str(out.parent), "--image-ids", *map(str, img_ids)])
     result = json.loads(out.read_text())
     assert [result[k] for k in NAMES] == cocoeval_stats(coco_gt, results_file, img_ids=img_ids)
 

@@ -11,7 +11,7 @@ from tests.sweep_fixtures import write_run
 from tools import results
 
 
-def test_an_ablation_and_a_study_copying_its_runs_are_written_and_regenerate(tmp_path, capsys):
+def test_an_ablation_and_a_study_copying_its_runs_are_written_and_regenerate(tmp_path, capsys, monkeypatch):
     study = Study(tmp_path / "ablation")
     study.selection_file.parent.mkdir(parents=True)
     study.selection_file.write_text(yaml.safe_dump({"chosen": {m: {"optim.lr": 0.1} for m in study.methods}}))
@@ -49,6 +49,8 @@ def test_an_ablation_and_a_study_copying_its_runs_are_written_and_regenerate(tmp
     assert (out / "alpha_sweep" / "plots" / "ap.png").is_file() and (out / "bg_ablation" / "plots" / "ap_curve.png").is_file()
 
     capsys.readouterr()
+    # from here on the reports' text is what counts: plots drawn, not encoded
+    monkeypatch.setattr("analysis.plots.save_png", lambda fig, path, **savefig: None)
     assert results.main(["regenerate", "--check", "--results", str(out)]) == 0
     assert "2 studies: every report is its tables' report" in capsys.readouterr().out
     report = out / "alpha_sweep" / "report.md"
