@@ -55,9 +55,10 @@ def tiny(argv: list[str], tmp_path, n: int) -> tuple[list[str], Path | None]:
     """``argv`` as it runs here in seconds, and the file it must have written (None: none).
 
     train.py: a tiny model on a few small synthetic images for 2 iterations, its run (or sweep)
-    folder under ``tmp_path``, without the error analysis. A study driver (tools.ablation, tools.followups) would train for
-    hours: its dry run composes every job's config and estimates its time. The test suite:
-    this file collected, not run (this test is part of it). Any other tool runs as written."""
+    folder under ``tmp_path``, without the error analysis. A study driver (tools.ablation,
+    tools.followups) would train for hours: its dry run composes every job's config and
+    estimates its time. The test suite: this file collected, not run (this test is part of it).
+    Any other tool runs as written."""
     own_dataset = any(a.startswith("dataset=") for a in argv)  # then the synthetic data's keys do not apply
     train = [o for o in tiny_overrides(tmp_path / "data") if not (own_dataset and o.startswith("dataset."))]
     train += ["schedule.max_iters=2", "schedule.warmup_iters=1"]

@@ -11,6 +11,7 @@ from PIL import Image
 from detection.run_folder import ROOT
 from reports.runs import RESULTS
 from reports.table_io import KINDS, RUNS, Tables, read_csv, read_meta
+from tests.conftest import plots_drawn_not_encoded
 from tools.results import check, studies
 
 STUDIES = studies(RESULTS)
@@ -34,9 +35,7 @@ def test_the_results_hold_the_studies():
 
 @pytest.mark.parametrize("study", STUDIES)
 def test_every_report_is_made_again_from_its_tables_alone(study, tables, monkeypatch):
-    # check() compares report.md and report.csv only: its plots are drawn, but not encoded and
-    # thrown away (70% of the time: 71 s for the 17 studies, 21 s without); the committed plots: below.
-    monkeypatch.setattr("analysis.plots.save_png", lambda fig, path, **savefig: None)
+    plots_drawn_not_encoded(monkeypatch)  # check() compares report.md and report.csv; the committed plots: below
     assert check(RESULTS, study, tables) == [], f"`python -m tools.results regenerate {study}` changes its report"
 
 

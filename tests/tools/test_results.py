@@ -6,7 +6,7 @@ import yaml
 
 from reports.table_io import RECORDS, RUNS, read_csv, read_meta
 from studies.ablation import Study
-from tests.conftest import ROOT
+from tests.conftest import ROOT, plots_drawn_not_encoded
 from tests.sweep_fixtures import write_run
 from tools import results
 
@@ -49,8 +49,7 @@ def test_an_ablation_and_a_study_copying_its_runs_are_written_and_regenerate(tmp
     assert (out / "alpha_sweep" / "plots" / "ap.png").is_file() and (out / "bg_ablation" / "plots" / "ap_curve.png").is_file()
 
     capsys.readouterr()
-    # from here on the reports' text is what counts: plots drawn, not encoded
-    monkeypatch.setattr("analysis.plots.save_png", lambda fig, path, **savefig: None)
+    plots_drawn_not_encoded(monkeypatch)  # from here on the reports' text is compared
     assert results.main(["regenerate", "--check", "--results", str(out)]) == 0
     assert "2 studies: every report is its tables' report" in capsys.readouterr().out
     report = out / "alpha_sweep" / "report.md"
