@@ -377,9 +377,10 @@ def run_stage(study: Study, stage: str) -> None:
         raise ValueError("the report stage is tools.ablation's (reports.ablation.write_report)")
     else:
         for sweep in stage_sweeps(study, stage, dry=False):
-            if missing := sweep.missing():
+            if (missing := sweep.missing()) and not sweep.settled():
                 # Final runs copied as records (tools.records) have no checkpoints: the other
-                # controls still run, and the report says why this one did not.
+                # controls still run, and the report says why this one did not. A control that
+                # ran before they were copied (its records restored with them) has nothing to do.
                 print(f"warning: skipping {sweep.label}: {len(missing)} of the {len(sweep.reads)} files it reads "
                       f"are not here (first: {missing[0]}): the final runs have not run yet, or were copied as "
                       "records, without checkpoints", file=sys.stderr)
