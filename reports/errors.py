@@ -162,9 +162,16 @@ def errors_summary(groups: dict[str, list[Run]]) -> dict[str, dict]:
         row["hist"] = ({"edges": hists[0]["edges"], "fg": [sum(c) for c in zip(*(h["fg"] for h in hists))],
                         "bg": [sum(c) for c in zip(*(h["bg"] for h in hists))], "n": len(hists),
                         "score_thresh": hists[0]["score_thresh"]}
-                       if hists and all(h["edges"] == hists[0]["edges"] for h in hists) else None)
+                       if hists and all(same_edges(h["edges"], hists[0]["edges"]) for h in hists) else None)
         out[label] = row
     return out
+
+
+def same_edges(a: list[float], b: list[float]) -> bool:
+    """Whether two histograms' bin edges are the same bins. Compared to 1e-9, not exactly: the
+    edges (``np.logspace``) differ in the last bit between CPUs (1e-05 on one, 9.999999999999999e-06
+    on another), and a study's runs come from several machines."""
+    return len(a) == len(b) and all(math.isclose(x, y, rel_tol=1e-9, abs_tol=1e-12) for x, y in zip(a, b))
 
 
 def _mean_bkg_curve(curves: list[dict]) -> tuple[dict | None, int]:

@@ -15,10 +15,11 @@ import json
 import math
 import shutil
 
+import numpy as np
 import pytest
 
 from analysis.anchor_scores import EDGES
-from reports.errors import errors_section, errors_summary
+from reports.errors import errors_section, errors_summary, same_edges
 from reports.runs import groups_of, load_runs
 from reports.sweep import write_report
 from tests.sweep_fixtures import make_sweep
@@ -166,3 +167,15 @@ def test_where_every_run_reaches_recall_08_the_cost_is_read_there_alone(sweep, t
     assert header.count("at recall") == 1 and "at recall 0.8 |" in header and "stops short" not in section
     assert "| loss=focal | 1 | 1.50 | 3.00 | 0.50 | 0.10 | 0.50 | 4.00 |" in section
     assert {r["recall"] for r in errors_summary(groups).values()} == {0.8}
+
+
+def test_histograms_from_two_cpus_are_summed_though_their_edges_differ_in_the_last_bit(sweep):
+    """np.logspace's edges differ in the last bit between CPUs (found: 1e-05 on one AMD EPYC,
+    9.999999999999999e-06 on another machine): a cell whose seeds ran on both lost its plot."""
+    scores = sweep / "1_synthetic_softmax_bg" / "analysis" / "anchor_scores.json"
+    other = [float(np.nextafter(e, 1.0)) for e in EDGES]
+    scores.write_text(json.dumps({**json.loads(scores.read_text()), "edges": other}))
+    sm = next(iter(errors_summary(groups_of(load_runs(sweep)[0])).values()))
+    assert sm["hist"]["n"] == 3 and sm["hist"]["bg"] == [60] * 61
+    assert other != list(EDGES) and same_edges(other, list(EDGES))
+    assert not same_edges(list(EDGES[:-1]), list(EDGES)) and not same_edges([2 * e for e in EDGES], list(EDGES))
